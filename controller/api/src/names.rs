@@ -1,0 +1,67 @@
+//! Northbound names and `external_ids` ownership keys.
+//!
+//! Names are chosen so `ovn-nbctl show` tells an operator what a row is
+//! without a lookup table (see the architecture's naming table); the owner
+//! keys let stale rows be found by query rather than by memory.
+
+/// The one distributed router that joins every node's switch.
+pub const CLUSTER_ROUTER: &str = "cluster-router";
+
+/// `external_ids` key naming the kind of Kubernetes object that owns a row.
+pub const OWNER_KIND: &str = "switchyard.io/owner-kind";
+/// `external_ids` key naming the owner: `namespace/name`, or the name for
+/// cluster-scoped objects.
+pub const OWNER: &str = "switchyard.io/owner";
+/// `external_ids` key holding the owning pod's UID on pod ports.
+pub const POD_UID: &str = "switchyard.io/pod-uid";
+/// `external_ids` key naming the node a row belongs to.
+pub const NODE: &str = "switchyard.io/node";
+
+/// Owner kinds written under [`OWNER_KIND`].
+pub const KIND_POD: &str = "Pod";
+pub const KIND_NODE: &str = "Node";
+pub const KIND_CLUSTER: &str = "Cluster";
+
+/// The logical switch that holds a node's pods.
+pub fn node_switch(node: &str) -> String {
+    format!("node-{node}")
+}
+
+/// The router side of the link between `cluster-router` and a node switch.
+pub fn router_port(node: &str) -> String {
+    format!("rtos-{node}")
+}
+
+/// The switch side of the link between `cluster-router` and a node switch.
+pub fn switch_router_port(node: &str) -> String {
+    format!("stor-{node}")
+}
+
+/// The management port through which a node's host reaches pods.
+pub fn mgmt_port(node: &str) -> String {
+    format!("mgmt-{node}")
+}
+
+/// A pod's logical switch port name, which is also the OVS `iface-id`.
+pub fn pod_port(namespace: &str, name: &str) -> String {
+    format!("{namespace}_{name}")
+}
+
+/// The Linux name of the management interface on a node's host; OVS internal
+/// port names are limited to 15 bytes, so it is fixed rather than derived.
+pub const MGMT_INTERFACE: &str = "sy-mgmt0";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_naming_table() {
+        assert_eq!(node_switch("kind-worker"), "node-kind-worker");
+        assert_eq!(router_port("a"), "rtos-a");
+        assert_eq!(switch_router_port("a"), "stor-a");
+        assert_eq!(mgmt_port("a"), "mgmt-a");
+        assert_eq!(pod_port("default", "web-0"), "default_web-0");
+        assert!(MGMT_INTERFACE.len() <= 15);
+    }
+}
