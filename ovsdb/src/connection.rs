@@ -1,0 +1,354 @@
+//! One live JSON-RPC 1.0 session with an OVSDB server.
+//!
+//! `jsonrpsee` and friends speak JSON-RPC 2.0, which ovsdb-server rejects by
+//! dropping the connection, and cannot answer the server's own `echo`
+//! requests; hence this small layer. A reader task owns the inbound half:
+//! it answers `echo`, routes replies to the pending-call table, applies
+//! monitor replies and notifications to their replicas in arrival order, and
+//! runs the inactivity probe. A writer task owns the outbound half. When
+//! either fails, every pending call fails with [`Error::Disconnected`] and
+//! the client's reconnect loop takes over.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value as Json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::error::{Error, Result};
+use crate::replica::{MonitorKind, ReplicaShared};
+use crate::transport::BoxStream;
+
+static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
+
+struct Pending {
+    method: String,
+    reply: oneshot::Sender<Result<Json>>,
+    /// For monitor requests: the replica the reply is applied to, before
+    /// any later notification is.
+    monitor: Option<(Arc<ReplicaShared>, MonitorKind)>,
+}
+
+pub(crate) struct Connection {
+    pub(crate) id: u64,
+    pub(crate) remote: String,
+    out: mpsc::UnboundedSender<Vec<u8>>,
+    pending: Mutex<HashMap<u64, Pending>>,
+    next_id: AtomicU64,
+    monitors: Mutex<HashMap<String, Arc<ReplicaShared>>>,
+    closed: CancellationToken,
+    close_reason: Mutex<Option<String>>,
+}
+
+pub(crate) struct Options {
+    pub max_message_size: usize,
+    pub inactivity_probe: Option<Duration>,
+}
+
+impl Connection {
+    pub(crate) fn spawn(stream: BoxStream, remote: String, opts: Options) -> Arc<Connection> {
+        let (rd, wr) = tokio::io::split(stream);
+        let (out, rx) = mpsc::unbounded_channel();
+        let conn = Arc::new(Connection {
+            id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),
+            remote,
+            out,
+            pending: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            monitors: Mutex::new(HashMap::new()),
+            closed: CancellationToken::new(),
+            close_reason: Mutex::new(None),
+        });
+        tokio::spawn(writer(wr, rx, conn.clone()));
+        tokio::spawn(reader(rd, conn.clone(), opts));
+        conn
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.is_cancelled()
+    }
+
+    pub(crate) async fn closed(&self) {
+        self.closed.cancelled().await
+    }
+
+    pub(crate) fn close(&self, reason: &str) {
+        if !self.closed.is_cancelled() {
+            lock(&self.close_reason).get_or_insert_with(|| reason.to_string());
+            self.closed.cancel();
+        }
+    }
+
+    pub(crate) fn close_reason(&self) -> Option<String> {
+        lock(&self.close_reason).clone()
+    }
+
+    /// Sends a request and waits for its reply.
+    pub(crate) async fn call(&self, method: &str, params: Json) -> Result<Json> {
+        self.call_inner(method, params, None).await
+    }
+
+    /// Starts a monitor; its reply is applied to `replica` by the reader.
+    pub(crate) async fn call_monitor(
+        &self,
+        method: &str,
+        params: Json,
+        replica: Arc<ReplicaShared>,
+        kind: MonitorKind,
+    ) -> Result<Json> {
+        lock(&self.monitors).insert(replica.id.clone(), replica.clone());
+        let r = self
+            .call_inner(method, params, Some((replica.clone(), kind)))
+            .await;
+        if r.is_err() {
+            lock(&self.monitors).remove(&replica.id);
+        }
+        r
+    }
+
+    pub(crate) fn forget_monitor(&self, id: &str) {
+        lock(&self.monitors).remove(id);
+    }
+
+    async fn call_inner(
+        &self,
+        method: &str,
+        params: Json,
+        monitor: Option<(Arc<ReplicaShared>, MonitorKind)>,
+    ) -> Result<Json> {
+        let (tx, rx) = oneshot::channel();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let bytes = serde_json::to_vec(&json!({"id": id, "method": method, "params": params}))
+            .map_err(|e| Error::protocol(format!("encoding {method}: {e}")))?;
+        {
+            let mut pending = lock(&self.pending);
+            if self.is_closed() {
+                return Err(Error::Disconnected);
+            }
+            pending.insert(
+                id,
+                Pending {
+                    method: method.to_string(),
+                    reply: tx,
+                    monitor,
+                },
+            );
+        }
+        if self.out.send(bytes).is_err() {
+            lock(&self.pending).remove(&id);
+            return Err(Error::Disconnected);
+        }
+        rx.await.unwrap_or(Err(Error::Disconnected))
+    }
+
+    fn send_raw(&self, msg: &Json) {
+        if let Ok(bytes) = serde_json::to_vec(msg) {
+            let _ = self.out.send(bytes);
+        }
+    }
+
+    fn fail_all(&self) {
+        let drained: Vec<Pending> = lock(&self.pending).drain().map(|(_, p)| p).collect();
+        for p in drained {
+            let _ = p.reply.send(Err(Error::Disconnected));
+        }
+        lock(&self.monitors).clear();
+    }
+
+    /// Handles one inbound message. An error closes the connection.
+    fn handle(&self, msg: Json) -> Result<()> {
+        let obj = msg
+            .as_object()
+            .ok_or_else(|| Error::protocol("message is not a JSON object"))?;
+        if let Some(method) = obj.get("method") {
+            let method = method
+                .as_str()
+                .ok_or_else(|| Error::protocol("method is not a string"))?;
+            let id = obj.get("id").cloned().unwrap_or(Json::Null);
+            let params = obj
+                .get("params")
+                .and_then(Json::as_array)
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
+            return self.handle_request(method, id, params);
+        }
+        let id = obj
+            .get("id")
+            .ok_or_else(|| Error::protocol("message has neither method nor id"))?;
+        let Some(id) = id.as_u64() else {
+            // Not one of ours (we only send integer ids): a confused or
+            // hostile server. Dropping it keeps the session usable.
+            warn!(remote = %self.remote, %id, "reply with an id this client never sent; ignored");
+            return Ok(());
+        };
+        let Some(p) = lock(&self.pending).remove(&id) else {
+            warn!(remote = %self.remote, id, "reply to no pending request; ignored");
+            return Ok(());
+        };
+        let error = obj.get("error").filter(|e| !e.is_null());
+        let outcome = match error {
+            Some(e) => Err(Error::Rpc {
+                method: p.method.clone(),
+                error: rpc_error_text(e),
+            }),
+            None => {
+                let result = obj.get("result").cloned().unwrap_or(Json::Null);
+                match &p.monitor {
+                    Some((replica, kind)) => match replica.apply_monitor_reply(*kind, &result) {
+                        Ok(()) => Ok(result),
+                        Err(e) => {
+                            let _ = p.reply.send(Err(Error::protocol(e.to_string())));
+                            return Err(e);
+                        }
+                    },
+                    None => Ok(result),
+                }
+            }
+        };
+        let _ = p.reply.send(outcome);
+        Ok(())
+    }
+
+    fn handle_request(&self, method: &str, id: Json, params: &[Json]) -> Result<()> {
+        match method {
+            "echo" => {
+                self.send_raw(&json!({"id": id, "result": params, "error": null}));
+                Ok(())
+            }
+            "update2" | "update3" => {
+                let mon_id = params
+                    .first()
+                    .map(monitor_id_text)
+                    .ok_or_else(|| Error::protocol(format!("{method} without a monitor id")))?;
+                let replica = lock(&self.monitors).get(&mon_id).cloned();
+                match replica {
+                    Some(r) => r.apply_notification(method, params),
+                    None => {
+                        debug!(remote = %self.remote, monitor = %mon_id, "update for an unknown monitor; ignored");
+                        Ok(())
+                    }
+                }
+            }
+            "locked" | "stolen" | "update" => Ok(()),
+            other => {
+                if !id.is_null() {
+                    self.send_raw(&json!({"id": id, "result": null, "error": "unknown method"}));
+                }
+                debug!(remote = %self.remote, method = other, "unknown request from server");
+                Ok(())
+            }
+        }
+    }
+}
+
+fn monitor_id_text(j: &Json) -> String {
+    match j {
+        Json::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn rpc_error_text(e: &Json) -> String {
+    match e {
+        Json::String(s) => s.clone(),
+        Json::Object(o) => {
+            let err = o.get("error").and_then(Json::as_str).unwrap_or("error");
+            match o.get("details").and_then(Json::as_str) {
+                Some(d) => format!("{err}: {d}"),
+                None => err.to_string(),
+            }
+        }
+        other => other.to_string(),
+    }
+}
+
+async fn writer(
+    mut wr: WriteHalf<BoxStream>,
+    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    conn: Arc<Connection>,
+) {
+    loop {
+        tokio::select! {
+            _ = conn.closed.cancelled() => break,
+            msg = rx.recv() => {
+                let Some(msg) = msg else { break };
+                if let Err(e) = wr.write_all(&msg).await {
+                    conn.close(&format!("write failed: {e}"));
+                    break;
+                }
+            }
+        }
+    }
+    let _ = wr.shutdown().await;
+}
+
+async fn reader(mut rd: ReadHalf<BoxStream>, conn: Arc<Connection>, opts: Options) {
+    let mut framer = crate::framing::Framer::new(opts.max_message_size);
+    let mut last_rx = Instant::now();
+    let probe = opts.inactivity_probe;
+    let tick = probe.map(|p| p / 2).unwrap_or(Duration::from_secs(3600));
+    let mut ticker = tokio::time::interval(tick);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut probe_sent = false;
+    let reason = loop {
+        tokio::select! {
+            _ = conn.closed.cancelled() => break None,
+            _ = ticker.tick() => {
+                if let Some(p) = probe {
+                    let idle = last_rx.elapsed();
+                    if idle >= p * 2 {
+                        break Some(format!("no message for {idle:?}: inactivity probe unanswered"));
+                    }
+                    if idle >= p && !probe_sent {
+                        probe_sent = true;
+                        let c = conn.clone();
+                        tokio::spawn(async move { let _ = c.call("echo", json!([])).await; });
+                    }
+                }
+            }
+            n = rd.read_buf(framer.buffer()) => {
+                match n {
+                    Ok(0) => break Some("connection closed by the server".to_string()),
+                    Err(e) => break Some(format!("read failed: {e}")),
+                    Ok(_) => {
+                        last_rx = Instant::now();
+                        probe_sent = false;
+                        let mut failure = None;
+                        loop {
+                            match framer.next_message() {
+                                Ok(Some(msg)) => {
+                                    if let Err(e) = conn.handle(msg) {
+                                        failure = Some(e.to_string());
+                                        break;
+                                    }
+                                }
+                                Ok(None) => break,
+                                Err(e) => {
+                                    failure = Some(e.to_string());
+                                    break;
+                                }
+                            }
+                        }
+                        if failure.is_some() {
+                            break failure;
+                        }
+                    }
+                }
+            }
+        }
+    };
+    if let Some(r) = reason {
+        warn!(remote = %conn.remote, reason = %r, "OVSDB connection closed");
+        conn.close(&r);
+    }
+    conn.fail_all();
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -1,0 +1,689 @@
+//! A local replica of monitored tables, kept current by `update2`/`update3`
+//! notifications, with secondary indexes and a stream of changes.
+//!
+//! Updates are applied on the connection's reader task, in the order the
+//! server sent them, before the reply that started the monitor is handed to
+//! the caller; so a consumer never sees an update before the state it
+//! applies to. After a reconnect the replica resumes with
+//! `monitor_cond_since`; when the server cannot resume, the fresh state is
+//! diffed against the old one and consumers get exactly the differences,
+//! marked `resync`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use serde_json::{json, Map, Value as Json};
+use tokio::sync::{broadcast, watch};
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+use crate::schema::{ColumnType, Schema};
+use crate::transaction::{where_json, Condition};
+use crate::value::{Atom, Row, Value};
+
+/// What to monitor: tables, their columns and conditions, and the
+/// secondary indexes to keep.
+#[derive(Clone, Debug, Default)]
+pub struct MonitorSpec {
+    pub(crate) db: String,
+    pub(crate) tables: BTreeMap<String, TableSpec>,
+    pub(crate) external_id_indexes: Vec<(String, String)>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct TableSpec {
+    columns: Option<Vec<String>>,
+    conditions: Option<Vec<Condition>>,
+}
+
+impl MonitorSpec {
+    pub fn new(db: impl Into<String>) -> MonitorSpec {
+        MonitorSpec {
+            db: db.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Monitors `table`, all columns when `columns` is `None`.
+    pub fn table(mut self, table: &str, columns: Option<Vec<String>>) -> MonitorSpec {
+        self.tables.entry(table.to_string()).or_default().columns = columns;
+        self
+    }
+
+    /// Only rows matching all `conditions` are replicated.
+    pub fn condition(mut self, table: &str, conditions: Vec<Condition>) -> MonitorSpec {
+        self.tables.entry(table.to_string()).or_default().conditions = Some(conditions);
+        self
+    }
+
+    /// Keeps an index of `table` by `external_ids:key`.
+    pub fn index_external_id(mut self, table: &str, key: &str) -> MonitorSpec {
+        self.external_id_indexes
+            .push((table.to_string(), key.to_string()));
+        self
+    }
+
+    pub fn database(&self) -> &str {
+        &self.db
+    }
+
+    pub(crate) fn requests(&self, conditions: &BTreeMap<String, Vec<Condition>>) -> Json {
+        let mut m = Map::new();
+        for (table, spec) in &self.tables {
+            let mut req = Map::new();
+            if let Some(cols) = &spec.columns {
+                req.insert("columns".into(), json!(cols));
+            }
+            if let Some(conds) = conditions.get(table) {
+                req.insert("where".into(), where_json(conds));
+            }
+            m.insert(table.clone(), json!([Json::Object(req)]));
+        }
+        Json::Object(m)
+    }
+}
+
+/// One row's change. `old` is absent for an insert, `new` for a delete.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Change {
+    pub table: String,
+    pub uuid: Uuid,
+    pub old: Option<Row>,
+    pub new: Option<Row>,
+}
+
+/// The changes of one server update (usually one transaction).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Update {
+    pub changes: Vec<Change>,
+    /// The replica was rebuilt from a full copy after a reconnect.
+    pub resync: bool,
+}
+
+/// The rows of one table plus its indexes.
+#[derive(Clone, Debug, Default)]
+pub struct TableData {
+    rows: HashMap<Uuid, Row>,
+    by_name: HashMap<String, BTreeSet<Uuid>>,
+    by_external_id: HashMap<String, HashMap<String, BTreeSet<Uuid>>>,
+}
+
+impl TableData {
+    fn with_indexes(keys: &[String]) -> TableData {
+        let mut t = TableData::default();
+        for k in keys {
+            t.by_external_id.insert(k.clone(), HashMap::new());
+        }
+        t
+    }
+
+    pub fn get(&self, uuid: &Uuid) -> Option<&Row> {
+        self.rows.get(uuid)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&Uuid, &Row)> {
+        self.rows.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// A row whose `name` column is `name` (the lowest UUID when several are).
+    pub fn by_name(&self, name: &str) -> Option<(Uuid, &Row)> {
+        let u = *self.by_name.get(name)?.iter().next()?;
+        self.rows.get(&u).map(|r| (u, r))
+    }
+
+    /// Every row whose `name` column is `name`.
+    pub fn all_by_name(&self, name: &str) -> Vec<Uuid> {
+        self.by_name
+            .get(name)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Rows with `external_ids:key = value`; `key` must have been indexed
+    /// in the [`MonitorSpec`], else this scans.
+    pub fn by_external_id(&self, key: &str, value: &str) -> Vec<Uuid> {
+        match self.by_external_id.get(key) {
+            Some(idx) => idx
+                .get(value)
+                .map(|s| s.iter().copied().collect())
+                .unwrap_or_default(),
+            None => {
+                let mut v: Vec<Uuid> = self
+                    .rows
+                    .iter()
+                    .filter(|(_, r)| r.map_get("external_ids", key) == Some(value))
+                    .map(|(u, _)| *u)
+                    .collect();
+                v.sort();
+                v
+            }
+        }
+    }
+
+    fn insert(&mut self, uuid: Uuid, row: Row) {
+        self.remove(&uuid);
+        if let Some(n) = row.str("name") {
+            self.by_name.entry(n.to_string()).or_default().insert(uuid);
+        }
+        for (key, idx) in self.by_external_id.iter_mut() {
+            if let Some(v) = row.map_get("external_ids", key) {
+                idx.entry(v.to_string()).or_default().insert(uuid);
+            }
+        }
+        self.rows.insert(uuid, row);
+    }
+
+    fn remove(&mut self, uuid: &Uuid) -> Option<Row> {
+        let row = self.rows.remove(uuid)?;
+        if let Some(n) = row.str("name") {
+            if let Some(s) = self.by_name.get_mut(n) {
+                s.remove(uuid);
+                if s.is_empty() {
+                    self.by_name.remove(n);
+                }
+            }
+        }
+        for (key, idx) in self.by_external_id.iter_mut() {
+            if let Some(v) = row.map_get("external_ids", key) {
+                if let Some(s) = idx.get_mut(v) {
+                    s.remove(uuid);
+                    if s.is_empty() {
+                        idx.remove(v);
+                    }
+                }
+            }
+        }
+        Some(row)
+    }
+}
+
+/// The replicated tables.
+#[derive(Debug, Default)]
+pub struct ReplicaDb {
+    tables: BTreeMap<String, TableData>,
+    empty: TableData,
+}
+
+impl ReplicaDb {
+    /// A table's rows; empty when the table is not monitored.
+    pub fn table(&self, name: &str) -> &TableData {
+        self.tables.get(name).unwrap_or(&self.empty)
+    }
+}
+
+/// How the monitor was started on the current connection, which decides
+/// the shape of its reply and notifications.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum MonitorKind {
+    /// `monitor_cond_since`: reply `[found, last-txn-id, updates2]`, notifications `update3`.
+    Since,
+    /// `monitor_cond`: reply `updates2` (a full copy), notifications `update2`.
+    Cond,
+}
+
+/// State shared between the replica handles and the connection that feeds it.
+#[derive(Debug)]
+pub(crate) struct ReplicaShared {
+    pub(crate) id: String,
+    pub(crate) spec: MonitorSpec,
+    schema: Arc<Schema>,
+    db: RwLock<ReplicaDb>,
+    pub(crate) conditions: Mutex<BTreeMap<String, Vec<Condition>>>,
+    last_txn_id: Mutex<Option<Uuid>>,
+    updates: broadcast::Sender<Arc<Update>>,
+    version: watch::Sender<u64>,
+    /// Id of the connection the monitor is established on, if any.
+    pub(crate) subscribed_on: Mutex<Option<u64>>,
+    /// Serialises subscription attempts from the caller and the reconnect loop.
+    pub(crate) subscribing: tokio::sync::Mutex<()>,
+}
+
+impl ReplicaShared {
+    pub(crate) fn new(id: String, spec: MonitorSpec, schema: Arc<Schema>) -> Result<ReplicaShared> {
+        let mut tables = BTreeMap::new();
+        let mut conditions = BTreeMap::new();
+        for (name, t) in &spec.tables {
+            if schema.table(name).is_none() {
+                return Err(Error::Schema(format!(
+                    "database {} has no table {name}",
+                    spec.db
+                )));
+            }
+            let keys: Vec<String> = spec
+                .external_id_indexes
+                .iter()
+                .filter(|(tab, _)| tab == name)
+                .map(|(_, k)| k.clone())
+                .collect();
+            tables.insert(name.clone(), TableData::with_indexes(&keys));
+            if let Some(c) = &t.conditions {
+                conditions.insert(name.clone(), c.clone());
+            }
+        }
+        let (updates, _) = broadcast::channel(4096);
+        let (version, _) = watch::channel(0);
+        Ok(ReplicaShared {
+            id,
+            spec,
+            schema,
+            db: RwLock::new(ReplicaDb {
+                tables,
+                empty: TableData::default(),
+            }),
+            conditions: Mutex::new(conditions),
+            last_txn_id: Mutex::new(None),
+            updates,
+            version,
+            subscribed_on: Mutex::new(None),
+            subscribing: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    pub(crate) fn last_txn_id(&self) -> Option<Uuid> {
+        *lock(&self.last_txn_id)
+    }
+
+    fn set_last_txn_id(&self, j: &Json) {
+        if let Some(u) = j.as_str().and_then(|s| Uuid::parse_str(s).ok()) {
+            if !u.is_nil() {
+                *lock(&self.last_txn_id) = Some(u);
+            }
+        }
+    }
+
+    pub(crate) fn monitor_params(&self, kind: MonitorKind) -> Json {
+        let requests = self.spec.requests(&lock(&self.conditions));
+        match kind {
+            MonitorKind::Since => {
+                let last = self.last_txn_id().unwrap_or(Uuid::nil()).to_string();
+                json!([self.spec.db, self.id, requests, last])
+            }
+            MonitorKind::Cond => json!([self.spec.db, self.id, requests]),
+        }
+    }
+
+    /// Applies the reply to `monitor_cond_since` or `monitor_cond`.
+    pub(crate) fn apply_monitor_reply(&self, kind: MonitorKind, result: &Json) -> Result<()> {
+        match kind {
+            MonitorKind::Since => {
+                let arr = result.as_array().filter(|a| a.len() == 3).ok_or_else(|| {
+                    Error::protocol("monitor_cond_since reply is not [found, id, updates]")
+                })?;
+                let found = arr[0]
+                    .as_bool()
+                    .ok_or_else(|| Error::protocol("monitor_cond_since: found is not a boolean"))?;
+                let had_state = self.last_txn_id().is_some();
+                self.set_last_txn_id(&arr[1]);
+                if found && had_state {
+                    self.apply_updates2(&arr[2])
+                } else {
+                    self.replace_all(&arr[2])
+                }
+            }
+            MonitorKind::Cond => self.replace_all(result),
+        }
+    }
+
+    /// Applies an `update2` or `update3` notification's parameters.
+    pub(crate) fn apply_notification(&self, method: &str, params: &[Json]) -> Result<()> {
+        match (method, params) {
+            ("update3", [_, txn, updates]) => {
+                self.apply_updates2(updates)?;
+                self.set_last_txn_id(txn);
+                Ok(())
+            }
+            ("update2", [_, updates]) => self.apply_updates2(updates),
+            _ => Err(Error::protocol(format!("malformed {method} notification"))),
+        }
+    }
+
+    fn column_type(&self, table: &str, column: &str) -> Option<&ColumnType> {
+        self.schema.column(table, column).map(|c| &c.kind)
+    }
+
+    /// Parses `<table-updates2>` into per-row operations without touching
+    /// the replica, so a malformed update changes nothing.
+    fn parse_updates2(&self, j: &Json) -> Result<Vec<(String, Uuid, RowOp)>> {
+        let tables = j
+            .as_object()
+            .ok_or_else(|| Error::protocol("table-updates is not an object"))?;
+        let mut out = Vec::new();
+        for (table, rows) in tables {
+            let rows = rows
+                .as_object()
+                .ok_or_else(|| Error::protocol(format!("updates for {table} are not an object")))?;
+            for (uuid, upd) in rows {
+                let uuid = Uuid::parse_str(uuid)
+                    .map_err(|_| Error::protocol(format!("bad row uuid {uuid:?}")))?;
+                let upd = upd
+                    .as_object()
+                    .filter(|o| o.len() == 1)
+                    .ok_or_else(|| Error::protocol(format!("bad row update for {uuid}")))?;
+                let op = match upd.iter().next() {
+                    Some((k, v)) if k == "initial" || k == "insert" => {
+                        RowOp::Insert(Row::from_json(v)?)
+                    }
+                    Some((k, v)) if k == "modify" => RowOp::Modify(Row::from_json(v)?),
+                    Some((k, _)) if k == "delete" => RowOp::Delete,
+                    _ => return Err(Error::protocol(format!("bad row update for {uuid}"))),
+                };
+                out.push((table.clone(), uuid, op));
+            }
+        }
+        Ok(out)
+    }
+
+    fn apply_updates2(&self, j: &Json) -> Result<()> {
+        let ops = self.parse_updates2(j)?;
+        let mut changes = Vec::with_capacity(ops.len());
+        {
+            let mut db = write(&self.db);
+            for (table, uuid, op) in ops {
+                let Some(t) = db.tables.get_mut(&table) else {
+                    continue;
+                };
+                let old = t.rows.get(&uuid).cloned();
+                let new = match op {
+                    RowOp::Insert(mut row) => {
+                        row.set("_uuid", uuid);
+                        Some(row)
+                    }
+                    RowOp::Delete => None,
+                    RowOp::Modify(diff) => {
+                        let mut row = old
+                            .clone()
+                            .unwrap_or_else(|| Row::new().with("_uuid", uuid));
+                        for (col, d) in diff {
+                            let merged = match (row.get(&col), self.column_type(&table, &col)) {
+                                (Some(cur), Some(ty)) => apply_diff(cur, d, ty),
+                                _ => d,
+                            };
+                            row.set(col, merged);
+                        }
+                        Some(row)
+                    }
+                };
+                match &new {
+                    Some(r) => t.insert(uuid, r.clone()),
+                    None => {
+                        t.remove(&uuid);
+                    }
+                }
+                if old.is_some() || new.is_some() {
+                    changes.push(Change {
+                        table,
+                        uuid,
+                        old,
+                        new,
+                    });
+                }
+            }
+        }
+        self.publish(changes, false);
+        Ok(())
+    }
+
+    /// Replaces the whole replica with a full copy and reports the difference.
+    fn replace_all(&self, j: &Json) -> Result<()> {
+        let ops = self.parse_updates2(j)?;
+        let mut fresh: BTreeMap<String, HashMap<Uuid, Row>> = BTreeMap::new();
+        for (table, uuid, op) in ops {
+            if let RowOp::Insert(mut row) = op {
+                row.set("_uuid", uuid);
+                fresh.entry(table).or_default().insert(uuid, row);
+            }
+        }
+        let mut changes = Vec::new();
+        {
+            let mut db = write(&self.db);
+            for (name, t) in db.tables.iter_mut() {
+                let mut new_rows = fresh.remove(name).unwrap_or_default();
+                let old_uuids: Vec<Uuid> = t.rows.keys().copied().collect();
+                for u in old_uuids {
+                    match new_rows.remove(&u) {
+                        Some(new) => {
+                            if t.rows.get(&u) != Some(&new) {
+                                let old = t.rows.get(&u).cloned();
+                                t.insert(u, new.clone());
+                                changes.push(Change {
+                                    table: name.clone(),
+                                    uuid: u,
+                                    old,
+                                    new: Some(new),
+                                });
+                            }
+                        }
+                        None => {
+                            let old = t.remove(&u);
+                            changes.push(Change {
+                                table: name.clone(),
+                                uuid: u,
+                                old,
+                                new: None,
+                            });
+                        }
+                    }
+                }
+                for (u, new) in new_rows {
+                    t.insert(u, new.clone());
+                    changes.push(Change {
+                        table: name.clone(),
+                        uuid: u,
+                        old: None,
+                        new: Some(new),
+                    });
+                }
+            }
+        }
+        self.publish(changes, true);
+        Ok(())
+    }
+
+    fn publish(&self, changes: Vec<Change>, resync: bool) {
+        self.version.send_modify(|v| *v += 1);
+        if !changes.is_empty() || resync {
+            // No receiver is not an error: nobody subscribed yet.
+            let _ = self.updates.send(Arc::new(Update { changes, resync }));
+        }
+    }
+}
+
+enum RowOp {
+    Insert(Row),
+    Modify(Row),
+    Delete,
+}
+
+/// Applies one column's `modify` diff (RFC 7047 extension used by update2):
+/// scalars are replaced, set elements toggle, map pairs add, change or remove.
+fn apply_diff(current: &Value, diff: Value, ty: &ColumnType) -> Value {
+    if ty.is_scalar() {
+        return diff;
+    }
+    match (current, diff) {
+        (Value::Map(cur), Value::Map(d)) => {
+            let mut m = cur.clone();
+            for (k, v) in d {
+                match m.get(&k) {
+                    Some(old) if *old == v => {
+                        m.remove(&k);
+                    }
+                    _ => {
+                        m.insert(k, v);
+                    }
+                }
+            }
+            Value::Map(m)
+        }
+        (Value::Set(_), Value::Map(d)) if ty.is_map() => Value::Map(d),
+        (cur, d) => {
+            let mut set: BTreeSet<Atom> = cur.atoms().iter().cloned().collect();
+            for a in d.atoms() {
+                if !set.remove(a) {
+                    set.insert(a.clone());
+                }
+            }
+            if ty.is_map() {
+                Value::empty_map()
+            } else {
+                Value::Set(set.into_iter().collect())
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(|e| e.into_inner())
+}
+
+fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A handle on a replica. Cheap to clone; the monitor is cancelled when the
+/// last handle is dropped.
+#[derive(Clone, Debug)]
+pub struct Replica {
+    pub(crate) shared: Arc<ReplicaShared>,
+    pub(crate) _guard: Arc<crate::client::MonitorGuard>,
+}
+
+impl Replica {
+    /// Runs `f` on a consistent view of the replica. Keep `f` short: the
+    /// connection waits for it before applying the next update.
+    pub fn with<R>(&self, f: impl FnOnce(&ReplicaDb) -> R) -> R {
+        f(&read(&self.shared.db))
+    }
+
+    /// A stream of changes from now on. A receiver that falls more than
+    /// 4096 updates behind gets `Lagged` and should re-read the replica.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Update>> {
+        self.shared.updates.subscribe()
+    }
+
+    /// A counter bumped after every applied update; cheap to wait on.
+    pub fn version(&self) -> watch::Receiver<u64> {
+        self.shared.version.subscribe()
+    }
+
+    pub fn last_txn_id(&self) -> Option<Uuid> {
+        self.shared.last_txn_id()
+    }
+
+    pub fn database(&self) -> &str {
+        &self.shared.spec.db
+    }
+
+    /// Waits until `pred` holds on the replica, or `timeout` passes.
+    pub async fn wait_for(
+        &self,
+        timeout: Duration,
+        mut pred: impl FnMut(&ReplicaDb) -> bool,
+    ) -> Result<()> {
+        let mut version = self.version();
+        let fut = async {
+            loop {
+                if self.with(&mut pred) {
+                    return Ok(());
+                }
+                if version.changed().await.is_err() {
+                    return Err(Error::NotConnected("replica closed".into()));
+                }
+            }
+        };
+        tokio::time::timeout(timeout, fut)
+            .await
+            .map_err(|_| Error::Timeout("waiting for the replica to reach a state".into()))?
+    }
+
+    /// Changes the monitor's conditions for `table` (`monitor_cond_change`);
+    /// rows that stop matching are deleted from the replica, rows that start
+    /// matching are inserted, both reported as changes.
+    pub async fn set_condition(&self, table: &str, conditions: Vec<Condition>) -> Result<()> {
+        lock(&self.shared.conditions).insert(table.to_string(), conditions.clone());
+        self._guard
+            .change_condition(&self.shared, table, &conditions)
+            .await
+    }
+}
+
+impl ReplicaShared {
+    pub(crate) fn version_receiver(&self) -> watch::Receiver<u64> {
+        self.version.subscribe()
+    }
+
+    pub(crate) fn with_db<R>(&self, f: impl FnOnce(&ReplicaDb) -> R) -> R {
+        f(&read(&self.db))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::BaseType;
+
+    fn ty(min: u64, max: Option<u64>, map: bool) -> ColumnType {
+        let b = BaseType {
+            atomic: crate::schema::AtomicType::String,
+            enumeration: None,
+            min_integer: None,
+            max_integer: None,
+            min_real: None,
+            max_real: None,
+            min_length: None,
+            max_length: None,
+            ref_table: None,
+            ref_type: crate::schema::RefType::Strong,
+        };
+        ColumnType {
+            key: b.clone(),
+            value: map.then_some(b),
+            min,
+            max,
+        }
+    }
+
+    #[test]
+    fn diffs_apply_per_column_type() {
+        assert_eq!(
+            apply_diff(&Value::from("a"), Value::from("b"), &ty(1, Some(1), false)),
+            Value::from("b")
+        );
+        let set = ty(0, None, false);
+        assert_eq!(
+            apply_diff(&Value::set(["a", "b"]), Value::set(["b", "c"]), &set),
+            Value::set(["a", "c"])
+        );
+        let opt = ty(0, Some(1), false);
+        assert_eq!(
+            apply_diff(&Value::from("x"), Value::from("x"), &opt),
+            Value::empty_set()
+        );
+        assert_eq!(
+            apply_diff(&Value::empty_set(), Value::from("x"), &opt),
+            Value::from("x")
+        );
+        let map = ty(0, None, true);
+        assert_eq!(
+            apply_diff(
+                &Value::map([("a", "1"), ("b", "2"), ("c", "3")]),
+                Value::map([("a", "1"), ("b", "9"), ("d", "4")]),
+                &map
+            ),
+            Value::map([("b", "9"), ("c", "3"), ("d", "4")])
+        );
+    }
+}
