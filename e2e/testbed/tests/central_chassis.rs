@@ -93,3 +93,56 @@ fn northd_and_ovn_controller_restart() {
     assert_ne!(chassis.ovn_controller_pid(), Some(old));
     chassis.wait_registered(Duration::from_secs(20)).unwrap();
 }
+
+#[test]
+fn unconfigured_chassis_waits_for_the_agent_to_configure_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let central = OvnCentral::start_with(
+        dir.path(),
+        ovn_testbed::CentralOptions {
+            tcp: false,
+            northd: false,
+        },
+    )
+    .unwrap();
+    assert!(central.nb.tcp_remote().is_none());
+    assert!(central.northd_pid().is_none());
+    let chassis = Chassis::start(
+        dir.path(),
+        &central.sb_remote(),
+        ChassisOptions {
+            configure_ovn: false,
+            encap_ip: Some("198.18.0.1".into()),
+            ..ChassisOptions::new("agent-node")
+        },
+    )
+    .unwrap();
+    assert_eq!(chassis.encap_ip(), None);
+    // Quirk: ovn-controller creates br-int straight away, with the default
+    // (kernel) datapath type, before anything is configured.
+
+    // What the node agent would write.
+    let remote = format!("external_ids:ovn-remote=\"{}\"", central.sb_remote());
+    chassis
+        .vsctl(&[
+            "set",
+            "Open_vSwitch",
+            ".",
+            "external_ids:system-id=agent-node",
+            &remote,
+            "external_ids:ovn-encap-type=geneve",
+            "external_ids:ovn-encap-ip=198.18.0.1",
+            "external_ids:ovn-bridge-datapath-type=netdev",
+        ])
+        .unwrap();
+    chassis.wait_registered(Duration::from_secs(20)).unwrap();
+    // ...and switches it to the configured datapath type later.
+    ovn_testbed::wait_for(Duration::from_secs(10), "netdev br-int", || {
+        chassis
+            .vsctl(&["get", "Bridge", "br-int", "datapath_type"])
+            .is_ok_and(|t| t.trim() == "netdev")
+            && chassis.mgmt_path().exists()
+    })
+    .unwrap();
+    chassis.ofctl(&["dump-flows"]).unwrap();
+}

@@ -94,3 +94,16 @@ fn long_directory_is_a_clear_error() {
     let err = OvsdbServer::start(&long, "nb", Schema::Northbound, Default::default()).unwrap_err();
     assert!(err.to_string().contains("unix socket path"), "{err}");
 }
+
+#[test]
+fn startup_failure_reports_daemon_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = ServerOptions {
+        extra_args: vec!["--no-such-option".into()],
+        ..Default::default()
+    };
+    let err = OvsdbServer::start(dir.path(), "nb", Schema::Northbound, opts).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("exited"), "{msg}");
+    assert!(msg.contains("no-such-option"), "{msg}");
+}
