@@ -141,7 +141,7 @@ impl ClusteredDb {
             self.raft_ports
                 .iter()
                 .copied()
-                .find(|p| log.contains(&format!("{p}:127.0.0.1: bind: Address already in use")))
+                .find(|p| log.contains(&format!("|{p}:127.0.0.1: bind: Address already in use")))
         })
     }
 

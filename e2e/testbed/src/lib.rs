@@ -20,6 +20,22 @@
 //!
 //! The API is synchronous; every call is bounded in time. From async tests,
 //! calling it directly is fine (calls take milliseconds to a few seconds).
+//!
+//! ```no_run
+//! use ovn_testbed::{Chassis, ChassisOptions, Duration, OvnCentral};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let central = OvnCentral::start(dir.path())?;
+//! central.nbctl(&["ls-add", "sw0"])?;
+//! central.sync_sb(Duration::from_secs(10))?;
+//! let node = Chassis::start(dir.path(), &central.sb_remote(), ChassisOptions::new("node1"))?;
+//! node.wait_registered(Duration::from_secs(20))?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! Daemons run as children of the test process: if that process is killed
+//! outright (SIGKILL, abort), nothing stops them; a normal test failure
+//! (panic) unwinds and drops the handles, which does.
 
 mod central;
 mod chassis;

@@ -196,7 +196,7 @@ impl OvsdbServer {
             let log = daemon.log_since_start();
             if let Some(port) = ports
                 .iter()
-                .find(|p| log.contains(&format!("{p}:127.0.0.1: bind: Address already in use")))
+                .find(|p| log.contains(&format!("|{p}:127.0.0.1: bind: Address already in use")))
             {
                 return Some(Err(*port));
             }
