@@ -370,6 +370,9 @@ pub enum OpErrorKind {
     NotSupported,
     Aborted,
     NotOwner,
+    /// The server could not parse the operation (a client bug, or a
+    /// schema the client does not match).
+    SyntaxError,
     Other,
 }
 
@@ -397,6 +400,7 @@ impl OpError {
             "not supported" => OpErrorKind::NotSupported,
             "aborted" => OpErrorKind::Aborted,
             "not owner" => OpErrorKind::NotOwner,
+            "syntax error" | "unknown table" | "unknown column" => OpErrorKind::SyntaxError,
             _ => OpErrorKind::Other,
         }
     }
