@@ -1,0 +1,797 @@
+//! `switchyard-node`: the daemon behind the CNI shim.
+//!
+//! Start-up, in order: connect to the node's OVS database and write the
+//! node's `Open_vSwitch` settings so ovn-controller creates `br-int`; wait
+//! for `br-int`; remove ports whose veth has vanished (pods that died while
+//! the daemon was down); start the management port; listen on the CNI
+//! socket; install the CNI configuration and plugin binary last, because
+//! their presence is what tells the kubelet the node's network is ready.
+//!
+//! Requests for the same container are serialised; different containers
+//! proceed in parallel. No state lives only in memory: a restarted daemon
+//! reads pod attachments back from OVS (`external_ids`) and the kernel.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+use serde_json::Value;
+use switchyard_api::{names, PodNetwork};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+use tracing::{info, info_span, warn, Instrument};
+
+use crate::cni::{
+    self, codes, CniError, CniResult, Command, IpConfig, RawRequest, Request, RouteEntry,
+};
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::mgmt;
+use crate::naming::{self, ext};
+use crate::netlink::{self, PodInterface};
+use crate::ovs::{Ovs, OvsAttachment, PortSpec};
+use crate::pod_source::PodSource;
+use crate::protocol::{Reply, MAX_MESSAGE};
+
+/// Everything the daemon is told on its command line.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub node: String,
+    pub socket: PathBuf,
+    pub ovs_remote: String,
+    /// Written as `external_ids:ovn-remote` when set.
+    pub sb_remote: Option<String>,
+    pub encap_type: String,
+    pub encap_ip: Option<String>,
+    /// `netdev` (userspace) or `system` (kernel); written as
+    /// `ovn-bridge-datapath-type` when set.
+    pub datapath_type: Option<String>,
+    pub bridge: String,
+    pub cni_conf_dir: Option<PathBuf>,
+    pub cni_bin_dir: Option<PathBuf>,
+    /// The `switchyard-cni` binary to install into `cni_bin_dir`.
+    pub cni_plugin_source: Option<PathBuf>,
+    pub network_name: String,
+    pub mtu: u32,
+    pub cluster_cidrs: Vec<IpNet>,
+    pub mgmt_port: bool,
+    pub annotation_timeout: Duration,
+    pub install_timeout: Duration,
+    pub startup_timeout: Duration,
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+impl Config {
+    pub fn new(node: impl Into<String>) -> Self {
+        Config {
+            node: node.into(),
+            socket: PathBuf::from(crate::protocol::DEFAULT_SOCKET),
+            ovs_remote: "unix:/var/run/openvswitch/db.sock".into(),
+            sb_remote: None,
+            encap_type: "geneve".into(),
+            encap_ip: None,
+            datapath_type: None,
+            bridge: "br-int".into(),
+            cni_conf_dir: Some(PathBuf::from("/etc/cni/net.d")),
+            cni_bin_dir: Some(PathBuf::from("/opt/cni/bin")),
+            cni_plugin_source: None,
+            network_name: "switchyard".into(),
+            mtu: 1400,
+            cluster_cidrs: vec![],
+            mgmt_port: true,
+            annotation_timeout: Duration::from_secs(30),
+            install_timeout: Duration::from_secs(60),
+            startup_timeout: Duration::from_secs(60),
+            metrics_addr: None,
+        }
+    }
+}
+
+pub struct Daemon {
+    cfg: Config,
+    ovs: Ovs,
+    pods: Arc<dyn PodSource>,
+    metrics: Metrics,
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    mgmt_ready: AtomicBool,
+}
+
+/// Writes a file atomically (temp file + rename) with `mode`.
+fn install_file(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    let tmp = path.with_extension("switchyard-tmp");
+    std::fs::write(&tmp, bytes).map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| Error::io(format!("chmod {}", tmp.display()), e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(format!("installing {}", path.display()), e))
+}
+
+impl Daemon {
+    /// Runs start-up and serves until the listener fails.
+    pub async fn run(cfg: Config, pods: Arc<dyn PodSource>) -> Result<()> {
+        let daemon = Arc::new(Self::start(cfg, pods).await?);
+        let listener = daemon.listen()?;
+        daemon.install_cni()?;
+        info!(socket = %daemon.cfg.socket.display(), "serving CNI requests");
+        daemon.serve(listener).await
+    }
+
+    /// Start-up up to (not including) listening.
+    pub async fn start(cfg: Config, pods: Arc<dyn PodSource>) -> Result<Daemon> {
+        let ovs = Ovs::connect(&cfg.ovs_remote, cfg.startup_timeout).await?;
+        let mut ids = BTreeMap::new();
+        ids.insert("system-id".to_string(), cfg.node.clone());
+        ids.insert("hostname".to_string(), cfg.node.clone());
+        ids.insert("ovn-encap-type".to_string(), cfg.encap_type.clone());
+        if let Some(sb) = &cfg.sb_remote {
+            ids.insert("ovn-remote".to_string(), sb.clone());
+        }
+        if let Some(ip) = &cfg.encap_ip {
+            ids.insert("ovn-encap-ip".to_string(), ip.clone());
+        }
+        if let Some(dp) = &cfg.datapath_type {
+            ids.insert("ovn-bridge-datapath-type".to_string(), dp.clone());
+        }
+        ids.insert("ovn-bridge".to_string(), cfg.bridge.clone());
+        ovs.set_node_ids(&ids).await?;
+        info!(bridge = %cfg.bridge, "wrote node settings; waiting for the integration bridge");
+        ovs.wait_bridge(&cfg.bridge, cfg.startup_timeout).await?;
+        let daemon = Daemon {
+            cfg,
+            ovs,
+            pods,
+            metrics: Metrics::new(),
+            locks: Mutex::new(HashMap::new()),
+            mgmt_ready: AtomicBool::new(false),
+        };
+        daemon.remove_orphans().await;
+        Ok(daemon)
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Ports whose host veth is gone belong to pods whose namespace was
+    /// destroyed while nobody was watching; running pods are left alone.
+    async fn remove_orphans(&self) {
+        for att in self.ovs.attachments() {
+            match netlink::host_link_exists(att.name.clone()).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    info!(port = %att.name, pod = att.pod.as_deref().unwrap_or("?"), "removing port whose veth is gone");
+                    if let Err(e) = self
+                        .ovs
+                        .remove_ports(&att.port.into_iter().collect::<Vec<_>>())
+                        .await
+                    {
+                        warn!(port = %att.name, error = %e, "cannot remove orphaned port");
+                    }
+                }
+                Err(e) => warn!(port = %att.name, error = %e, "cannot check veth"),
+            }
+        }
+    }
+
+    /// Binds the socket in a 0700 directory, itself 0600.
+    pub fn listen(&self) -> Result<UnixListener> {
+        let socket = &self.cfg.socket;
+        if let Some(dir) = socket.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| Error::io(format!("chmod {}", dir.display()), e))?;
+        }
+        match std::fs::remove_file(socket) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(format!("removing old {}", socket.display()), e)),
+        }
+        let listener = UnixListener::bind(socket)
+            .map_err(|e| Error::io(format!("binding {}", socket.display()), e))?;
+        std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| Error::io(format!("chmod {}", socket.display()), e))?;
+        Ok(listener)
+    }
+
+    /// Installs the plugin binary, then the conflist.
+    pub fn install_cni(&self) -> Result<()> {
+        if let Some(bin_dir) = &self.cfg.cni_bin_dir {
+            let source = match &self.cfg.cni_plugin_source {
+                Some(s) => s.clone(),
+                None => std::env::current_exe()
+                    .map_err(|e| Error::io("finding own executable", e))?
+                    .with_file_name("switchyard-cni"),
+            };
+            let bytes = std::fs::read(&source)
+                .map_err(|e| Error::io(format!("reading {}", source.display()), e))?;
+            install_file(&bin_dir.join("switchyard-cni"), &bytes, 0o755)?;
+        }
+        if let Some(conf_dir) = &self.cfg.cni_conf_dir {
+            let conf = cni::conflist(&self.cfg.network_name, &self.cfg.socket, Some(self.cfg.mtu));
+            let text =
+                serde_json::to_vec_pretty(&conf).map_err(|e| Error::Config(e.to_string()))?;
+            install_file(&conf_dir.join("10-switchyard.conflist"), &text, 0o644)?;
+        }
+        Ok(())
+    }
+
+    /// Accepts connections until the listener fails; also starts the
+    /// management port and metrics tasks.
+    pub async fn serve(self: Arc<Self>, listener: UnixListener) -> Result<()> {
+        if self.cfg.mgmt_port {
+            let d = self.clone();
+            tokio::spawn(async move { d.mgmt_loop().await });
+        }
+        if let Some(addr) = self.cfg.metrics_addr {
+            let m = self.metrics.clone();
+            tokio::spawn(async move {
+                if let Err(e) = m.serve(addr).await {
+                    warn!(%addr, error = %e, "metrics endpoint failed");
+                }
+            });
+        }
+        loop {
+            let (stream, _) = listener
+                .accept()
+                .await
+                .map_err(|e| Error::io("accepting", e))?;
+            let d = self.clone();
+            tokio::spawn(async move { d.connection(stream).await });
+        }
+    }
+
+    async fn connection(&self, mut stream: UnixStream) {
+        let mut body = Vec::new();
+        let reply = match (&mut stream).take(MAX_MESSAGE).read_to_end(&mut body).await {
+            Err(e) => Reply::Err(
+                CniError::new(codes::IO_FAILURE, "reading the request failed")
+                    .details(e.to_string()),
+            ),
+            Ok(_) => match serde_json::from_slice::<RawRequest>(&body) {
+                Err(e) => Reply::Err(
+                    CniError::new(codes::DECODE_FAILURE, "malformed request from the shim")
+                        .details(e.to_string()),
+                ),
+                Ok(raw) => self.handle(&raw).await,
+            },
+        };
+        let out = serde_json::to_vec(&reply).unwrap_or_default();
+        if let Err(e) = stream.write_all(&out).await {
+            warn!(error = %e, "cannot send the reply (the shim went away?)");
+        }
+        let _ = stream.shutdown().await;
+    }
+
+    /// Parses, dispatches and measures one request.
+    pub async fn handle(&self, raw: &RawRequest) -> Reply {
+        let started = Instant::now();
+        let req = match cni::parse(raw) {
+            Ok(r) => r,
+            Err(e) => {
+                let cmd = raw
+                    .env
+                    .get("CNI_COMMAND")
+                    .map(String::as_str)
+                    .unwrap_or("unknown");
+                self.metrics
+                    .observe_request(cmd, &e.code.to_string(), started.elapsed());
+                return Reply::Err(e);
+            }
+        };
+        let (ns, name) = req
+            .pod
+            .as_ref()
+            .map(|p| (p.namespace.as_str(), p.name.as_str()))
+            .unwrap_or(("", ""));
+        let span = info_span!("cni", command = req.command.as_str(), pod = %format!("{ns}/{name}"), container = %req.container_id, ifname = %req.ifname);
+        let out = async {
+            let out = match req.command {
+                Command::Add => self.add(&req).await.map(Some),
+                Command::Del => self.del(&req).await.map(|()| None),
+                Command::Check => self.check(&req).await.map(|()| None),
+                Command::Gc => self.gc(&req).await.map(|()| None),
+                Command::Status => self.status(&req).map(|()| None),
+                Command::Version => Ok(Some(cni::version_info())),
+            };
+            match &out {
+                Ok(_) => info!(took_ms = started.elapsed().as_millis() as u64, "done"),
+                Err(e) => {
+                    warn!(took_ms = started.elapsed().as_millis() as u64, error = %e, "failed")
+                }
+            }
+            out
+        }
+        .instrument(span)
+        .await;
+        match out {
+            Ok(v) => {
+                self.metrics
+                    .observe_request(req.command.as_str(), "ok", started.elapsed());
+                Reply::Ok(v)
+            }
+            Err(e) => {
+                let e = e.to_cni(req.version());
+                self.metrics.observe_request(
+                    req.command.as_str(),
+                    &e.code.to_string(),
+                    started.elapsed(),
+                );
+                Reply::Err(e)
+            }
+        }
+    }
+
+    fn lock_for(&self, container: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        // Drop entries nobody holds, so the map does not grow forever.
+        locks.retain(|_, l| Arc::strong_count(l) > 1);
+        locks.entry(container.to_string()).or_default().clone()
+    }
+
+    fn status(&self, req: &Request) -> Result<()> {
+        if !self.ovs.bridge_exists(&self.cfg.bridge) {
+            return Err(req
+                .error(
+                    codes::NOT_AVAILABLE,
+                    format!("bridge {} does not exist", self.cfg.bridge),
+                )
+                .into());
+        }
+        Ok(())
+    }
+
+    /// Polls the pod source until the pod (with the runtime's UID, when it
+    /// gave one) carries a network annotation.
+    async fn wait_annotation(&self, ns: &str, name: &str, uid: Option<&str>) -> Result<PodNetwork> {
+        let started = Instant::now();
+        let deadline = started + self.cfg.annotation_timeout;
+        let pod = format!("{ns}/{name}");
+        loop {
+            match self.pods.pod(ns, name).await {
+                Ok(Some(info)) => {
+                    let same_pod = match (uid, info.uid.as_deref()) {
+                        (Some(want), Some(have)) => want == have,
+                        _ => true,
+                    };
+                    if let (true, Some(text)) = (same_pod, info.network) {
+                        return PodNetwork::parse(&text)
+                            .map_err(|source| Error::Annotation { pod, source });
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => warn!(error = %e, "pod source failed; retrying"),
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::AnnotationTimeout {
+                    pod,
+                    waited_ms: started.elapsed().as_millis(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn require_netns(req: &Request) -> Result<PathBuf> {
+        let netns = req.netns.clone().ok_or_else(|| {
+            req.error(
+                codes::INVALID_ENVIRONMENT,
+                "required env variables [CNI_NETNS] missing",
+            )
+        })?;
+        if !netns.exists() {
+            return Err(req
+                .error(
+                    codes::UNKNOWN_CONTAINER,
+                    "the container's network namespace does not exist",
+                )
+                .details(netns.display().to_string())
+                .into());
+        }
+        Ok(netns)
+    }
+
+    async fn add(&self, req: &Request) -> Result<Value> {
+        let pod = req
+            .pod
+            .clone()
+            .ok_or_else(|| req.error(codes::INVALID_ENVIRONMENT, "CNI_ARGS must name the pod"))?;
+        let netns = Self::require_netns(req)?;
+        let lock = self.lock_for(&req.container_id);
+        let _guard = lock.lock().await;
+        let net = self
+            .wait_annotation(&pod.namespace, &pod.name, pod.uid.as_deref())
+            .await?;
+        let mac = netlink::parse_mac(&net.mac)
+            .ok_or_else(|| Error::Config(format!("annotation MAC {:?} is invalid", net.mac)))?;
+        let mtu = net.mtu.or(req.conf.mtu).unwrap_or(self.cfg.mtu);
+        let host = naming::host_veth(&req.container_id, &req.ifname);
+        let temp = naming::temp_peer(&req.container_id, &req.ifname);
+        let iface_id = names::pod_port(&pod.namespace, &pod.name);
+
+        // A retried ADD for this container, or an older sandbox of the same
+        // pod, leaves ports that must go before OVN binds the new one.
+        let stale: Vec<OvsAttachment> = self
+            .ovs
+            .attachments()
+            .into_iter()
+            .filter(|a| {
+                a.name == host
+                    || (a.iface_id.as_deref() == Some(iface_id.as_str())
+                        && a.sandbox.as_deref() != Some(req.container_id.as_str()))
+            })
+            .collect();
+
+        let attempt = async {
+            let host_mac =
+                netlink::create_veth(host.clone(), temp.clone(), mtu, netns.clone()).await?;
+            netlink::configure_pod(
+                netns.clone(),
+                temp.clone(),
+                PodInterface {
+                    ifname: req.ifname.clone(),
+                    mac,
+                    mtu,
+                    ips: net.ips.clone(),
+                    gateways: net.gateways.clone(),
+                    routes: net.routes.iter().map(|r| (r.dest, r.next_hop)).collect(),
+                },
+            )
+            .await?;
+            let mut ids = BTreeMap::new();
+            ids.insert(ext::IFACE_ID.to_string(), iface_id.clone());
+            if let Some(uid) = &pod.uid {
+                ids.insert(ext::IFACE_ID_VER.to_string(), uid.clone());
+            }
+            ids.insert(ext::ATTACHED_MAC.to_string(), net.mac.clone());
+            ids.insert(ext::SANDBOX.to_string(), req.container_id.clone());
+            ids.insert(ext::IFNAME.to_string(), req.ifname.clone());
+            ids.insert(ext::NETNS.to_string(), netns.display().to_string());
+            ids.insert(
+                ext::POD.to_string(),
+                format!("{}/{}", pod.namespace, pod.name),
+            );
+            ids.insert(ext::OWNER.to_string(), ext::OWNER_VALUE.to_string());
+            let stale_ports: Vec<_> = stale.iter().filter_map(|a| a.port).collect();
+            self.ovs
+                .add_port(
+                    &self.cfg.bridge,
+                    &PortSpec {
+                        name: host.clone(),
+                        iface_type: String::new(),
+                        mac: None,
+                        external_ids: ids,
+                    },
+                    &stale_ports,
+                )
+                .await?;
+            let waiting = Instant::now();
+            let installed = self
+                .ovs
+                .wait_installed(&host, self.cfg.install_timeout)
+                .await?;
+            self.metrics.observe_ovn_installed_wait(waiting.elapsed());
+            if !installed {
+                return Err(Error::OvnInstallTimeout {
+                    port: iface_id.clone(),
+                    waited_ms: waiting.elapsed().as_millis(),
+                });
+            }
+            Ok(host_mac)
+        };
+        let host_mac = match attempt.await {
+            Ok(m) => m,
+            Err(e) => {
+                self.undo_add(&host, &temp, &netns, &req.ifname).await;
+                return Err(e);
+            }
+        };
+        let old_veths: Vec<String> = stale
+            .iter()
+            .map(|a| a.name.clone())
+            .filter(|n| *n != host)
+            .collect();
+        if !old_veths.is_empty() {
+            if let Err(e) = netlink::delete_host_links(old_veths).await {
+                warn!(error = %e, "cannot delete a stale veth");
+            }
+        }
+
+        let mut result = CniResult {
+            interfaces: vec![
+                cni::Interface {
+                    name: host.clone(),
+                    mac: host_mac
+                        .map(|m| netlink::format_mac(&m))
+                        .unwrap_or_default(),
+                    mtu: Some(mtu),
+                    sandbox: None,
+                },
+                cni::Interface {
+                    name: req.ifname.clone(),
+                    mac: net.mac.clone(),
+                    mtu: Some(mtu),
+                    sandbox: Some(netns.display().to_string()),
+                },
+            ],
+            ips: net
+                .ips
+                .iter()
+                .map(|ip| IpConfig {
+                    address: *ip,
+                    gateway: net.gateways.iter().find(|g| ip.contains(*g)).copied(),
+                    interface: Some(1),
+                })
+                .collect(),
+            routes: vec![],
+            dns: Default::default(),
+        };
+        for gw in &net.gateways {
+            let any = match gw {
+                IpAddr::V4(_) => IpNet::V4(Default::default()),
+                IpAddr::V6(_) => IpNet::V6(Default::default()),
+            };
+            result.routes.push(RouteEntry {
+                dst: any,
+                gw: Some(*gw),
+            });
+        }
+        for r in &net.routes {
+            result.routes.push(RouteEntry {
+                dst: r.dest,
+                gw: Some(r.next_hop),
+            });
+        }
+        if let Some(prev) = &req.conf.prev_result {
+            result = result.chain_onto(prev);
+        }
+        Ok(result.to_json(req.version()))
+    }
+
+    /// Best-effort cleanup after a failed ADD: nothing is left behind.
+    async fn undo_add(&self, host: &str, temp: &str, netns: &Path, ifname: &str) {
+        if let Some(att) = self.ovs.interface(host) {
+            if let Err(e) = self
+                .ovs
+                .remove_ports(&att.port.into_iter().collect::<Vec<_>>())
+                .await
+            {
+                warn!(port = host, error = %e, "cleanup: cannot remove port");
+            }
+        }
+        if let Err(e) = netlink::delete_host_links(vec![host.to_string(), temp.to_string()]).await {
+            warn!(veth = host, error = %e, "cleanup: cannot delete veth");
+        }
+        let (ns, name) = (netns.to_path_buf(), ifname.to_string());
+        let temp = temp.to_string();
+        let _ = netlink::run_in(Some(&ns), move |h| async move {
+            netlink::delete_link(&h, &temp).await?;
+            netlink::delete_link(&h, &name).await
+        })
+        .await;
+    }
+
+    /// The attachments OVS records for (container, ifname).
+    fn attachments_of(&self, container: &str, ifname: &str) -> Vec<OvsAttachment> {
+        let host = naming::host_veth(container, ifname);
+        self.ovs
+            .attachments()
+            .into_iter()
+            .filter(|a| {
+                a.name == host
+                    || (a.sandbox.as_deref() == Some(container)
+                        && a.ifname.as_deref() == Some(ifname))
+            })
+            .collect()
+    }
+
+    async fn teardown(&self, atts: &[OvsAttachment], extra_veth: Option<String>) -> Result<()> {
+        let ports: Vec<_> = atts.iter().filter_map(|a| a.port).collect();
+        self.ovs.remove_ports(&ports).await?;
+        let mut veths: Vec<String> = atts.iter().map(|a| a.name.clone()).collect();
+        veths.extend(extra_veth);
+        veths.sort();
+        veths.dedup();
+        netlink::delete_host_links(veths).await
+    }
+
+    async fn del(&self, req: &Request) -> Result<()> {
+        let lock = self.lock_for(&req.container_id);
+        let _guard = lock.lock().await;
+        let atts = self.attachments_of(&req.container_id, &req.ifname);
+        // Deleting the host end removes the pod end with it; a missing
+        // namespace, port or veth is simply already done.
+        self.teardown(
+            &atts,
+            Some(naming::host_veth(&req.container_id, &req.ifname)),
+        )
+        .await
+    }
+
+    async fn check(&self, req: &Request) -> Result<()> {
+        let pod = req
+            .pod
+            .clone()
+            .ok_or_else(|| req.error(codes::INVALID_ENVIRONMENT, "CNI_ARGS must name the pod"))?;
+        let netns = Self::require_netns(req)?;
+        let prev = req
+            .conf
+            .prev_result
+            .clone()
+            .ok_or_else(|| req.error(codes::INVALID_CONFIG, "CHECK needs prevResult"))?;
+        let lock = self.lock_for(&req.container_id);
+        let _guard = lock.lock().await;
+        let atts = self.attachments_of(&req.container_id, &req.ifname);
+        let att = atts
+            .first()
+            .ok_or_else(|| Error::Check("no OVS port for this container".into()))?;
+        let iface_id = names::pod_port(&pod.namespace, &pod.name);
+        if att.iface_id.as_deref() != Some(iface_id.as_str()) {
+            return Err(Error::Check(format!(
+                "port {} is bound to {:?}, not {iface_id}",
+                att.name, att.iface_id
+            )));
+        }
+        if att.port.is_none() {
+            return Err(Error::Check(format!(
+                "interface {} is on no bridge",
+                att.name
+            )));
+        }
+        if !att.installed {
+            return Err(Error::Check(format!(
+                "port {} is not ovn-installed",
+                att.name
+            )));
+        }
+        if !netlink::host_link_exists(att.name.clone()).await? {
+            return Err(Error::Check(format!("host veth {} is missing", att.name)));
+        }
+        let state = netlink::inspect_in(netns.clone(), req.ifname.clone())
+            .await?
+            .ok_or_else(|| Error::Check(format!("{} is missing in the pod", req.ifname)))?;
+        if !state.up {
+            return Err(Error::Check(format!("{} is down", req.ifname)));
+        }
+        let ours = prev
+            .interfaces
+            .iter()
+            .position(|i| i.name == req.ifname && i.sandbox.is_some());
+        if let Some(i) = ours {
+            let want = netlink::parse_mac(&prev.interfaces[i].mac);
+            if want.is_some() && want != state.mac {
+                return Err(Error::Check(format!(
+                    "{} has MAC {:?}, expected {}",
+                    req.ifname,
+                    state.mac.map(|m| netlink::format_mac(&m)),
+                    prev.interfaces[i].mac
+                )));
+            }
+        }
+        for ip in prev
+            .ips
+            .iter()
+            .filter(|ip| ip.interface.is_none() || ip.interface == ours)
+        {
+            if !state.ips.contains(&ip.address) {
+                return Err(Error::Check(format!(
+                    "{} lacks address {}",
+                    req.ifname, ip.address
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    async fn gc(&self, req: &Request) -> Result<()> {
+        let valid: HashSet<(String, String)> = req
+            .conf
+            .valid_attachments
+            .as_ref()
+            .ok_or_else(|| req.error(codes::INVALID_CONFIG, "GC needs cni.dev/valid-attachments"))?
+            .iter()
+            .map(|a| (a.container_id.clone(), a.ifname.clone()))
+            .collect();
+        let mut failures = Vec::new();
+        for att in self.ovs.attachments() {
+            let (Some(sandbox), Some(ifname)) = (att.sandbox.clone(), att.ifname.clone()) else {
+                continue;
+            };
+            if valid.contains(&(sandbox.clone(), ifname)) {
+                continue;
+            }
+            // An operation in progress on this container wins over GC.
+            let lock = self.lock_for(&sandbox);
+            let Ok(_guard) = lock.try_lock() else {
+                continue;
+            };
+            info!(port = %att.name, pod = att.pod.as_deref().unwrap_or("?"), container = %sandbox, "GC: removing attachment");
+            if let Err(e) = self.teardown(std::slice::from_ref(&att), None).await {
+                failures.push(format!("{}: {e}", att.name));
+            }
+        }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::OvsState(format!(
+                "GC failed for {}",
+                failures.join("; ")
+            )))
+        }
+    }
+
+    /// Creates and configures the management port, retrying until the node
+    /// has subnets and OVS has created the interface.
+    async fn mgmt_loop(&self) {
+        let mut logged = false;
+        loop {
+            match self.setup_mgmt().await {
+                Ok(true) => {
+                    self.mgmt_ready.store(true, Ordering::Relaxed);
+                    info!(interface = names::MGMT_INTERFACE, "management port ready");
+                    return;
+                }
+                Ok(false) => {}
+                Err(e) if !logged => {
+                    warn!(error = %e, "management port not ready; retrying");
+                    logged = true;
+                }
+                Err(_) => {}
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub fn mgmt_ready(&self) -> bool {
+        self.mgmt_ready.load(Ordering::Relaxed)
+    }
+
+    async fn setup_mgmt(&self) -> Result<bool> {
+        let subnets = self.pods.node_subnets(&self.cfg.node).await?;
+        let Some(plan) = mgmt::plan(&subnets, &self.cfg.cluster_cidrs) else {
+            return Ok(false);
+        };
+        let iface_id = names::mgmt_port(&self.cfg.node);
+        let current = self.ovs.interface(names::MGMT_INTERFACE);
+        let ok = current
+            .as_ref()
+            .is_some_and(|c| c.iface_id.as_deref() == Some(iface_id.as_str()) && c.port.is_some());
+        if !ok {
+            let stale: Vec<_> = current.iter().filter_map(|c| c.port).collect();
+            let mut ids = BTreeMap::new();
+            ids.insert(ext::IFACE_ID.to_string(), iface_id.clone());
+            ids.insert(ext::ATTACHED_MAC.to_string(), plan.mac.clone());
+            ids.insert(names::NODE.to_string(), self.cfg.node.clone());
+            self.ovs
+                .add_port(
+                    &self.cfg.bridge,
+                    &PortSpec {
+                        name: names::MGMT_INTERFACE.to_string(),
+                        iface_type: "internal".into(),
+                        mac: Some(plan.mac.clone()),
+                        external_ids: ids,
+                    },
+                    &stale,
+                )
+                .await?;
+        }
+        let mac = netlink::parse_mac(&plan.mac)
+            .ok_or_else(|| Error::Config(format!("bad MAC {}", plan.mac)))?;
+        let configured = netlink::configure_host_link(
+            names::MGMT_INTERFACE.to_string(),
+            mac,
+            self.cfg.mtu,
+            plan.addresses.clone(),
+            plan.routes.clone(),
+        )
+        .await?;
+        Ok(configured)
+    }
+}

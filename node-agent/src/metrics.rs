@@ -1,0 +1,120 @@
+//! Prometheus metrics, served on `/metrics`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// ADD, DEL, CHECK, STATUS, GC.
+    pub command: String,
+    /// `ok`, or the CNI error code.
+    pub result: String,
+}
+
+fn latency_histogram() -> Histogram {
+    // 1 ms .. ~65 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 17))
+}
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    requests: Family<RequestLabels, Histogram, fn() -> Histogram>,
+    ovn_installed_wait: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("switchyard_node");
+        let requests = Family::<RequestLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram,
+        );
+        registry.register(
+            "cni_request_duration_seconds",
+            "CNI request latency in the daemon, by command and result",
+            requests.clone(),
+        );
+        let ovn_installed_wait = latency_histogram();
+        registry.register(
+            "ovn_installed_wait_seconds",
+            "Time ADD spent waiting for ovn-controller to set ovn-installed",
+            ovn_installed_wait.clone(),
+        );
+        Metrics {
+            registry: Arc::new(registry),
+            requests,
+            ovn_installed_wait,
+        }
+    }
+
+    pub fn observe_request(&self, command: &str, result: &str, took: Duration) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                command: command.to_string(),
+                result: result.to_string(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn observe_ovn_installed_wait(&self, took: Duration) {
+        self.ovn_installed_wait.observe(took.as_secs_f64());
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// Serves `/metrics` until the process ends.
+    pub async fn serve(self, addr: SocketAddr) -> std::io::Result<()> {
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let m = self.clone();
+                async move {
+                    (
+                        [(
+                            "content-type",
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        m.encode(),
+                    )
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        axum::serve(listener, app).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_request_latency() {
+        let m = Metrics::new();
+        m.observe_request("ADD", "ok", Duration::from_millis(20));
+        m.observe_ovn_installed_wait(Duration::from_millis(5));
+        let text = m.encode();
+        assert!(text.contains("switchyard_node_cni_request_duration_seconds_count{command=\"ADD\",result=\"ok\"} 1"), "{text}");
+        assert!(
+            text.contains("switchyard_node_ovn_installed_wait_seconds_count 1"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,430 @@
+//! Kernel networking through rtnetlink: veth pairs, addresses, routes, and
+//! the network namespaces they live in.
+//!
+//! A netlink socket belongs to the network namespace of the thread that
+//! created it, and `setns(2)` changes the namespace of the calling thread
+//! only. So every operation here runs on a dedicated short-lived OS thread
+//! with its own single-threaded tokio runtime: the thread enters the target
+//! namespace (or stays in the daemon's), opens its own netlink connection,
+//! does its work and exits. No tokio worker shared with other tasks ever
+//! changes namespace.
+
+use std::fs::File;
+use std::future::Future;
+use std::net::IpAddr;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use futures::TryStreamExt;
+use ipnet::IpNet;
+use nix::sched::{setns, CloneFlags};
+use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
+use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
+
+use crate::error::{Error, Result};
+use crate::ethtool;
+
+/// Runs `f` with a netlink handle on a fresh thread inside `netns` (a path
+/// such as `/var/run/netns/NAME` or `/proc/PID/ns/net`), or in the daemon's
+/// own namespace when `netns` is `None`.
+pub async fn run_in<T, F, Fut>(netns: Option<&Path>, f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce(Handle) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<T>>,
+{
+    let netns: Option<PathBuf> = netns.map(Path::to_path_buf);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("netns".into())
+        .spawn(move || {
+            let _ = tx.send(run_on_this_thread(netns.as_deref(), f));
+        })
+        .map_err(|e| Error::io("spawning a netns thread", e))?;
+    rx.await.map_err(|_| {
+        Error::io(
+            "netns thread",
+            std::io::Error::other("thread ended without an answer"),
+        )
+    })?
+}
+
+fn run_on_this_thread<T, F, Fut>(netns: Option<&Path>, f: F) -> Result<T>
+where
+    F: FnOnce(Handle) -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    if let Some(path) = netns {
+        let file = File::open(path)
+            .map_err(|e| Error::io(format!("opening netns {}", path.display()), e))?;
+        setns(&file, CloneFlags::CLONE_NEWNET)
+            .map_err(|e| Error::sys(format!("entering netns {}", path.display()), e))?;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("building a netns runtime", e))?;
+    rt.block_on(async move {
+        let (conn, handle, _) =
+            rtnetlink::new_connection().map_err(|e| Error::io("opening netlink", e))?;
+        let task = tokio::spawn(conn);
+        let out = f(handle).await;
+        task.abort();
+        out
+    })
+}
+
+/// A link's index, or `None` when no link has that name.
+pub async fn link_index(handle: &Handle, name: &str) -> Result<Option<u32>> {
+    Ok(get_link(handle, name).await?.map(|m| m.header.index))
+}
+
+pub async fn get_link(handle: &Handle, name: &str) -> Result<Option<LinkMessage>> {
+    let mut links = handle.link().get().match_name(name.to_string()).execute();
+    match links.try_next().await {
+        Ok(link) => Ok(link),
+        Err(e) => {
+            let err = Error::netlink(format!("looking up link {name}"), e);
+            if err.is_not_found() {
+                Ok(None)
+            } else {
+                Err(err)
+            }
+        }
+    }
+}
+
+/// Deletes a link by name; `Ok(false)` when it did not exist.
+pub async fn delete_link(handle: &Handle, name: &str) -> Result<bool> {
+    let Some(index) = link_index(handle, name).await? else {
+        return Ok(false);
+    };
+    match handle.link().del(index).execute().await {
+        Ok(()) => Ok(true),
+        Err(e) => {
+            let err = Error::netlink(format!("deleting link {name}"), e);
+            if err.is_not_found() {
+                Ok(false)
+            } else {
+                Err(err)
+            }
+        }
+    }
+}
+
+/// Creates the veth pair in the daemon's namespace, turns TX checksum
+/// offload off on both ends (needed by the userspace datapath, harmless
+/// for the kernel one), brings the host end up and moves the peer into the
+/// pod's namespace, still under its temporary name.
+pub async fn create_veth(
+    host: String,
+    peer: String,
+    mtu: u32,
+    pod_netns: PathBuf,
+) -> Result<Option<[u8; 6]>> {
+    run_in(None, move |h| async move {
+        let ns = File::open(&pod_netns)
+            .map_err(|e| Error::io(format!("opening netns {}", pod_netns.display()), e))?;
+        // A leftover from an interrupted ADD would make the add fail.
+        delete_link(&h, &host).await?;
+        delete_link(&h, &peer).await?;
+        h.link()
+            .add(LinkVeth::new(&host, &peer).mtu(mtu).build())
+            .execute()
+            .await
+            .map_err(|e| Error::netlink(format!("creating veth {host}"), e))?;
+        for end in [&host, &peer] {
+            ethtool::disable_tx_checksum(end)
+                .map_err(|e| Error::io(format!("turning off TX checksum on {end}"), e))?;
+        }
+        let peer_index = link_index(&h, &peer)
+            .await?
+            .ok_or_else(|| Error::OvsState(format!("veth peer {peer} vanished")))?;
+        h.link()
+            .change(
+                LinkUnspec::new_with_index(peer_index)
+                    .setns_by_fd(ns.as_raw_fd())
+                    .build(),
+            )
+            .execute()
+            .await
+            .map_err(|e| {
+                Error::netlink(format!("moving {peer} into {}", pod_netns.display()), e)
+            })?;
+        let host_index = link_index(&h, &host)
+            .await?
+            .ok_or_else(|| Error::OvsState(format!("veth {host} vanished")))?;
+        h.link()
+            .change(LinkUnspec::new_with_index(host_index).up().build())
+            .execute()
+            .await
+            .map_err(|e| Error::netlink(format!("bringing {host} up"), e))?;
+        Ok(inspect(&h, &host).await?.and_then(|s| s.mac))
+    })
+    .await
+}
+
+/// Whether a link exists in the daemon's namespace.
+pub async fn host_link_exists(name: String) -> Result<bool> {
+    run_in(None, move |h| async move {
+        Ok(link_index(&h, &name).await?.is_some())
+    })
+    .await
+}
+
+/// Deletes links in the daemon's namespace; absent ones are fine.
+pub async fn delete_host_links(names: Vec<String>) -> Result<()> {
+    run_in(None, move |h| async move {
+        for n in &names {
+            delete_link(&h, n).await?;
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// Configures a host-side interface that OVS created (the management
+/// port): MAC, MTU, TX checksum off, addresses, up, routes. Returns `false`
+/// when the interface does not exist (yet).
+pub async fn configure_host_link(
+    name: String,
+    mac: [u8; 6],
+    mtu: u32,
+    addresses: Vec<IpNet>,
+    routes: Vec<(IpNet, IpAddr)>,
+) -> Result<bool> {
+    run_in(None, move |h| async move {
+        let Some(index) = link_index(&h, &name).await? else {
+            return Ok(false);
+        };
+        h.link()
+            .change(
+                LinkUnspec::new_with_index(index)
+                    .address(mac.to_vec())
+                    .mtu(mtu)
+                    .up()
+                    .build(),
+            )
+            .execute()
+            .await
+            .map_err(|e| Error::netlink(format!("configuring {name}"), e))?;
+        // Best effort: tap devices may not implement the ioctl.
+        if let Err(e) = ethtool::disable_tx_checksum(&name) {
+            tracing::debug!(interface = %name, error = %e, "cannot turn off TX checksum offload");
+        }
+        for net in &addresses {
+            let mut req = h
+                .address()
+                .add(index, net.addr(), net.prefix_len())
+                .replace();
+            if net.addr().is_ipv6() {
+                req.message_mut()
+                    .attributes
+                    .push(AddressAttribute::Flags(AddressFlags::Nodad));
+            }
+            req.execute()
+                .await
+                .map_err(|e| Error::netlink(format!("adding {net} to {name}"), e))?;
+        }
+        for (dst, gw) in routes {
+            add_route(&h, index, dst, Some(gw)).await?;
+        }
+        Ok(true)
+    })
+    .await
+}
+
+/// CHECK's view of the pod interface, read inside the pod's namespace.
+pub async fn inspect_in(netns: PathBuf, name: String) -> Result<Option<LinkState>> {
+    run_in(
+        Some(&netns),
+        move |h| async move { inspect(&h, &name).await },
+    )
+    .await
+}
+
+/// What the pod's interface must look like.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodInterface {
+    pub ifname: String,
+    pub mac: [u8; 6],
+    pub mtu: u32,
+    pub ips: Vec<IpNet>,
+    pub gateways: Vec<IpAddr>,
+    /// Extra routes (destination, next hop) beyond the default routes.
+    pub routes: Vec<(IpNet, IpAddr)>,
+}
+
+/// Inside the pod's namespace: renames the moved peer to `CNI_IFNAME`, sets
+/// its MAC and MTU, adds the addresses and routes, and brings it and `lo` up.
+pub async fn configure_pod(netns: PathBuf, temp: String, spec: PodInterface) -> Result<()> {
+    run_in(Some(&netns), move |h| async move {
+        if spec.ifname != temp {
+            delete_link(&h, &spec.ifname).await?;
+        }
+        let index = link_index(&h, &temp).await?.ok_or_else(|| {
+            Error::OvsState(format!("{temp} did not arrive in the pod namespace"))
+        })?;
+        h.link()
+            .change(
+                LinkUnspec::new_with_index(index)
+                    .name(spec.ifname.clone())
+                    .address(spec.mac.to_vec())
+                    .mtu(spec.mtu)
+                    .build(),
+            )
+            .execute()
+            .await
+            .map_err(|e| Error::netlink(format!("configuring {}", spec.ifname), e))?;
+        for net in &spec.ips {
+            let mut req = h
+                .address()
+                .add(index, net.addr(), net.prefix_len())
+                .replace();
+            if net.addr().is_ipv6() {
+                // Duplicate address detection would hold the address back
+                // for a second or more; OVN owns the addresses, so no
+                // duplicate can exist.
+                req.message_mut()
+                    .attributes
+                    .push(AddressAttribute::Flags(AddressFlags::Nodad));
+            }
+            req.execute()
+                .await
+                .map_err(|e| Error::netlink(format!("adding {net} to {}", spec.ifname), e))?;
+        }
+        h.link()
+            .change(LinkUnspec::new_with_index(index).up().build())
+            .execute()
+            .await
+            .map_err(|e| Error::netlink(format!("bringing {} up", spec.ifname), e))?;
+        if let Some(lo) = link_index(&h, "lo").await? {
+            h.link()
+                .change(LinkUnspec::new_with_index(lo).up().build())
+                .execute()
+                .await
+                .map_err(|e| Error::netlink("bringing lo up", e))?;
+        }
+        let mut routes: Vec<(IpNet, IpAddr)> = spec
+            .gateways
+            .iter()
+            .map(|gw| {
+                let any: IpNet = match gw {
+                    IpAddr::V4(_) => IpNet::V4(Default::default()),
+                    IpAddr::V6(_) => IpNet::V6(Default::default()),
+                };
+                (any, *gw)
+            })
+            .collect();
+        routes.extend(spec.routes.iter().cloned());
+        for (dst, gw) in routes {
+            add_route(&h, index, dst, Some(gw)).await?;
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// Adds (or replaces) a route through `index`.
+pub async fn add_route(h: &Handle, index: u32, dst: IpNet, gw: Option<IpAddr>) -> Result<()> {
+    let mut b = RouteMessageBuilder::<IpAddr>::new()
+        .destination_prefix(dst.network(), dst.prefix_len())
+        .map_err(|e| Error::Config(format!("route {dst}: {e}")))?
+        .output_interface(index);
+    if let Some(gw) = gw {
+        b = b
+            .gateway(gw)
+            .map_err(|e| Error::Config(format!("route {dst} via {gw}: {e}")))?;
+    }
+    h.route()
+        .add(b.build())
+        .replace()
+        .execute()
+        .await
+        .map_err(|e| Error::netlink(format!("adding route {dst}"), e))
+}
+
+/// What CHECK compares: the interface as the kernel has it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkState {
+    pub mac: Option<[u8; 6]>,
+    pub mtu: Option<u32>,
+    pub up: bool,
+    pub ips: Vec<IpNet>,
+}
+
+/// Reads an interface's MAC, MTU, state and addresses; `None` when absent.
+pub async fn inspect(h: &Handle, name: &str) -> Result<Option<LinkState>> {
+    let Some(link) = get_link(h, name).await? else {
+        return Ok(None);
+    };
+    let mut state = LinkState {
+        mac: None,
+        mtu: None,
+        up: link.header.flags.contains(LinkFlags::Up),
+        ips: vec![],
+    };
+    for a in &link.attributes {
+        match a {
+            LinkAttribute::Address(b) if b.len() == 6 => {
+                let mut mac = [0u8; 6];
+                mac.copy_from_slice(b);
+                state.mac = Some(mac);
+            }
+            LinkAttribute::Mtu(m) => state.mtu = Some(*m),
+            _ => {}
+        }
+    }
+    let mut addrs = h
+        .address()
+        .get()
+        .set_link_index_filter(link.header.index)
+        .execute();
+    while let Some(msg) = addrs
+        .try_next()
+        .await
+        .map_err(|e| Error::netlink(format!("listing addresses of {name}"), e))?
+    {
+        for a in &msg.attributes {
+            if let AddressAttribute::Address(ip) = a {
+                if let Ok(net) = IpNet::new(*ip, msg.header.prefix_len) {
+                    state.ips.push(net);
+                }
+            }
+        }
+    }
+    Ok(Some(state))
+}
+
+/// Parses `aa:bb:cc:dd:ee:ff`.
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut out = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in out.iter_mut() {
+        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(out)
+}
+
+pub fn format_mac(mac: &[u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macs_round_trip() {
+        let m = parse_mac("0a:58:0a:f4:01:05").unwrap();
+        assert_eq!(m, [0x0a, 0x58, 0x0a, 0xf4, 0x01, 0x05]);
+        assert_eq!(format_mac(&m), "0a:58:0a:f4:01:05");
+        assert!(parse_mac("0a:58:0a:f4:01").is_none());
+        assert!(parse_mac("0a:58:0a:f4:01:05:07").is_none());
+        assert!(parse_mac("zz:58:0a:f4:01:05").is_none());
+    }
+}
