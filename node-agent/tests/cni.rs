@@ -1,0 +1,305 @@
+//! End-to-end tests of the CNI plugin and daemon against real OVN and OVS.
+//! They need root (network namespaces, OVS); without it they skip.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use ovn_testbed::wait_for;
+use serde_json::json;
+
+macro_rules! need_root {
+    () => {
+        if !is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+    };
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_connects_pods_to_each_other_and_to_the_host() {
+    need_root!();
+    let node = Node::start().await;
+    let a = node.pod(1, true).await;
+    let b = node.pod(2, true).await;
+
+    let result = node.add(&a);
+    assert_eq!(result["cniVersion"], "1.1.0");
+    let ifaces = result["interfaces"].as_array().unwrap();
+    let pod_if = ifaces
+        .iter()
+        .position(|i| i["name"] == "eth0")
+        .expect("eth0 in result");
+    assert_eq!(ifaces[pod_if]["mac"], a.mac.as_str());
+    assert_eq!(ifaces[pod_if]["sandbox"], a.netns_path().as_str());
+    assert_eq!(result["ips"][0]["address"], format!("{}/24", a.ip));
+    assert_eq!(result["ips"][0]["gateway"], GATEWAY);
+    assert_eq!(result["ips"][0]["interface"], pod_if);
+    node.add(&b);
+
+    // The interface inside the pod: name, address, MAC, default route.
+    let show = std::process::Command::new("ip")
+        .args(["-n", &a.netns, "addr", "show", "eth0"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&show.stdout);
+    assert!(text.contains(&format!("{}/24", a.ip)), "{text}");
+    assert!(text.contains(&a.mac), "{text}");
+    let routes = std::process::Command::new("ip")
+        .args(["-n", &a.netns, "route"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&routes.stdout).contains(&format!("default via {GATEWAY}")));
+
+    // OVS: the port carries iface-id, iface-id-ver and the sandbox, and OVN
+    // installed it.
+    let host = result["interfaces"][0]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ids = node
+        .chassis
+        .vsctl(&["get", "Interface", &host, "external_ids"])
+        .unwrap();
+    assert!(ids.contains("iface-id=default_pod1"), "{ids}");
+    assert!(ids.contains(&format!("iface-id-ver={}", a.uid)), "{ids}");
+    assert!(ids.contains(&a.container_id), "{ids}");
+    assert!(ids.contains("ovn-installed=\"true\""), "{ids}");
+
+    ping_until(Some(&a.netns), &b.ip, None).unwrap();
+    ping_until(Some(&b.netns), &a.ip, None).unwrap();
+    tcp_round_trip(&a.netns, &a.ip, &b.netns).unwrap();
+    udp_round_trip(&b.netns, &b.ip, &a.netns).unwrap();
+
+    // The host reaches both pods through the management port.
+    ping_until(None, &a.ip, Some(&node)).unwrap_or_else(|e| panic!("{e}\n{}", node.daemon_log()));
+    ping_until(None, &b.ip, Some(&node)).unwrap();
+
+    // Metrics count the ADDs by command and result.
+    let port = node.metrics_port;
+    let text = in_netns(node.chassis.netns().unwrap(), move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics endpoint");
+        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    });
+    assert!(
+        text.contains(
+            "switchyard_node_cni_request_duration_seconds_count{command=\"ADD\",result=\"ok\"} 2"
+        ),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn del_is_idempotent_and_add_after_del_works() {
+    need_root!();
+    let node = Node::start().await;
+    let a = node.pod(1, true).await;
+    let b = node.pod(2, true).await;
+    let result = node.add(&a);
+    node.add(&b);
+    let host = result["interfaces"][0]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(node.ports().contains(&host));
+    assert!(node.host_link_exists(&host));
+
+    node.del(&a);
+    assert!(!node.ports().contains(&host), "port still on br-int");
+    assert!(!node.host_link_exists(&host), "host veth still there");
+    let inside = std::process::Command::new("ip")
+        .args(["-n", &a.netns, "link", "show", "eth0"])
+        .output()
+        .unwrap();
+    assert!(!inside.status.success(), "eth0 still in the pod");
+
+    // Again, and for a container nobody knows, and without a netns.
+    node.del(&a);
+    let mut env = node.env("DEL", &a);
+    for (k, v) in env.iter_mut() {
+        if k == "CNI_CONTAINERID" {
+            *v = "unknowncontainer".into();
+        }
+    }
+    env.retain(|(k, _)| k != "CNI_NETNS");
+    let out = node.cni(&env, &node.conf("1.0.0").to_string());
+    assert!(out.ok(), "{}", out.stdout);
+
+    // ADD after DEL works and the pod talks again.
+    node.add(&a);
+    assert!(node.ports().contains(&host));
+    ping_until(Some(&a.netns), &b.ip, None).unwrap();
+
+    // DEL after the pod's namespace is gone still succeeds.
+    std::process::Command::new("ip")
+        .args(["netns", "del", &b.netns])
+        .status()
+        .unwrap();
+    node.del(&b);
+    wait_for(Duration::from_secs(10), "b's port to go", || {
+        node.ports().len() == 2
+    })
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_notices_a_removed_address_and_gc_removes_leaks() {
+    need_root!();
+    let node = Node::start().await;
+    let a = node.pod(1, true).await;
+    let b = node.pod(2, true).await;
+    let ra = node.add(&a);
+    let rb = node.add(&b);
+
+    let mut conf = node.conf("1.1.0");
+    conf["prevResult"] = ra.clone();
+    let out = node.cni(&node.env("CHECK", &a), &conf.to_string());
+    assert!(out.ok(), "CHECK of a healthy pod failed: {}", out.stdout);
+
+    let st = std::process::Command::new("ip")
+        .args([
+            "-n",
+            &a.netns,
+            "addr",
+            "del",
+            &format!("{}/24", a.ip),
+            "dev",
+            "eth0",
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = node.cni(&node.env("CHECK", &a), &conf.to_string());
+    assert_eq!(out.error_code(), 105, "{}", out.stdout);
+    assert!(out.stdout.contains(&a.ip), "{}", out.stdout);
+
+    // GC: the runtime still lists only a; b's port and veth are leaked.
+    let host_b = rb["interfaces"][0]["name"].as_str().unwrap().to_string();
+    let host_a = ra["interfaces"][0]["name"].as_str().unwrap().to_string();
+    let mut gc = node.conf("1.1.0");
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": a.container_id, "ifname": "eth0"}]);
+    let env = vec![
+        ("CNI_COMMAND".to_string(), "GC".to_string()),
+        ("CNI_PATH".to_string(), node.bin_dir.display().to_string()),
+    ];
+    let out = node.cni(&env, &gc.to_string());
+    assert!(out.ok(), "GC failed: {}", out.stdout);
+    let ports = node.ports();
+    assert!(!ports.contains(&host_b), "GC left {host_b}: {ports:?}");
+    assert!(ports.contains(&host_a), "GC removed a live port: {ports:?}");
+    assert!(!node.host_link_exists(&host_b));
+    assert!(node.host_link_exists(&host_a));
+
+    // STATUS: available.
+    let out = node.cni(
+        &[("CNI_COMMAND".to_string(), "STATUS".to_string())],
+        &node.conf("1.1.0").to_string(),
+    );
+    assert!(out.ok(), "STATUS: {}", out.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_restart_leaves_pods_running() {
+    need_root!();
+    let mut node = Node::start().await;
+    let a = node.pod(1, true).await;
+    let b = node.pod(2, true).await;
+    node.add(&a);
+    node.add(&b);
+    ping_until(Some(&a.netns), &b.ip, None).unwrap();
+
+    node.kill_daemon();
+    // While the daemon is down: traffic flows, and the shim says so clearly.
+    ping_until(Some(&a.netns), &b.ip, None).unwrap();
+    let c = node.pod(3, true).await;
+    let out = node.cni(&node.env("ADD", &c), &node.conf("1.1.0").to_string());
+    assert_eq!(out.error_code(), 11, "{}", out.stdout);
+    assert!(out.stdout.contains("not running"), "{}", out.stdout);
+    let ports_before = node.ports();
+
+    node.start_daemon();
+    assert_eq!(node.ports(), ports_before, "restart changed the ports");
+    tcp_round_trip(&b.netns, &b.ip, &a.netns).unwrap();
+    node.add(&c);
+    ping_until(Some(&c.netns), &a.ip, None).unwrap();
+    node.del(&b);
+    ping_until(Some(&c.netns), &a.ip, None).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_spec_errors_and_leaves_nothing() {
+    need_root!();
+    let node = Node::start().await;
+    let a = node.pod(1, true).await;
+    let ports_before = node.ports();
+
+    let out = node.cni(&node.env("ADD", &a), &node.conf("9.9.9").to_string());
+    assert_eq!(out.error_code(), 1, "{}", out.stdout);
+    assert!(out.json()["msg"].as_str().unwrap().contains("9.9.9"));
+
+    let mut env = node.env("ADD", &a);
+    env.retain(|(k, _)| k != "CNI_NETNS");
+    let out = node.cni(&env, &node.conf("1.1.0").to_string());
+    assert_eq!(out.error_code(), 4, "{}", out.stdout);
+    assert!(out.stdout.contains("CNI_NETNS"), "{}", out.stdout);
+
+    let out = node.cni(&node.env("ADD", &a), "{\"cniVersion\": ");
+    assert_eq!(out.error_code(), 6, "{}", out.stdout);
+
+    let mut env = node.env("ADD", &a);
+    for (k, v) in env.iter_mut() {
+        if k == "CNI_NETNS" {
+            *v = "/var/run/netns/does-not-exist-switchyard".into();
+        }
+    }
+    let out = node.cni(&env, &node.conf("1.1.0").to_string());
+    assert_eq!(out.error_code(), 3, "{}", out.stdout);
+
+    // A pod without an annotation: error 100 after the deadline.
+    let b = node.pod(2, false).await;
+    let started = std::time::Instant::now();
+    let out = node.cni(&node.env("ADD", &b), &node.conf("0.4.0").to_string());
+    assert_eq!(out.error_code(), 100, "{}", out.stdout);
+    assert_eq!(out.json()["cniVersion"], "0.4.0");
+    assert!(started.elapsed() >= Duration::from_millis(node.annotation_timeout_ms));
+
+    assert_eq!(node.ports(), ports_before, "a failed ADD left a port");
+    let links = std::process::Command::new("ip")
+        .args(["-n", &b.netns, "-o", "link"])
+        .output()
+        .unwrap();
+    let links = String::from_utf8_lossy(&links.stdout);
+    assert_eq!(
+        links.lines().count(),
+        1,
+        "a failed ADD left links in the pod: {links}"
+    );
+
+    // VERSION is answered by the shim.
+    let out = node.cni(
+        &[("CNI_COMMAND".to_string(), "VERSION".to_string())],
+        "{\"cniVersion\":\"1.0.0\"}",
+    );
+    assert!(out.ok());
+    assert!(out.json()["supportedVersions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|v| v == "0.3.1"));
+
+    // A 0.3.1 result carries IP versions.
+    let r = {
+        let out = node.cni(&node.env("ADD", &a), &node.conf("0.3.1").to_string());
+        assert!(out.ok(), "{}", out.stdout);
+        out.json()
+    };
+    assert_eq!(r["cniVersion"], "0.3.1");
+    assert_eq!(r["ips"][0]["version"], "4");
+}
