@@ -10,12 +10,14 @@ mod client;
 mod connection;
 mod error;
 mod framing;
+pub mod nb;
 mod remote;
 mod replica;
 mod schema;
 mod transaction;
 mod transport;
 mod value;
+pub mod vswitch;
 
 pub use client::{Client, ClientConfig};
 pub use error::{Error, Result};
