@@ -78,16 +78,7 @@ async fn add_connects_pods_to_each_other_and_to_the_host() {
     ping_until(None, &b.ip, Some(&node)).unwrap();
 
     // Metrics count the ADDs by command and result.
-    let port = node.metrics_port;
-    let text = in_netns(node.chassis.netns().unwrap(), move || {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics endpoint");
-        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
-            .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
-    });
+    let text = node.metrics_text();
     assert!(
         text.contains(
             "switchyard_node_cni_request_duration_seconds_count{command=\"ADD\",result=\"ok\"} 2"

@@ -518,6 +518,28 @@ pub fn udp_round_trip(server_ns: &str, server_ip: &str, client_ns: &str) -> Resu
     result
 }
 
+impl Node {
+    /// The daemon's `/metrics` page (fetched inside the node's namespace).
+    pub fn metrics_text(&self) -> String {
+        let port = self.metrics_port;
+        in_netns(self.chassis.netns().expect("chassis netns"), move || {
+            use std::io::Read;
+            let mut s = TcpStream::connect(("127.0.0.1", port)).expect("metrics endpoint");
+            s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+                .unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).unwrap();
+            out
+        })
+    }
+}
+
+/// A sample's value from Prometheus text (`name{labels} value`).
+pub fn metric_value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
 impl Drop for Node {
     fn drop(&mut self) {
         self.kill_daemon();
