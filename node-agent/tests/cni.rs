@@ -213,6 +213,11 @@ async fn daemon_restart_leaves_pods_running() {
     let out = node.cni(&node.env("ADD", &c), &node.conf("1.1.0").to_string());
     assert_eq!(out.error_code(), 11, "{}", out.stdout);
     assert!(out.stdout.contains("not running"), "{}", out.stdout);
+    let out = node.cni(
+        &[("CNI_COMMAND".to_string(), "STATUS".to_string())],
+        &node.conf("1.1.0").to_string(),
+    );
+    assert_eq!(out.error_code(), 50, "{}", out.stdout);
     let ports_before = node.ports();
 
     node.start_daemon();
@@ -293,4 +298,37 @@ async fn bad_input_gets_spec_errors_and_leaves_nothing() {
     };
     assert_eq!(r["cniVersion"], "0.3.1");
     assert_eq!(r["ips"][0]["version"], "4");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_for_a_new_sandbox_replaces_the_stale_port() {
+    need_root!();
+    let node = Node::start().await;
+    let mut a = node.pod(1, true).await;
+    let b = node.pod(2, true).await;
+    let old = node.add(&a);
+    node.add(&b);
+    let old_host = old["interfaces"][0]["name"].as_str().unwrap().to_string();
+
+    // The runtime lost the sandbox without a DEL and starts a new one for
+    // the same pod, in a new namespace.
+    a.container_id = format!("{}ff", a.container_id);
+    let new_ns = unique("p");
+    let st = std::process::Command::new("ip")
+        .args(["netns", "add", &new_ns])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let old_ns = std::mem::replace(&mut a.netns, new_ns);
+    let fresh = node.add(&a);
+    let new_host = fresh["interfaces"][0]["name"].as_str().unwrap().to_string();
+    assert_ne!(old_host, new_host);
+    let ports = node.ports();
+    assert!(!ports.contains(&old_host), "stale port kept: {ports:?}");
+    assert!(ports.contains(&new_host));
+    assert!(!node.host_link_exists(&old_host), "stale veth kept");
+    ping_until(Some(&a.netns), &b.ip, None).unwrap();
+    let _ = std::process::Command::new("ip")
+        .args(["netns", "del", &old_ns])
+        .status();
 }
