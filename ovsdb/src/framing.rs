@@ -82,6 +82,10 @@ impl Framer {
                 b'}' | b']' => {
                     self.depth -= 1;
                     if self.depth == 0 {
+                        // A complete message can arrive in one read: bound it too.
+                        if self.pos > self.limit {
+                            return Err(Error::MessageTooLarge { limit: self.limit });
+                        }
                         let msg = self.buf.split_to(self.pos);
                         self.pos = 0;
                         self.started = false;
@@ -143,6 +147,14 @@ mod tests {
         let mut f = Framer::new(16);
         f.buffer()
             .extend_from_slice(b"[\"0123456789012345678901234567890\"");
+        assert!(matches!(
+            f.next_message(),
+            Err(Error::MessageTooLarge { .. })
+        ));
+
+        let mut f = Framer::new(16);
+        f.buffer()
+            .extend_from_slice(b"[\"0123456789012345678901234567890\"]");
         assert!(matches!(
             f.next_message(),
             Err(Error::MessageTooLarge { .. })
