@@ -903,6 +903,10 @@ pub(crate) async fn lead(
     };
     let writer_task = tokio::spawn(writer.run(stop.clone(), synced_tx));
     metrics.health.set_alive(true);
+    // Gauges are refreshed at most every 100 ms while busy; this tick
+    // catches the last change of a burst.
+    let mut gauge_tick = tokio::time::interval(Duration::from_millis(500));
+    gauge_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     loop {
         let retry_at = state.next_retry();
@@ -930,6 +934,7 @@ pub(crate) async fn lead(
                 None => { warn!("pod watch ended; watching again"); pods = cluster.watch_pods(); }
             },
             _ = retry_sleep => state.run_due_retries(),
+            _ = gauge_tick.tick() => state.update_gauges(),
         }
         // Take whatever else is ready, so a burst is processed as one batch.
         for _ in 0..10_000 {
