@@ -38,6 +38,9 @@ use crate::ovs::{Ovs, OvsAttachment, PortSpec};
 use crate::pod_source::PodSource;
 use crate::protocol::{Reply, MAX_MESSAGE};
 
+/// How long a client may take to send its request.
+const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Everything the daemon is told on its command line.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -250,7 +253,15 @@ impl Daemon {
 
     async fn connection(&self, mut stream: UnixStream) {
         let mut body = Vec::new();
-        let reply = match (&mut stream).take(MAX_MESSAGE).read_to_end(&mut body).await {
+        // The shim sends its request at once; a peer that never finishes
+        // must not hold a task forever.
+        let read = tokio::time::timeout(
+            REQUEST_READ_TIMEOUT,
+            (&mut stream).take(MAX_MESSAGE).read_to_end(&mut body),
+        )
+        .await
+        .unwrap_or_else(|_| Err(std::io::Error::from(std::io::ErrorKind::TimedOut)));
+        let reply = match read {
             Err(e) => Reply::Err(
                 CniError::new(codes::IO_FAILURE, "reading the request failed")
                     .details(e.to_string()),
