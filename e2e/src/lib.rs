@@ -1,1 +1,30 @@
-//! Placeholder; filled in by its issue.
+//! Switchyard's end-to-end sandbox: real OVN on one machine, nodes and pods
+//! as network namespaces.
+//!
+//! [`Sandbox::up`] starts OVN central (NB, SB, northd), and per node a
+//! network namespace with its own ovsdb-server, ovs-vswitchd (userspace
+//! datapath), ovn-controller and the real `switchyard-node` daemon, joined
+//! by an underlay bridge with Geneve tunnels ([`underlay`]); then the real
+//! controller in-process against an in-memory Kubernetes API
+//! ([`switchyard_controller::k8s::memory::MemoryCluster`]). Pods are
+//! started by the sandbox's [`kubelet`]: a network namespace, then the real
+//! `switchyard-cni` binary executed as a runtime executes it, then the
+//! container's command inside the namespace.
+//!
+//! The `switchyard-sandbox` command-line tool wraps the same API (see
+//! [`cli`]); tests in `e2e/tests/` use it directly.
+//!
+//! Binaries: the sandbox executes `switchyard-node` and `switchyard-cni`;
+//! see [`util::binaries`] for how they are found (or built).
+
+pub mod cli;
+pub mod controller;
+pub mod kubelet;
+pub mod mirror;
+pub mod node;
+pub mod probe;
+pub mod sandbox;
+pub mod underlay;
+pub mod util;
+
+pub use sandbox::{pod_spec, IpFamily, PodSummary, Sandbox, SandboxOptions};

@@ -1,0 +1,1 @@
+//! The `switchyard-sandbox` command line (filled in below).

@@ -1,0 +1,183 @@
+//! Reachability probes with real packets: ICMP (ping), TCP and UDP (a tiny
+//! Python echo server/client that names the answering pod, so a reply
+//! proves it reached the right one).
+//!
+//! First packets can drop while the userspace datapath resolves a tunnel
+//! neighbour, so [`probe`] retries until a deadline.
+
+use std::net::IpAddr;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+
+use crate::util::in_netns;
+
+/// TCP port of [`ECHO_SERVER`].
+pub const TCP_PORT: u16 = 8080;
+/// UDP port of [`ECHO_SERVER`].
+pub const UDP_PORT: u16 = 8081;
+
+/// A Python server: on TCP 8080 it answers every connection with `argv[1]`,
+/// on UDP 8081 every datagram; both families (`::` with V6ONLY off).
+pub const ECHO_SERVER: &str = r#"
+import socket, sys, threading
+name = sys.argv[1].encode()
+def tcp():
+    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("::", 8080)); s.listen(128)
+    while True:
+        c, _ = s.accept()
+        try: c.sendall(name)
+        except OSError: pass
+        c.close()
+def udp():
+    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    s.bind(("::", 8081))
+    while True:
+        d, a = s.recvfrom(2048)
+        s.sendto(name, a)
+threading.Thread(target=udp, daemon=True).start()
+tcp()
+"#;
+
+const CLIENT: &str = r#"
+import socket, sys
+proto, ip, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+fam = socket.AF_INET6 if ":" in ip else socket.AF_INET
+if proto == "tcp":
+    s = socket.socket(fam, socket.SOCK_STREAM); s.settimeout(1.0)
+    s.connect((ip, port)); data = s.recv(2048)
+else:
+    s = socket.socket(fam, socket.SOCK_DGRAM); s.settimeout(1.0)
+    s.sendto(b"ping", (ip, port)); data, _ = s.recvfrom(2048)
+sys.stdout.write(data.decode())
+"#;
+
+/// The Python the probes use: the system's, not a shim.
+pub fn python() -> &'static str {
+    if std::path::Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    }
+}
+
+/// A container command running [`ECHO_SERVER`] answering `name`.
+pub fn echo_server_command(name: &str) -> Vec<String> {
+    vec![
+        python().to_string(),
+        "-c".into(),
+        ECHO_SERVER.into(),
+        name.into(),
+    ]
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Proto {
+    Icmp,
+    Tcp,
+    Udp,
+}
+
+impl std::fmt::Display for Proto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Proto::Icmp => "icmp",
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        })
+    }
+}
+
+/// One attempt from inside `netns`; with `expect`, the TCP/UDP reply must
+/// be that name.
+pub fn probe_once(netns: &str, proto: Proto, ip: IpAddr, expect: Option<&str>) -> Result<()> {
+    let ip_s = ip.to_string();
+    let mut cmd = match proto {
+        Proto::Icmp => in_netns(netns, &["ping", "-c1", "-W1", &ip_s]),
+        Proto::Tcp | Proto::Udp => {
+            let (p, port) = if proto == Proto::Tcp {
+                ("tcp", TCP_PORT)
+            } else {
+                ("udp", UDP_PORT)
+            };
+            in_netns(
+                netns,
+                &[python(), "-c", CLIENT, p, &ip_s, &port.to_string()],
+            )
+        }
+    };
+    let out = cmd.stdin(Stdio::null()).output()?;
+    if !out.status.success() {
+        bail!(
+            "{proto} to {ip} from {netns} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or_default()
+        );
+    }
+    if let (Some(want), Proto::Tcp | Proto::Udp) = (expect, proto) {
+        let got = String::from_utf8_lossy(&out.stdout);
+        if got.trim() != want {
+            bail!("{proto} to {ip} from {netns}: answered by {got:?}, expected {want:?}");
+        }
+    }
+    Ok(())
+}
+
+/// Retries [`probe_once`] until it succeeds or `timeout` passes.
+pub fn probe(
+    netns: &str,
+    proto: Proto,
+    ip: IpAddr,
+    expect: Option<&str>,
+    timeout: Duration,
+) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match probe_once(netns, proto, ip, expect) {
+            Ok(()) => return Ok(()),
+            Err(e) if Instant::now() >= deadline => {
+                return Err(e.context(format!("still failing after {timeout:?}")))
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// An HTTP GET from inside `netns` (curl); the status code, or why not.
+pub fn http_get(netns: &str, ip: IpAddr, port: u16) -> Result<u16> {
+    let url = match ip {
+        IpAddr::V4(v4) => format!("http://{v4}:{port}/"),
+        IpAddr::V6(v6) => format!("http://[{v6}]:{port}/"),
+    };
+    let out = in_netns(
+        netns,
+        &[
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "2",
+            &url,
+        ],
+    )
+    .stdin(Stdio::null())
+    .output()?;
+    let code = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse::<u16>()
+        .unwrap_or(0);
+    if !out.status.success() || code == 0 {
+        bail!("GET {url} failed ({})", out.status);
+    }
+    Ok(code)
+}
