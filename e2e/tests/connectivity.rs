@@ -63,3 +63,13 @@ fn connectivity(family: IpFamily) {
 fn ipv4_pods_reach_each_other_and_their_hosts() {
     connectivity(IpFamily::Ipv4);
 }
+
+#[test]
+fn dual_stack_pods_reach_each_other_over_both_families() {
+    connectivity(IpFamily::Dual);
+}
+
+#[test]
+fn ipv6_pods_reach_each_other_and_their_hosts() {
+    connectivity(IpFamily::Ipv6);
+}
