@@ -46,7 +46,7 @@ pub mod ext {
     /// `namespace/name` of the pod, for operators.
     pub const POD: &str = "switchyard.io/pod";
     /// Marks rows this agent owns, so GC never touches anyone else's ports.
-    pub const OWNER: &str = "switchyard.io/owner-kind";
+    pub const OWNER: &str = switchyard_api::names::OWNER_KIND;
     pub const OWNER_VALUE: &str = "cni";
     pub const IFACE_ID: &str = "iface-id";
     pub const IFACE_ID_VER: &str = "iface-id-ver";
