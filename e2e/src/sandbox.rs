@@ -107,6 +107,9 @@ pub struct PodSummary {
     /// The pod's network namespace while the kubelet runs it.
     pub netns: Option<String>,
     pub message: Option<String>,
+    /// Seconds since the pod was created.
+    #[serde(default)]
+    pub age_secs: u64,
 }
 
 /// Written to `STATE/state.json`: enough to clean up without the owner.
@@ -599,6 +602,13 @@ impl Sandbox {
                         .collect(),
                     netns: slot.map(|s| s.netns.clone()),
                     message: status.message.clone(),
+                    age_secs: p
+                        .metadata
+                        .uid
+                        .as_deref()
+                        .and_then(|u| self.cluster.created_at(u))
+                        .map(|t| t.elapsed().as_secs())
+                        .unwrap_or_default(),
                     namespace,
                     name,
                 }

@@ -1,1 +1,472 @@
-fn main() {}
+//! `switchyard-sandbox`: a multi-node Switchyard cluster of real OVN on one
+//! machine, nodes and pods as network namespaces. See `switchyard_e2e::cli`
+//! for how the commands talk to the background process.
+
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use switchyard_e2e::cli::{self, call, Request, LOG, SOCKET};
+use switchyard_e2e::sandbox::{cleanup_state_dir, read_state};
+use switchyard_e2e::{IpFamily, SandboxOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "switchyard-sandbox",
+    about = "A Switchyard cluster of real OVN on one machine: nodes and pods are network namespaces"
+)]
+struct Args {
+    /// Where the sandbox keeps every file (default $SWITCHYARD_SANDBOX_DIR
+    /// or /tmp/switchyard-sandbox).
+    #[arg(long, global = true)]
+    state_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Start OVN central, N nodes and the controller; returns when ready.
+    Up {
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// ipv4, ipv6 or dual
+        #[arg(long, default_value = "ipv4")]
+        ip_family: String,
+        /// Sandbox index (underlay 198.18.INDEX.0/24); default: first free.
+        #[arg(long)]
+        index: Option<u8>,
+    },
+    /// Apply Kubernetes YAML (Namespace, Pod, Service, NetworkPolicy).
+    Apply {
+        /// File, directory or - for stdin.
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<String>,
+        /// Wait until every pod is Running.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Delete objects: `-f FILE` or `KIND NAMESPACE/NAME`.
+    Delete {
+        #[arg(short = 'f', long = "filename")]
+        files: Vec<String>,
+        kind: Option<String>,
+        /// NAMESPACE/NAME (or NAME in `default`; a Namespace's name).
+        name: Option<String>,
+    },
+    /// List objects: `get pods [-o wide]`.
+    Get {
+        what: String,
+        #[arg(short = 'o', long = "output")]
+        output: Option<String>,
+    },
+    /// Run a command inside a pod's network namespace.
+    Exec {
+        /// NAMESPACE/POD
+        pod: String,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Wait until every pod is Running.
+    Wait {
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
+    /// Pod-to-pod reachability matrix: an HTTP GET from every running pod
+    /// to every pod's addresses (real TCP connections).
+    Matrix {
+        #[arg(long, default_value_t = 80)]
+        port: u16,
+    },
+    /// Run ovn-nbctl against the sandbox's northbound database.
+    Nbctl {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Stop everything; leaves nothing outside the state directory.
+    Down,
+    /// The background process `up` starts (not for direct use).
+    #[command(hide = true)]
+    Serve {
+        #[arg(long)]
+        nodes: usize,
+        #[arg(long)]
+        ip_family: String,
+        #[arg(long)]
+        index: Option<u8>,
+    },
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let dir = args
+        .state_dir
+        .clone()
+        .unwrap_or_else(cli::default_state_dir);
+    match run(args.cmd, &dir) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("switchyard-sandbox: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cmd: Cmd, dir: &Path) -> Result<ExitCode> {
+    match cmd {
+        Cmd::Up {
+            nodes,
+            ip_family,
+            index,
+        } => up(dir, nodes, &ip_family, index)?,
+        Cmd::Serve {
+            nodes,
+            ip_family,
+            index,
+        } => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| "info".into()),
+                )
+                .init();
+            let mut opts = SandboxOptions::new(nodes, dir);
+            opts.ip_family = ip_family.parse()?;
+            opts.index = index;
+            cli::serve(opts)?;
+        }
+        Cmd::Apply { files, wait } => {
+            let yaml = read_inputs(&files)?;
+            let r = call(dir, &Request::Apply { yaml }, Duration::from_secs(60))?;
+            r.lines.iter().for_each(|l| println!("{l}"));
+            if wait {
+                wait_ready(dir, 120)?;
+            }
+        }
+        Cmd::Delete { files, kind, name } => {
+            let r = if !files.is_empty() {
+                let yaml = read_inputs(&files)?;
+                call(dir, &Request::DeleteYaml { yaml }, Duration::from_secs(300))?
+            } else {
+                let (Some(kind), Some(name)) = (kind, name) else {
+                    bail!("usage: delete -f FILE | delete KIND NAMESPACE/NAME");
+                };
+                let (namespace, name) = match name.split_once('/') {
+                    Some((ns, n)) => (ns.to_string(), n.to_string()),
+                    None => ("default".to_string(), name),
+                };
+                call(
+                    dir,
+                    &Request::Delete {
+                        kind,
+                        namespace,
+                        name,
+                    },
+                    Duration::from_secs(300),
+                )?
+            };
+            r.lines.iter().for_each(|l| println!("{l}"));
+        }
+        Cmd::Get { what, output } => {
+            if !matches!(what.as_str(), "pods" | "pod" | "po") {
+                bail!("only `get pods` is supported");
+            }
+            let wide = match output.as_deref() {
+                None => false,
+                Some("wide") => true,
+                Some("json") => {
+                    let r = call(dir, &Request::Pods, Duration::from_secs(30))?;
+                    println!("{}", serde_json::to_string_pretty(&r.pods)?);
+                    return Ok(ExitCode::SUCCESS);
+                }
+                Some(o) => bail!("-o {o}: only wide and json are supported"),
+            };
+            let r = call(dir, &Request::Pods, Duration::from_secs(30))?;
+            print!("{}", cli::format_pods(&r.pods, wide));
+        }
+        Cmd::Exec { pod, command } => return exec(dir, &pod, &command),
+        Cmd::Wait { timeout } => wait_ready(dir, timeout)?,
+        Cmd::Nbctl { args } => {
+            let st = status(dir)?;
+            let s = Command::new("ovn-nbctl")
+                .arg(format!("--db={}", st.nb_remote))
+                .args(&args)
+                .status()?;
+            return Ok(exit_code(s.code()));
+        }
+        Cmd::Matrix { port } => {
+            let r = call(dir, &Request::Pods, Duration::from_secs(30))?;
+            let (text, all_ok) = matrix(&r.pods, port);
+            print!("{text}");
+            if !all_ok {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Cmd::Down => down(dir)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn status(dir: &Path) -> Result<cli::Status> {
+    call(dir, &Request::Status, Duration::from_secs(10))?
+        .status
+        .context("no status in the answer")
+}
+
+fn wait_ready(dir: &Path, timeout: u64) -> Result<()> {
+    call(
+        dir,
+        &Request::WaitReady {
+            timeout_secs: timeout,
+        },
+        Duration::from_secs(timeout + 10),
+    )?;
+    Ok(())
+}
+
+fn up(dir: &Path, nodes: usize, ip_family: &str, index: Option<u8>) -> Result<()> {
+    let _: IpFamily = ip_family.parse()?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = dir.canonicalize()?;
+    if let Some(st) = read_state(&dir) {
+        if ovn_testbed::pid_alive(st.pid) {
+            bail!(
+                "a sandbox is already running in {} (pid {}); `switchyard-sandbox down` stops it",
+                dir.display(),
+                st.pid
+            );
+        }
+    }
+    if call(&dir, &Request::Status, Duration::from_secs(5)).is_ok() {
+        bail!("a sandbox is already running in {}", dir.display());
+    }
+    let log_path = dir.join(LOG);
+    let log = std::fs::File::create(&log_path)?;
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.arg("--state-dir")
+        .arg(&dir)
+        .arg("serve")
+        .arg(format!("--nodes={nodes}"))
+        .arg(format!("--ip-family={ip_family}"));
+    if let Some(i) = index {
+        cmd.arg(format!("--index={i}"));
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0);
+    let mut child = cmd.spawn().context("starting the sandbox process")?;
+    let started = Instant::now();
+    eprintln!(
+        "starting a {nodes}-node sandbox ({ip_family}) in {} ...",
+        dir.display()
+    );
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "the sandbox process exited ({status}); its log {}:\n{}",
+                log_path.display(),
+                switchyard_e2e::node::tail(&log_path, 30).unwrap_or_default()
+            );
+        }
+        if dir.join(SOCKET).exists() {
+            if let Ok(r) = call(&dir, &Request::Status, Duration::from_secs(5)) {
+                let st = r.status.context("status")?;
+                eprintln!(
+                    "sandbox up in {:.1}s: nodes {} (underlay 198.18.{}.0/24), NB {}",
+                    started.elapsed().as_secs_f64(),
+                    st.nodes.join(", "),
+                    st.index,
+                    st.nb_remote
+                );
+                return Ok(());
+            }
+        }
+        if started.elapsed() > Duration::from_secs(300) {
+            bail!(
+                "the sandbox did not come up in 300 s; see {}",
+                log_path.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn exec(dir: &Path, pod: &str, command: &[String]) -> Result<ExitCode> {
+    let (ns, name) = pod
+        .split_once('/')
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .unwrap_or_else(|| ("default".into(), pod.to_string()));
+    let r = call(dir, &Request::Pods, Duration::from_secs(30))?;
+    let p = r
+        .pods
+        .iter()
+        .find(|p| p.namespace == ns && p.name == name)
+        .with_context(|| format!("pod {ns}/{name} not found"))?;
+    let netns = p
+        .netns
+        .clone()
+        .with_context(|| format!("pod {ns}/{name} is not running ({})", p.phase))?;
+    let s = Command::new("ip")
+        .args(["netns", "exec", &netns])
+        .args(command)
+        .status()
+        .with_context(|| format!("running {command:?}"))?;
+    Ok(exit_code(s.code()))
+}
+
+fn exit_code(code: Option<i32>) -> ExitCode {
+    ExitCode::from(code.unwrap_or(1).clamp(0, 255) as u8)
+}
+
+fn down(dir: &Path) -> Result<()> {
+    let Some(st) = read_state(dir) else {
+        if call(dir, &Request::Status, Duration::from_secs(5)).is_err() {
+            eprintln!("no sandbox in {}", dir.display());
+            return Ok(());
+        }
+        bail!("a sandbox answers but has no state file");
+    };
+    match call(dir, &Request::Down, Duration::from_secs(30)) {
+        Ok(_) => {
+            let started = Instant::now();
+            while ovn_testbed::pid_alive(st.pid) {
+                if started.elapsed() > Duration::from_secs(60) {
+                    eprintln!("the sandbox process did not exit; cleaning up after it");
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        Err(e) => eprintln!("the sandbox process does not answer ({e:#}); cleaning up after it"),
+    }
+    if ovn_testbed::pid_alive(st.pid) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(st.pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    cleanup_state_dir(dir)?;
+    let _ = std::fs::remove_file(dir.join(SOCKET));
+    eprintln!("sandbox down");
+    Ok(())
+}
+
+/// Concatenates YAML from files, directories (*.yaml, *.yml, *.json,
+/// sorted) and `-` (stdin) as separate documents.
+fn read_inputs(files: &[String]) -> Result<String> {
+    let mut out = String::new();
+    for f in files {
+        if f == "-" {
+            let mut s = String::new();
+            std::io::stdin().read_to_string(&mut s)?;
+            push_doc(&mut out, &s);
+            continue;
+        }
+        let path = Path::new(f);
+        if path.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    matches!(
+                        p.extension().and_then(|e| e.to_str()),
+                        Some("yaml" | "yml" | "json")
+                    )
+                })
+                .collect();
+            entries.sort();
+            for e in entries {
+                push_doc(&mut out, &std::fs::read_to_string(&e)?);
+            }
+        } else {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {f}"))?;
+            push_doc(&mut out, &text);
+        }
+    }
+    Ok(out)
+}
+
+fn push_doc(out: &mut String, doc: &str) {
+    if !out.is_empty() {
+        out.push_str("\n---\n");
+    }
+    out.push_str(doc);
+}
+
+/// Every running pod GETs every pod's every address (retrying for a few
+/// seconds: first packets may drop); OK or FAIL per pair.
+fn matrix(pods: &[switchyard_e2e::PodSummary], port: u16) -> (String, bool) {
+    use switchyard_e2e::probe::http_get;
+    let running: Vec<_> = pods.iter().filter(|p| p.netns.is_some()).collect();
+    let label = |p: &switchyard_e2e::PodSummary| format!("{}/{}", p.namespace, p.name);
+    let results: Vec<Vec<bool>> = std::thread::scope(|s| {
+        let handles: Vec<_> = running
+            .iter()
+            .map(|src| {
+                let running = &running;
+                s.spawn(move || {
+                    let netns = src.netns.clone().unwrap_or_default();
+                    running
+                        .iter()
+                        .map(|dst| {
+                            dst.ips.iter().filter_map(|ip| ip.parse().ok()).all(|ip| {
+                                let deadline = Instant::now() + Duration::from_secs(10);
+                                loop {
+                                    if http_get(&netns, ip, port).is_ok() {
+                                        break true;
+                                    }
+                                    if Instant::now() > deadline {
+                                        break false;
+                                    }
+                                    std::thread::sleep(Duration::from_millis(200));
+                                }
+                            }) && !dst.ips.is_empty()
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    let w = running
+        .iter()
+        .map(|p| label(p).len())
+        .max()
+        .unwrap_or(4)
+        .max(9);
+    let mut out = format!(
+        "HTTP GET :{port} from (row) to (column); nodes: {}\n",
+        running
+            .iter()
+            .map(|p| format!("{}@{}", p.name, p.node.clone().unwrap_or_default()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    out.push_str(&format!("{:<w$}", "from \\ to"));
+    for p in &running {
+        out.push_str(&format!("  {:>w2$}", p.name, w2 = p.name.len().max(4)));
+    }
+    out.push('\n');
+    let mut all_ok = true;
+    for (src, row) in running.iter().zip(&results) {
+        out.push_str(&format!("{:<w$}", label(src)));
+        for (dst, ok) in running.iter().zip(row) {
+            all_ok &= ok;
+            out.push_str(&format!(
+                "  {:>w2$}",
+                if *ok { "OK" } else { "FAIL" },
+                w2 = dst.name.len().max(4)
+            ));
+        }
+        out.push('\n');
+    }
+    (out, all_ok)
+}
