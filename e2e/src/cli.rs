@@ -290,3 +290,49 @@ fn age(secs: u64) -> String {
         s => format!("{}h", s / 3600),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(name: &str, ready: bool, ips: &[&str]) -> PodSummary {
+        PodSummary {
+            namespace: "demo".into(),
+            name: name.into(),
+            uid: "u".into(),
+            node: Some("node-1".into()),
+            phase: if ready { "Running" } else { "Pending" }.into(),
+            ready,
+            ips: ips.iter().map(|s| s.to_string()).collect(),
+            netns: None,
+            message: None,
+            age_secs: 130,
+        }
+    }
+
+    #[test]
+    fn pods_table_like_kubectl() {
+        let t = format_pods(
+            &[
+                pod("web-0", true, &["10.244.0.3", "fd00::3"]),
+                pod("x", false, &[]),
+            ],
+            true,
+        );
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[0].starts_with("NAMESPACE   NAME    READY   STATUS"));
+        assert!(lines[1].contains("1/1") && lines[1].contains("10.244.0.3,fd00::3"));
+        assert!(lines[1].contains("2m") && lines[1].ends_with("node-1"));
+        assert!(lines[2].contains("0/1") && lines[2].contains("<none>"));
+        assert!(!format_pods(&[pod("a", true, &["1.2.3.4"])], false).contains("1.2.3.4"));
+    }
+
+    #[test]
+    fn requests_round_trip() {
+        let r: Request =
+            serde_json::from_str(r#"{"op":"delete","kind":"pod","namespace":"a","name":"b"}"#)
+                .unwrap();
+        assert!(matches!(r, Request::Delete { .. }));
+        assert!(serde_json::from_str::<Request>(r#"{"op":"nope"}"#).is_err());
+    }
+}

@@ -941,3 +941,28 @@ pub fn pod_spec(namespace: &str, name: &str, node: Option<&str>, command: Vec<St
         status: None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_multi_document_yaml_and_lists() {
+        let docs = parse_yaml(
+            "kind: Namespace\nmetadata: {name: a}\n---\n---\nkind: List\nitems:\n- {kind: Pod, metadata: {name: p}}\n- {kind: Pod, metadata: {name: q}}\n",
+        )
+        .unwrap();
+        let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+        assert_eq!(kinds, ["Namespace", "Pod", "Pod"]);
+        assert!(parse_yaml("a: [").is_err());
+    }
+
+    #[test]
+    fn kinds_and_families() {
+        assert_eq!(canonical_kind("po").unwrap(), "Pod");
+        assert_eq!(canonical_kind("NetworkPolicy").unwrap(), "NetworkPolicy");
+        assert!(canonical_kind("deployment").is_err());
+        assert_eq!("dual".parse::<IpFamily>().unwrap().cluster_cidrs().len(), 2);
+        assert!("ipv5".parse::<IpFamily>().is_err());
+    }
+}

@@ -1,0 +1,114 @@
+//! The `switchyard-sandbox` command line end to end: up, a second up
+//! refused, apply from stdin, get pods, exec with the exit status passed
+//! through, delete, down leaving nothing behind.
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn sandbox(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard-sandbox"));
+    cmd.arg("--state-dir")
+        .arg(dir)
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("switchyard-sandbox runs");
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+const PODS: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: cli}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: cli}
+spec:
+  containers: [{name: c, image: x, command: ["nc", "-lk", "-p", "80"]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: b, namespace: cli}
+spec:
+  containers: [{name: c, image: x, command: ["nc", "-lk", "-p", "80"]}]
+"#;
+
+#[test]
+fn command_line_round_trip() {
+    let _serial = common::serial();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let before = common::MachineState::now();
+
+    let up = sandbox(d, &["up", "--nodes", "2"], None);
+    assert!(up.status.success(), "up: {}", text(&up));
+    let again = sandbox(d, &["up", "--nodes", "2"], None);
+    assert!(!again.status.success());
+    assert!(text(&again).contains("already running"), "{}", text(&again));
+
+    let apply = sandbox(d, &["apply", "-f", "-", "--wait"], Some(PODS));
+    assert!(apply.status.success(), "apply: {}", text(&apply));
+    assert!(text(&apply).contains("pod/a created"));
+
+    let get = sandbox(d, &["get", "pods", "-o", "wide"], None);
+    let table = text(&get);
+    assert!(get.status.success(), "{table}");
+    let rows: Vec<&str> = table.lines().filter(|l| l.starts_with("cli ")).collect();
+    assert_eq!(rows.len(), 2, "{table}");
+    assert!(
+        rows.iter()
+            .all(|r| r.contains("Running") && r.contains("10.244.")),
+        "{table}"
+    );
+    assert!(
+        table.contains("node-1") && table.contains("node-2"),
+        "spread: {table}"
+    );
+    let b_ip = rows[1].split_whitespace().nth(6).unwrap().to_string();
+
+    // Exit status passes through; a real TCP connection from a to b.
+    let exit = sandbox(d, &["exec", "cli/a", "--", "sh", "-c", "exit 3"], None);
+    assert_eq!(exit.status.code(), Some(3));
+    let connect =
+        format!("for i in $(seq 1 50); do nc -z -w1 {b_ip} 80 && exit 0; sleep 0.1; done; exit 1");
+    let nc = sandbox(d, &["exec", "cli/a", "--", "sh", "-c", &connect], None);
+    assert!(nc.status.success(), "a -> b:80: {}", text(&nc));
+
+    let del = sandbox(d, &["delete", "pod", "cli/b"], None);
+    assert!(del.status.success(), "{}", text(&del));
+    let get = sandbox(d, &["get", "pods"], None);
+    assert!(!text(&get).contains("cli   b"), "{}", text(&get));
+    let gone = sandbox(d, &["exec", "cli/b", "--", "true"], None);
+    assert!(!gone.status.success());
+
+    let index: u8 = switchyard_e2e::sandbox::read_state(d).unwrap().index;
+    let down = sandbox(d, &["down"], None);
+    assert!(down.status.success(), "{}", text(&down));
+    common::assert_machine_restored(&before, index, d);
+    assert!(!d.join("sandbox.sock").exists());
+}
