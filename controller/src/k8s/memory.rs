@@ -170,6 +170,17 @@ impl MemoryCluster {
         self.lock().patches.len()
     }
 
+    /// Pod annotation patches so far (in `namespace` when given), without
+    /// copying them: cheap enough to poll.
+    pub fn pod_patch_count(&self, namespace: Option<&str>) -> usize {
+        self.lock()
+            .patches
+            .iter()
+            .filter(|p| p.kind == "Pod")
+            .filter(|p| namespace.is_none() || p.namespace.as_deref() == namespace)
+            .count()
+    }
+
     /// Every Event so far, oldest first.
     pub fn events(&self) -> Vec<EventRecord> {
         self.lock().events.clone()
