@@ -220,7 +220,8 @@ impl Client {
         if tx.is_empty() {
             return Ok(Vec::new());
         }
-        let result = self.call("transact", tx.params()).await?;
+        let conn = self.connection(self.inner.config.connect_timeout).await?;
+        let result = conn.call_text("transact", tx.params_text()).await?;
         tx.parse_result(&result)
     }
 
@@ -458,7 +459,7 @@ async fn establish(inner: &Arc<Inner>, remote: &Remote) -> Result<Arc<Connection
 async fn check_leader(inner: &Arc<Inner>, conn: &Arc<Connection>) -> Result<()> {
     let mut tx = Transaction::new("_Server");
     tx.select("Database", vec![], None);
-    let result = conn.call("transact", tx.params()).await?;
+    let result = conn.call_text("transact", tx.params_text()).await?;
     let rows = tx.parse_result(&result)?;
     let rows = rows.first().map(OpResult::rows).unwrap_or(&[]);
     let wanted = inner.config.database.clone();

@@ -26,6 +26,12 @@ use crate::transport::BoxStream;
 
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 
+/// A request's parameters: a JSON tree, or text already written.
+enum Params {
+    Json(Json),
+    Text(String),
+}
+
 struct Pending {
     method: String,
     reply: oneshot::Sender<Result<Json>>,
@@ -90,10 +96,17 @@ impl Connection {
 
     /// Sends a request and waits for its reply.
     pub(crate) async fn call(&self, method: &str, params: Json) -> Result<Json> {
-        self.call_inner(method, params, None).await
+        self.call_inner(method, Params::Json(params), None).await
     }
 
-    /// Starts a monitor; its reply is applied to `replica` by the reader.
+    /// [`Connection::call`] with parameters already written as JSON text
+    /// (a large transaction is not built as a JSON tree at all).
+    pub(crate) async fn call_text(&self, method: &str, params: String) -> Result<Json> {
+        self.call_inner(method, Params::Text(params), None).await
+    }
+
+    /// Starts a monitor; its reply is applied to `replica` by the reader
+    /// (and not handed back: the call returns null on success).
     pub(crate) async fn call_monitor(
         &self,
         method: &str,
@@ -103,7 +116,7 @@ impl Connection {
     ) -> Result<Json> {
         lock(&self.monitors).insert(replica.id.clone(), replica.clone());
         let r = self
-            .call_inner(method, params, Some((replica.clone(), kind)))
+            .call_inner(method, Params::Json(params), Some((replica.clone(), kind)))
             .await;
         if r.is_err() {
             lock(&self.monitors).remove(&replica.id);
@@ -118,13 +131,27 @@ impl Connection {
     async fn call_inner(
         &self,
         method: &str,
-        params: Json,
+        params: Params,
         monitor: Option<(Arc<ReplicaShared>, MonitorKind)>,
     ) -> Result<Json> {
         let (tx, rx) = oneshot::channel();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let bytes = serde_json::to_vec(&json!({"id": id, "method": method, "params": params}))
-            .map_err(|e| Error::protocol(format!("encoding {method}: {e}")))?;
+        let bytes = match params {
+            Params::Json(params) => {
+                serde_json::to_vec(&json!({"id": id, "method": method, "params": params}))
+                    .map_err(|e| Error::protocol(format!("encoding {method}: {e}")))?
+            }
+            Params::Text(params) => {
+                let method = Json::from(method).to_string();
+                let mut b = Vec::with_capacity(params.len() + method.len() + 48);
+                b.extend_from_slice(
+                    format!("{{\"id\":{id},\"method\":{method},\"params\":").as_bytes(),
+                );
+                b.extend_from_slice(params.as_bytes());
+                b.push(b'}');
+                b
+            }
+        };
         {
             let mut pending = lock(&self.pending);
             if self.is_closed() {
@@ -160,22 +187,23 @@ impl Connection {
         lock(&self.monitors).clear();
     }
 
-    /// Handles one inbound message. An error closes the connection.
+    /// Handles one inbound message. An error closes the connection. The
+    /// message is taken apart, not copied: a monitor reply or update can be
+    /// the whole database.
     fn handle(&self, msg: Json) -> Result<()> {
-        let obj = msg
-            .as_object()
-            .ok_or_else(|| Error::protocol("message is not a JSON object"))?;
-        if let Some(method) = obj.get("method") {
-            let method = method
-                .as_str()
-                .ok_or_else(|| Error::protocol("method is not a string"))?;
-            let id = obj.get("id").cloned().unwrap_or(Json::Null);
-            let params = obj
-                .get("params")
-                .and_then(Json::as_array)
-                .map(Vec::as_slice)
-                .unwrap_or(&[]);
-            return self.handle_request(method, id, params);
+        let Json::Object(mut obj) = msg else {
+            return Err(Error::protocol("message is not a JSON object"));
+        };
+        if let Some(method) = obj.remove("method") {
+            let Json::String(method) = method else {
+                return Err(Error::protocol("method is not a string"));
+            };
+            let id = obj.remove("id").unwrap_or(Json::Null);
+            let params = match obj.remove("params") {
+                Some(Json::Array(a)) => a,
+                _ => Vec::new(),
+            };
+            return self.handle_request(&method, id, params);
         }
         let id = obj
             .get("id")
@@ -197,10 +225,11 @@ impl Connection {
                 error: rpc_error_text(e),
             }),
             None => {
-                let result = obj.get("result").cloned().unwrap_or(Json::Null);
+                let result = obj.remove("result").unwrap_or(Json::Null);
                 match &p.monitor {
-                    Some((replica, kind)) => match replica.apply_monitor_reply(*kind, &result) {
-                        Ok(()) => Ok(result),
+                    // The replica holds the state now; the caller gets null.
+                    Some((replica, kind)) => match replica.apply_monitor_reply(*kind, result) {
+                        Ok(()) => Ok(Json::Null),
                         Err(e) => {
                             let _ = p.reply.send(Err(Error::protocol(e.to_string())));
                             return Err(e);
@@ -214,7 +243,7 @@ impl Connection {
         Ok(())
     }
 
-    fn handle_request(&self, method: &str, id: Json, params: &[Json]) -> Result<()> {
+    fn handle_request(&self, method: &str, id: Json, params: Vec<Json>) -> Result<()> {
         match method {
             "echo" => {
                 self.send_raw(&json!({"id": id, "result": params, "error": null}));

@@ -169,8 +169,9 @@ impl TableData {
         }
     }
 
-    fn insert(&mut self, uuid: Uuid, row: Row) {
-        self.remove(&uuid);
+    /// Inserts or replaces a row; returns the row it replaced.
+    fn insert(&mut self, uuid: Uuid, row: Row) -> Option<Row> {
+        let old = self.remove(&uuid);
         if let Some(n) = row.str("name") {
             self.by_name.entry(n.to_string()).or_default().insert(uuid);
         }
@@ -180,6 +181,7 @@ impl TableData {
             }
         }
         self.rows.insert(uuid, row);
+        old
     }
 
     fn remove(&mut self, uuid: &Uuid) -> Option<Row> {
@@ -311,22 +313,30 @@ impl ReplicaShared {
         }
     }
 
-    /// Applies the reply to `monitor_cond_since` or `monitor_cond`.
-    pub(crate) fn apply_monitor_reply(&self, kind: MonitorKind, result: &Json) -> Result<()> {
+    /// Applies the reply to `monitor_cond_since` or `monitor_cond`. Takes
+    /// the reply by value: a full copy of a large database is freed row by
+    /// row as it is decoded instead of being held twice.
+    pub(crate) fn apply_monitor_reply(&self, kind: MonitorKind, result: Json) -> Result<()> {
         match kind {
             MonitorKind::Since => {
-                let arr = result.as_array().filter(|a| a.len() == 3).ok_or_else(|| {
-                    Error::protocol("monitor_cond_since reply is not [found, id, updates]")
-                })?;
+                let mut arr = match result {
+                    Json::Array(a) if a.len() == 3 => a,
+                    _ => {
+                        return Err(Error::protocol(
+                            "monitor_cond_since reply is not [found, id, updates]",
+                        ))
+                    }
+                };
                 let found = arr[0]
                     .as_bool()
                     .ok_or_else(|| Error::protocol("monitor_cond_since: found is not a boolean"))?;
                 let had_state = self.last_txn_id().is_some();
                 self.set_last_txn_id(&arr[1]);
+                let updates = arr.pop().unwrap_or(Json::Null);
                 if found && had_state {
-                    self.apply_updates2(&arr[2])
+                    self.apply_updates2(updates)
                 } else {
-                    self.replace_all(&arr[2])
+                    self.replace_all(updates)
                 }
             }
             MonitorKind::Cond => self.replace_all(result),
@@ -334,14 +344,16 @@ impl ReplicaShared {
     }
 
     /// Applies an `update2` or `update3` notification's parameters.
-    pub(crate) fn apply_notification(&self, method: &str, params: &[Json]) -> Result<()> {
-        match (method, params) {
-            ("update3", [_, txn, updates]) => {
+    pub(crate) fn apply_notification(&self, method: &str, params: Vec<Json>) -> Result<()> {
+        let mut params = params;
+        match (method, params.len()) {
+            ("update3", 3) => {
+                let updates = params.pop().unwrap_or(Json::Null);
                 self.apply_updates2(updates)?;
-                self.set_last_txn_id(txn);
+                self.set_last_txn_id(&params[1]);
                 Ok(())
             }
-            ("update2", [_, updates]) => self.apply_updates2(updates),
+            ("update2", 2) => self.apply_updates2(params.pop().unwrap_or(Json::Null)),
             _ => Err(Error::protocol(format!("malformed {method} notification"))),
         }
     }
@@ -351,28 +363,32 @@ impl ReplicaShared {
     }
 
     /// Parses `<table-updates2>` into per-row operations without touching
-    /// the replica, so a malformed update changes nothing.
-    fn parse_updates2(&self, j: &Json) -> Result<Vec<(String, Uuid, RowOp)>> {
-        let tables = j
-            .as_object()
-            .ok_or_else(|| Error::protocol("table-updates is not an object"))?;
+    /// the replica, so a malformed update changes nothing. The JSON is
+    /// consumed as it is decoded.
+    fn parse_updates2(&self, j: Json) -> Result<Vec<(String, Uuid, RowOp)>> {
+        let Json::Object(tables) = j else {
+            return Err(Error::protocol("table-updates is not an object"));
+        };
         let mut out = Vec::new();
         for (table, rows) in tables {
-            let rows = rows
-                .as_object()
-                .ok_or_else(|| Error::protocol(format!("updates for {table} are not an object")))?;
+            let Json::Object(rows) = rows else {
+                return Err(Error::protocol(format!(
+                    "updates for {table} are not an object"
+                )));
+            };
+            out.reserve(rows.len());
             for (uuid, upd) in rows {
-                let uuid = Uuid::parse_str(uuid)
+                let uuid = Uuid::parse_str(&uuid)
                     .map_err(|_| Error::protocol(format!("bad row uuid {uuid:?}")))?;
-                let upd = upd
-                    .as_object()
-                    .filter(|o| o.len() == 1)
-                    .ok_or_else(|| Error::protocol(format!("bad row update for {uuid}")))?;
-                let op = match upd.iter().next() {
+                let mut upd = match upd {
+                    Json::Object(o) if o.len() == 1 => o.into_iter(),
+                    _ => return Err(Error::protocol(format!("bad row update for {uuid}"))),
+                };
+                let op = match upd.next() {
                     Some((k, v)) if k == "initial" || k == "insert" => {
-                        RowOp::Insert(Row::from_json(v)?)
+                        RowOp::Insert(Row::from_json_owned(v)?)
                     }
-                    Some((k, v)) if k == "modify" => RowOp::Modify(Row::from_json(v)?),
+                    Some((k, v)) if k == "modify" => RowOp::Modify(Row::from_json_owned(v)?),
                     Some((k, _)) if k == "delete" => RowOp::Delete,
                     _ => return Err(Error::protocol(format!("bad row update for {uuid}"))),
                 };
@@ -382,16 +398,17 @@ impl ReplicaShared {
         Ok(out)
     }
 
-    fn apply_updates2(&self, j: &Json) -> Result<()> {
+    fn apply_updates2(&self, j: Json) -> Result<()> {
         let ops = self.parse_updates2(j)?;
-        let mut changes = Vec::with_capacity(ops.len());
+        // Nobody to tell: no change list (and no row kept for it).
+        let report = self.updates.receiver_count() > 0;
+        let mut changes = Vec::with_capacity(if report { ops.len() } else { 0 });
         {
             let mut db = write(&self.db);
             for (table, uuid, op) in ops {
                 let Some(t) = db.tables.get_mut(&table) else {
                     continue;
                 };
-                let old = t.rows.get(&uuid).cloned();
                 let new = match op {
                     RowOp::Insert(mut row) => {
                         row.set("_uuid", uuid);
@@ -399,8 +416,10 @@ impl ReplicaShared {
                     }
                     RowOp::Delete => None,
                     RowOp::Modify(diff) => {
-                        let mut row = old
-                            .clone()
+                        let mut row = t
+                            .rows
+                            .get(&uuid)
+                            .cloned()
                             .unwrap_or_else(|| Row::new().with("_uuid", uuid));
                         for (col, d) in diff {
                             let merged = match (row.get(&col), self.column_type(&table, &col)) {
@@ -412,13 +431,12 @@ impl ReplicaShared {
                         Some(row)
                     }
                 };
-                match &new {
+                // Rows share their columns, so keeping both costs nothing.
+                let old = match &new {
                     Some(r) => t.insert(uuid, r.clone()),
-                    None => {
-                        t.remove(&uuid);
-                    }
-                }
-                if old.is_some() || new.is_some() {
+                    None => t.remove(&uuid),
+                };
+                if report && (old.is_some() || new.is_some()) {
                     changes.push(Change {
                         table,
                         uuid,
@@ -433,7 +451,7 @@ impl ReplicaShared {
     }
 
     /// Replaces the whole replica with a full copy and reports the difference.
-    fn replace_all(&self, j: &Json) -> Result<()> {
+    fn replace_all(&self, j: Json) -> Result<()> {
         let ops = self.parse_updates2(j)?;
         let mut fresh: BTreeMap<String, HashMap<Uuid, Row>> = BTreeMap::new();
         for (table, uuid, op) in ops {
@@ -442,7 +460,13 @@ impl ReplicaShared {
                 fresh.entry(table).or_default().insert(uuid, row);
             }
         }
+        let report = self.updates.receiver_count() > 0;
         let mut changes = Vec::new();
+        let mut change = |c: Change| {
+            if report {
+                changes.push(c);
+            }
+        };
         {
             let mut db = write(&self.db);
             for (name, t) in db.tables.iter_mut() {
@@ -452,9 +476,8 @@ impl ReplicaShared {
                     match new_rows.remove(&u) {
                         Some(new) => {
                             if t.rows.get(&u) != Some(&new) {
-                                let old = t.rows.get(&u).cloned();
-                                t.insert(u, new.clone());
-                                changes.push(Change {
+                                let old = t.insert(u, new.clone());
+                                change(Change {
                                     table: name.clone(),
                                     uuid: u,
                                     old,
@@ -464,7 +487,7 @@ impl ReplicaShared {
                         }
                         None => {
                             let old = t.remove(&u);
-                            changes.push(Change {
+                            change(Change {
                                 table: name.clone(),
                                 uuid: u,
                                 old,
@@ -475,7 +498,7 @@ impl ReplicaShared {
                 }
                 for (u, new) in new_rows {
                     t.insert(u, new.clone());
-                    changes.push(Change {
+                    change(Change {
                         table: name.clone(),
                         uuid: u,
                         old: None,

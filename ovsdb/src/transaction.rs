@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use serde::Serialize;
 use serde_json::{json, Value as Json};
 use uuid::Uuid;
 
@@ -82,11 +83,41 @@ pub enum WaitUntil {
     NotEqual,
 }
 
-/// One operation; kept as its JSON plus its name for error reports.
+/// One operation; kept as its JSON text (written once, when the operation
+/// is added: a large transaction is held as compact text, not as a JSON
+/// tree) plus its name for error reports.
 #[derive(Clone, Debug)]
 struct Operation {
     name: &'static str,
-    json: Json,
+    text: String,
+}
+
+/// An `insert` written straight from the row.
+#[derive(Serialize)]
+struct InsertOp<'a> {
+    op: &'static str,
+    table: &'a str,
+    row: &'a Row,
+    #[serde(rename = "uuid-name", skip_serializing_if = "Option::is_none")]
+    uuid_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uuid: Option<String>,
+}
+
+/// An `update` written straight from the row.
+#[derive(Serialize)]
+struct UpdateOp<'a> {
+    op: &'static str,
+    table: &'a str,
+    #[serde(rename = "where")]
+    conditions: &'a [Condition],
+    row: &'a Row,
+}
+
+impl Serialize for Condition {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        (&self.column, self.function, &self.value).serialize(s)
+    }
 }
 
 /// A transaction on one database, built operation by operation.
@@ -111,7 +142,13 @@ impl Transaction {
     }
 
     fn push(&mut self, name: &'static str, json: Json) -> usize {
-        self.ops.push(Operation { name, json });
+        self.push_op(name, &json)
+    }
+
+    fn push_op(&mut self, name: &'static str, op: &impl Serialize) -> usize {
+        // Serialising plain data to a string cannot fail.
+        let text = serde_json::to_string(op).expect("operation serialises");
+        self.ops.push(Operation { name, text });
         self.ops.len() - 1
     }
 
@@ -125,18 +162,30 @@ impl Transaction {
 
     /// Inserts a row under an explicit uuid-name.
     pub fn insert_as(&mut self, table: &str, row: Row, uuid_name: &str) -> Value {
-        self.push(
+        self.push_op(
             "insert",
-            json!({"op": "insert", "table": table, "row": row.to_json(), "uuid-name": uuid_name}),
+            &InsertOp {
+                op: "insert",
+                table,
+                row: &row,
+                uuid_name: Some(uuid_name),
+                uuid: None,
+            },
         );
         Value::named_uuid(uuid_name)
     }
 
     /// Inserts a row with a UUID chosen by the client (`uuid` member, OVS 2.13+).
     pub fn insert_with_uuid(&mut self, table: &str, row: Row, uuid: Uuid) -> usize {
-        self.push(
+        self.push_op(
             "insert",
-            json!({"op": "insert", "table": table, "row": row.to_json(), "uuid": uuid.to_string()}),
+            &InsertOp {
+                op: "insert",
+                table,
+                row: &row,
+                uuid_name: None,
+                uuid: Some(uuid.to_string()),
+            },
         )
     }
 
@@ -154,9 +203,14 @@ impl Transaction {
     }
 
     pub fn update(&mut self, table: &str, conditions: Vec<Condition>, row: Row) -> usize {
-        self.push(
+        self.push_op(
             "update",
-            json!({"op": "update", "table": table, "where": where_json(&conditions), "row": row.to_json()}),
+            &UpdateOp {
+                op: "update",
+                table,
+                conditions: &conditions,
+                row: &row,
+            },
         )
     }
 
@@ -235,10 +289,23 @@ impl Transaction {
             .count()
     }
 
+    /// The `transact` parameters as JSON text: `[db, op, ...]`.
+    pub(crate) fn params_text(&self) -> String {
+        let len = self.db.len() + 4 + self.ops.iter().map(|o| o.text.len() + 1).sum::<usize>();
+        let mut out = String::with_capacity(len);
+        out.push('[');
+        out.push_str(&Json::from(self.db.as_str()).to_string());
+        for o in &self.ops {
+            out.push(',');
+            out.push_str(&o.text);
+        }
+        out.push(']');
+        out
+    }
+
+    #[cfg(test)]
     pub(crate) fn params(&self) -> Json {
-        let mut params = vec![json!(self.db)];
-        params.extend(self.ops.iter().map(|o| o.json.clone()));
-        Json::Array(params)
+        serde_json::from_str(&self.params_text()).expect("valid JSON")
     }
 
     /// Interprets the server's `result` array for this transaction.
@@ -439,6 +506,22 @@ mod tests {
         );
         assert_eq!(p[2]["where"][0], json!(["name", "==", "r"]));
         assert_eq!(tx.write_count(), 2);
+
+        let u = Uuid::new_v4();
+        let mut tx = Transaction::new("db");
+        tx.update(
+            "T",
+            vec![Condition::uuid(u)],
+            Row::new().with("m", Value::map([("k", "v")])),
+        );
+        tx.insert_with_uuid("T", Row::new().with("n", 1i64), u);
+        assert_eq!(
+            tx.params(),
+            json!(["db",
+                {"op": "update", "table": "T", "where": [["_uuid", "==", ["uuid", u.to_string()]]],
+                 "row": {"m": ["map", [["k", "v"]]]}},
+                {"op": "insert", "table": "T", "row": {"n": 1}, "uuid": u.to_string()}])
+        );
     }
 
     #[test]

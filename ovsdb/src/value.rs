@@ -8,7 +8,9 @@
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::{json, Value as Json};
 use uuid::Uuid;
 
@@ -106,6 +108,57 @@ impl Atom {
                 _ => Err(Error::protocol(format!("not an atom: {j}"))),
             },
             _ => Err(Error::protocol(format!("not an atom: {j}"))),
+        }
+    }
+
+    /// [`Atom::from_json`] taking the JSON by value, so strings move
+    /// instead of being copied.
+    pub(crate) fn from_json_owned(j: Json) -> Result<Atom> {
+        match j {
+            Json::String(s) => Ok(Atom::String(s)),
+            Json::Array(mut a) if a.len() == 2 => {
+                if let (Some("named-uuid"), Json::String(_)) = (a[0].as_str(), &a[1]) {
+                    if let Some(Json::String(n)) = a.pop() {
+                        return Ok(Atom::NamedUuid(n));
+                    }
+                }
+                Atom::from_json(&Json::Array(a))
+            }
+            other => Atom::from_json(&other),
+        }
+    }
+}
+
+/// Writes a UUID's text form without allocating.
+fn serialize_uuid<S: Serializer>(
+    tag: &str,
+    u: &Uuid,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    let mut buf = Uuid::encode_buffer();
+    let text = u.hyphenated().encode_lower(&mut buf);
+    let mut seq = s.serialize_seq(Some(2))?;
+    seq.serialize_element(tag)?;
+    seq.serialize_element(&*text)?;
+    seq.end()
+}
+
+/// The RFC 7047 JSON form, written straight to the output (the same text
+/// as [`Atom::to_json`], without building a JSON tree first).
+impl Serialize for Atom {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            Atom::Integer(i) => s.serialize_i64(*i),
+            Atom::Real(r) => s.serialize_f64(*r),
+            Atom::Boolean(b) => s.serialize_bool(*b),
+            Atom::String(v) => s.serialize_str(v),
+            Atom::Uuid(u) => serialize_uuid("uuid", u, s),
+            Atom::NamedUuid(n) => {
+                let mut seq = s.serialize_seq(Some(2))?;
+                seq.serialize_element("named-uuid")?;
+                seq.serialize_element(n)?;
+                seq.end()
+            }
         }
     }
 }
@@ -341,6 +394,81 @@ impl Value {
         }
         Ok(Value::Set(vec![Atom::from_json(j)?]))
     }
+
+    /// [`Value::from_json`] taking the JSON by value, so strings move
+    /// instead of being copied.
+    pub(crate) fn from_json_owned(j: Json) -> Result<Value> {
+        let Json::Array(mut a) = j else {
+            return Ok(Value::Set(vec![Atom::from_json_owned(j)?]));
+        };
+        if a.len() == 2 {
+            match (a[0].as_str(), &a[1]) {
+                (Some("set"), Json::Array(_)) => {
+                    let Some(Json::Array(items)) = a.pop() else {
+                        unreachable!("checked above")
+                    };
+                    let atoms = items
+                        .into_iter()
+                        .map(Atom::from_json_owned)
+                        .collect::<Result<Vec<_>>>()?;
+                    return Ok(Value::set(atoms));
+                }
+                (Some("map"), Json::Array(_)) => {
+                    let Some(Json::Array(pairs)) = a.pop() else {
+                        unreachable!("checked above")
+                    };
+                    let mut m = BTreeMap::new();
+                    for p in pairs {
+                        match p {
+                            Json::Array(kv) if kv.len() == 2 => {
+                                let mut kv = kv.into_iter();
+                                let (Some(k), Some(v)) = (kv.next(), kv.next()) else {
+                                    unreachable!("length checked")
+                                };
+                                m.insert(Atom::from_json_owned(k)?, Atom::from_json_owned(v)?);
+                            }
+                            _ => return Err(Error::protocol(format!("bad map pair {p}"))),
+                        }
+                    }
+                    return Ok(Value::Map(m));
+                }
+                _ => {}
+            }
+        }
+        Ok(Value::Set(vec![Atom::from_json_owned(Json::Array(a))?]))
+    }
+}
+
+/// The RFC 7047 JSON form (as [`Value::to_json`]), written straight to the
+/// output.
+impl Serialize for Value {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        struct Pairs<'a>(&'a BTreeMap<Atom, Atom>);
+        impl Serialize for Pairs<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                let mut seq = s.serialize_seq(Some(self.0.len()))?;
+                for (k, v) in self.0 {
+                    seq.serialize_element(&(k, v))?;
+                }
+                seq.end()
+            }
+        }
+        match self {
+            Value::Set(v) if v.len() == 1 => v[0].serialize(s),
+            Value::Set(v) => {
+                let mut seq = s.serialize_seq(Some(2))?;
+                seq.serialize_element("set")?;
+                seq.serialize_element(v)?;
+                seq.end()
+            }
+            Value::Map(m) => {
+                let mut seq = s.serialize_seq(Some(2))?;
+                seq.serialize_element("map")?;
+                seq.serialize_element(&Pairs(m))?;
+                seq.end()
+            }
+        }
+    }
 }
 
 impl<T: Into<Atom>> From<T> for Value {
@@ -351,9 +479,13 @@ impl<T: Into<Atom>> From<T> for Value {
 
 /// A row: column name to value. Rows from the server (replica, select)
 /// carry their `_uuid`.
+///
+/// The columns are shared between clones (copied on the first write to a
+/// shared row), so handing a replica's row to change subscribers, or
+/// keeping the old row beside the new one, copies nothing.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Row {
-    columns: BTreeMap<String, Value>,
+    columns: Arc<BTreeMap<String, Value>>,
 }
 
 impl Row {
@@ -363,17 +495,20 @@ impl Row {
 
     /// Builder form of [`Row::set`].
     pub fn with(mut self, column: impl Into<String>, value: impl Into<Value>) -> Row {
-        self.columns.insert(column.into(), value.into());
+        self.set(column, value);
         self
     }
 
     pub fn set(&mut self, column: impl Into<String>, value: impl Into<Value>) -> &mut Row {
-        self.columns.insert(column.into(), value.into());
+        Arc::make_mut(&mut self.columns).insert(column.into(), value.into());
         self
     }
 
     pub fn remove(&mut self, column: &str) -> Option<Value> {
-        self.columns.remove(column)
+        if !self.columns.contains_key(column) {
+            return None;
+        }
+        Arc::make_mut(&mut self.columns).remove(column)
     }
 
     pub fn get(&self, column: &str) -> Option<&Value> {
@@ -381,7 +516,10 @@ impl Row {
     }
 
     pub fn get_mut(&mut self, column: &str) -> Option<&mut Value> {
-        self.columns.get_mut(column)
+        if !self.columns.contains_key(column) {
+            return None;
+        }
+        Arc::make_mut(&mut self.columns).get_mut(column)
     }
 
     pub fn str(&self, column: &str) -> Option<&str> {
@@ -429,14 +567,44 @@ impl Row {
         for (k, v) in obj {
             columns.insert(k.clone(), Value::from_json(v)?);
         }
-        Ok(Row { columns })
+        Ok(Row {
+            columns: Arc::new(columns),
+        })
+    }
+
+    /// [`Row::from_json`] taking the JSON by value: column names and
+    /// strings move instead of being copied, and each column's JSON is
+    /// freed as soon as it is decoded.
+    pub(crate) fn from_json_owned(j: Json) -> Result<Row> {
+        let Json::Object(obj) = j else {
+            return Err(Error::protocol(format!("row is not an object: {j}")));
+        };
+        let mut columns = BTreeMap::new();
+        for (k, v) in obj {
+            columns.insert(k, Value::from_json_owned(v)?);
+        }
+        Ok(Row {
+            columns: Arc::new(columns),
+        })
+    }
+}
+
+/// The JSON object of the row's columns (as [`Row::to_json`]), written
+/// straight to the output.
+impl Serialize for Row {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.columns.len()))?;
+        for (k, v) in self.columns.iter() {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
     }
 }
 
 impl FromIterator<(String, Value)> for Row {
     fn from_iter<I: IntoIterator<Item = (String, Value)>>(iter: I) -> Self {
         Row {
-            columns: iter.into_iter().collect(),
+            columns: Arc::new(iter.into_iter().collect()),
         }
     }
 }
@@ -445,7 +613,9 @@ impl IntoIterator for Row {
     type Item = (String, Value);
     type IntoIter = std::collections::btree_map::IntoIter<String, Value>;
     fn into_iter(self) -> Self::IntoIter {
-        self.columns.into_iter()
+        Arc::try_unwrap(self.columns)
+            .unwrap_or_else(|shared| (*shared).clone())
+            .into_iter()
     }
 }
 
@@ -475,6 +645,76 @@ mod tests {
                 v.to_json()
             );
         }
+    }
+
+    #[test]
+    fn serialize_writes_the_same_text_as_to_json() {
+        let u = Uuid::new_v4();
+        let row = Row::new()
+            .with("s", "x\"y")
+            .with("i", 7i64)
+            .with("r", 1.5f64)
+            .with("b", true)
+            .with("u", u)
+            .with("n", Value::named_uuid("row1"))
+            .with("e", Value::empty_set())
+            .with("set", Value::set(["a", "b"]))
+            .with("m", Value::map([("k", "v"), ("k2", "v2")]))
+            .with("em", Value::empty_map())
+            .with("us", Value::set([Atom::Uuid(u), Atom::Uuid(Uuid::nil())]));
+        assert_eq!(
+            serde_json::to_string(&row).unwrap(),
+            serde_json::to_string(&row.to_json()).unwrap()
+        );
+    }
+
+    #[test]
+    fn owned_decoding_matches_borrowed() {
+        for j in [
+            json!("x"),
+            json!(5),
+            json!(-1.25),
+            json!(false),
+            json!(["uuid", Uuid::new_v4().to_string()]),
+            json!(["named-uuid", "r1"]),
+            json!(["set", []]),
+            json!(["set", ["b", "a", "a"]]),
+            json!(["map", [["k", "v"], [1, ["uuid", Uuid::nil().to_string()]]]]),
+        ] {
+            assert_eq!(
+                Value::from_json_owned(j.clone()).unwrap(),
+                Value::from_json(&j).unwrap(),
+                "{j}"
+            );
+        }
+        for bad in [
+            json!(null),
+            json!({"a": 1}),
+            json!(["uuid", "not-a-uuid"]),
+            json!(["map", [["k"]]]),
+            json!(["set", [null]]),
+            json!(["what", "x"]),
+            json!(["named-uuid", 1]),
+        ] {
+            assert!(Value::from_json_owned(bad.clone()).is_err(), "{bad}");
+        }
+        let row = json!({"name": "a", "ids": ["map", [["k", "v"]]]});
+        assert_eq!(
+            Row::from_json_owned(row.clone()).unwrap(),
+            Row::from_json(&row).unwrap()
+        );
+    }
+
+    #[test]
+    fn clones_share_until_written() {
+        let a = Row::new().with("name", "a");
+        let mut b = a.clone();
+        b.set("name", "b");
+        assert_eq!(a.str("name"), Some("a"));
+        assert_eq!(b.str("name"), Some("b"));
+        assert!(b.clone().remove("x").is_none());
+        let cols: Vec<(String, Value)> = a.clone().into_iter().collect();
+        assert_eq!(cols, vec![("name".to_string(), Value::from("a"))]);
     }
 
     #[test]
