@@ -25,7 +25,8 @@
 //!   pages freed by earlier ones, which RSS does not show.
 //!
 //! `SCALE_BENCH_MAX_BATCH=N` overrides `max_batch_owners`; `RUST_LOG` turns
-//! the controller's logs on.
+//! the controller's logs on; `SCALE_BENCH_STOP_AFTER=cold|rebuild` ends the
+//! run after that phase (for profiling one phase).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -346,6 +347,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         meter.rss0
     );
     stop(run).await;
+    let stop_after = std::env::var("SCALE_BENCH_STOP_AFTER").unwrap_or_default();
+    if stop_after == "cold" {
+        return Ok(());
+    }
 
     // 2. NB rebuild: nodes and pods annotated, NB lost Switchyard's rows;
     // repeated, the median reported.
@@ -428,6 +433,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "  controller memory: heap peak +{:.1} MiB (of which the NB watcher's own replica ~{:.1} MiB), process RSS peak +{:.1} MiB (reuses freed pages)",
         heap_peak, watcher, rss_peak
     );
+
+    if stop_after == "rebuild" {
+        return Ok(());
+    }
 
     // 3. Restart on a converged cluster.
     let t2 = Instant::now();

@@ -105,8 +105,58 @@ pub struct Update {
 #[derive(Clone, Debug, Default)]
 pub struct TableData {
     rows: HashMap<Uuid, Row>,
-    by_name: HashMap<String, BTreeSet<Uuid>>,
-    by_external_id: HashMap<String, HashMap<String, BTreeSet<Uuid>>>,
+    by_name: HashMap<String, UuidSet>,
+    by_external_id: HashMap<String, HashMap<String, UuidSet>>,
+}
+
+/// The rows under one index key: nearly always one, so that one is kept
+/// inline (a `BTreeSet` of one allocates a whole node).
+#[derive(Clone, Debug)]
+enum UuidSet {
+    One(Uuid),
+    Many(BTreeSet<Uuid>),
+}
+
+impl Default for UuidSet {
+    fn default() -> Self {
+        UuidSet::Many(BTreeSet::new())
+    }
+}
+
+impl UuidSet {
+    fn insert(&mut self, u: Uuid) {
+        match self {
+            UuidSet::One(x) if *x == u => {}
+            UuidSet::One(x) => *self = UuidSet::Many(BTreeSet::from([*x, u])),
+            UuidSet::Many(s) if s.is_empty() => *self = UuidSet::One(u),
+            UuidSet::Many(s) => {
+                s.insert(u);
+            }
+        }
+    }
+
+    fn remove(&mut self, u: &Uuid) {
+        match self {
+            UuidSet::One(x) if x == u => *self = UuidSet::default(),
+            UuidSet::One(_) => {}
+            UuidSet::Many(s) => {
+                s.remove(u);
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        matches!(self, UuidSet::Many(s) if s.is_empty())
+    }
+
+    /// In ascending order.
+    fn iter(&self) -> impl Iterator<Item = &Uuid> {
+        let (one, many) = match self {
+            UuidSet::One(u) => (Some(u), None),
+            UuidSet::Many(s) => (None, Some(s.iter())),
+        };
+        one.into_iter().chain(many.into_iter().flatten())
+    }
 }
 
 impl TableData {
@@ -677,6 +727,29 @@ mod tests {
             min,
             max,
         }
+    }
+
+    #[test]
+    fn uuid_sets_keep_order_and_empty_out() {
+        let (a, b, c) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
+        let mut s = UuidSet::default();
+        assert!(s.is_empty());
+        s.insert(c);
+        s.insert(c);
+        assert_eq!(s.iter().copied().collect::<Vec<_>>(), vec![c]);
+        s.insert(a);
+        s.insert(b);
+        assert_eq!(s.iter().copied().collect::<Vec<_>>(), vec![a, b, c]);
+        for u in [b, c, a] {
+            assert!(!s.is_empty());
+            s.remove(&u);
+        }
+        assert!(s.is_empty());
+        s.insert(b);
+        s.remove(&a);
+        assert_eq!(s.iter().copied().collect::<Vec<_>>(), vec![b]);
+        s.remove(&b);
+        assert!(s.is_empty());
     }
 
     #[test]

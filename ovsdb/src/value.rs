@@ -329,6 +329,12 @@ impl Value {
     /// Looks up a string key in a string-to-string map such as `external_ids`.
     pub fn map_get(&self, key: &str) -> Option<&str> {
         match self {
+            // Small maps (external_ids, options) are scanned rather than
+            // searched with a key allocated for the occasion.
+            Value::Map(m) if m.len() <= 16 => m
+                .iter()
+                .find(|(k, _)| k.as_str() == Some(key))
+                .and_then(|(_, v)| v.as_str()),
             Value::Map(m) => m.get(&Atom::String(key.to_string())).and_then(Atom::as_str),
             Value::Set(_) => None,
         }
