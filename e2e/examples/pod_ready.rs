@@ -5,19 +5,93 @@
 //! The split: "annotation" is applied -> the controller's
 //! `switchyard.io/pod-network` patch (IPAM, NB write queued); "node" is
 //! patch -> CNI ADD returned (the node agent's veth and OVS port, and
-//! waiting for ovn-controller's `ovn-installed`, which dominates).
+//! waiting for ovn-controller's `ovn-installed`, which dominates). Below
+//! that, each pod's path phase by phase: the sandbox kubelet's own
+//! timestamps (watch event, network namespace, plugin exec) and the node
+//! agent's per-ADD phases from its `done` log line. Last, the machine's
+//! CPU over the run by program, with what ran outside the sandbox: on a
+//! shared 2-core machine the figures mean little when "other" is large.
 //!
 //! ```sh
-//! cargo run --release -p switchyard-e2e --example pod_ready [-- --pods 300 --rate 20 --nodes 3]
+//! cargo run --release -p switchyard-e2e --example pod_ready [-- --pods 300 --rate 20 --nodes 3 --state-dir DIR]
 //! ```
 //! Needs root. Figures, not a test: nothing fails on a clock.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use switchyard_api::annotations::POD_NETWORK;
+use switchyard_e2e::load::{pids_under, CpuSample};
 use switchyard_e2e::{pod_spec, Sandbox, SandboxOptions};
+
+/// The daemon's per-ADD split, from its `done` log line.
+#[derive(Clone, Debug, Default)]
+struct AgentAdd {
+    took: f64,
+    annotation: f64,
+    veth: f64,
+    attach: f64,
+    pod_side: f64,
+    ovs: f64,
+    installed: f64,
+    result: f64,
+}
+
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `namespace/name` -> the last successful ADD the agents logged for it.
+fn agent_adds(logs: &[PathBuf]) -> HashMap<String, AgentAdd> {
+    let mut out = HashMap::new();
+    for path in logs {
+        let Ok(text) = std::fs::read_to_string(path) else {
+            continue;
+        };
+        for line in text.lines().filter(|l| l.contains("annotation_ms")) {
+            let line = strip_ansi(line);
+            let mut pod = None;
+            let mut a = AgentAdd::default();
+            for tok in line.split(|c: char| c.is_whitespace() || c == '{' || c == '}') {
+                let Some((k, v)) = tok.split_once('=') else {
+                    continue;
+                };
+                let num = || v.parse::<f64>().unwrap_or(0.0);
+                match k {
+                    "pod" => pod = Some(v.to_string()),
+                    "took_ms" => a.took = num(),
+                    "annotation_ms" => a.annotation = num(),
+                    "veth_ms" => a.veth = num(),
+                    "attach_ms" => a.attach = num(),
+                    "pod_side_ms" => a.pod_side = num(),
+                    "ovs_ms" => a.ovs = num(),
+                    "ovn_installed_ms" => a.installed = num(),
+                    "result_ms" => a.result = num(),
+                    _ => {}
+                }
+            }
+            if let Some(pod) = pod {
+                out.insert(pod, a);
+            }
+        }
+    }
+    out
+}
 
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
@@ -44,9 +118,17 @@ fn main() -> Result<()> {
     let pods = arg("--pods", 300);
     let rate = arg("--rate", 20).max(1);
     let nodes = arg("--nodes", 3);
-    let dir = tempfile::tempdir()?;
-    eprintln!("starting a {nodes}-node sandbox ...");
-    let sb = Sandbox::up(SandboxOptions::new(nodes, dir.path()))?;
+    // `--state-dir DIR` keeps the sandbox's files (daemon logs) afterwards.
+    let args: Vec<String> = std::env::args().collect();
+    let kept = args
+        .iter()
+        .position(|a| a == "--state-dir")
+        .and_then(|i| args.get(i + 1))
+        .map(PathBuf::from);
+    let temp = tempfile::tempdir()?;
+    let dir = kept.clone().unwrap_or_else(|| temp.path().to_path_buf());
+    eprintln!("starting a {nodes}-node sandbox in {} ...", dir.display());
+    let sb = Sandbox::up(SandboxOptions::new(nodes, &dir))?;
 
     // Warm-up: one pod per node, so first-tunnel effects are not measured.
     for i in 0..nodes {
@@ -55,6 +137,11 @@ fn main() -> Result<()> {
     sb.wait_pods_ready(Duration::from_secs(60))?;
 
     eprintln!("creating {pods} pods at {rate}/s ...");
+    let mut watched = sb.pids();
+    watched.extend(pids_under(sb.state_dir()));
+    watched.sort();
+    watched.dedup();
+    let cpu_before = CpuSample::take(&watched);
     let interval = Duration::from_secs_f64(1.0 / rate as f64);
     let start = Instant::now();
     let mut uids = Vec::new();
@@ -68,6 +155,7 @@ fn main() -> Result<()> {
     }
     sb.wait_pods_ready(Duration::from_secs(300))?;
     let wall = start.elapsed();
+    let cpu = cpu_before.until(&CpuSample::take(&watched));
 
     let cluster = sb.cluster();
     let annotated: HashMap<String, Instant> = cluster
@@ -78,26 +166,77 @@ fn main() -> Result<()> {
             m.entry(p.uid).or_insert(p.at);
             m
         });
-    let returned: HashMap<String, Instant> = sb
+    let starts: HashMap<String, _> = sb
         .kubelet()
         .starts()
         .into_iter()
-        .map(|s| (s.uid, s.add_returned))
+        .map(|s| (s.uid.clone(), s))
         .collect();
+    let agent = agent_adds(&sb.agent_logs());
+    let ms_f = |v: f64| Duration::from_secs_f64(v.max(0.0) / 1e3);
     let (mut total, mut ann, mut node) = (vec![], vec![], vec![]);
-    for uid in &uids {
-        let (Some(created), Some(a), Some(r)) = (
-            cluster.created_at(uid),
-            annotated.get(uid),
-            returned.get(uid),
-        ) else {
+    let mut split: Vec<(&str, Vec<Duration>)> = [
+        "kubelet: applied -> watch event",
+        "kubelet: netns created",
+        "kubelet: netns -> CNI exec",
+        "CNI exec -> ADD returned",
+        "  shim exec + socket (outside daemon)",
+        "  daemon ADD total",
+        "    annotation wait",
+        "    veth pair (host end, peer moved)",
+        "    attach (both of the next, overlapped)",
+        "      pod side (netlink in the pod)",
+        "      OVS transaction (port insert)",
+        "      ovn-installed wait",
+        "    result",
+        "port insert -> ovn-installed",
+    ]
+    .into_iter()
+    .map(|l| (l, vec![]))
+    .collect();
+    let mut retried = 0;
+    for (uid, i) in uids.iter().zip(0..) {
+        let (Some(created), Some(a), Some(s)) =
+            (cluster.created_at(uid), annotated.get(uid), starts.get(uid))
+        else {
             continue;
         };
+        let r = s.add_returned;
         total.push(r.saturating_duration_since(created));
         ann.push(a.saturating_duration_since(created));
         node.push(r.saturating_duration_since(*a));
+        if s.add_attempts > 1 {
+            retried += 1;
+        }
+        let exec = r.saturating_duration_since(s.exec_started);
+        let mut row = vec![
+            s.seen.saturating_duration_since(created),
+            s.netns_ready.saturating_duration_since(s.seen),
+            s.exec_started.saturating_duration_since(s.netns_ready),
+            exec,
+        ];
+        if let Some(d) = agent.get(&format!("bench/p{i}")) {
+            row.extend([
+                exec.saturating_sub(ms_f(d.took)),
+                ms_f(d.took),
+                ms_f(d.annotation),
+                ms_f(d.veth),
+                ms_f(d.attach),
+                ms_f(d.pod_side),
+                ms_f(d.ovs),
+                ms_f(d.installed),
+                ms_f(d.result),
+                ms_f(d.ovs + d.installed),
+            ]);
+        }
+        for (slot, v) in split.iter_mut().zip(row) {
+            slot.1.push(v);
+        }
     }
     for v in [&mut total, &mut ann, &mut node] {
+        v.sort();
+    }
+    for (_, v) in split.iter_mut() {
         v.sort();
     }
     println!();
@@ -120,9 +259,30 @@ fn main() -> Result<()> {
         );
     }
     println!();
+    println!("Split (each row's own percentiles; {retried} pods needed more than one ADD):");
+    for (label, v) in &split {
+        println!(
+            "{label:<40} {}  {}  {}   (n={})",
+            ms(pct(v, 0.50)),
+            ms(pct(v, 0.99)),
+            ms(v.last().copied().unwrap_or_default()),
+            v.len()
+        );
+    }
+    println!();
+    println!("{cpu}");
+    println!();
     println!("Anchors (not like for like):");
+    println!("  OVN on this machine: OVS port with iface-id -> ovn-installed p50 22 ms, p99 34 ms");
+    println!("  Switchyard target: applied -> ADD returned p99 <= 150 ms (3-node sandbox)");
     println!("  Kubernetes pod-startup SLO: p99 <= 5 s for the whole pod start (image pull excluded), all of it, not just the network");
     println!("  ovn-kubernetes CI on kind: about 1.2 s average pod-ready");
+    // `--hold SECONDS`: keep the sandbox up for inspection (ovn-appctl).
+    let hold = arg("--hold", 0);
+    if hold > 0 {
+        eprintln!("holding the sandbox for {hold} s ...");
+        std::thread::sleep(Duration::from_secs(hold as u64));
+    }
     sb.down()?;
     Ok(())
 }

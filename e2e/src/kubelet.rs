@@ -1,7 +1,8 @@
 //! The sandbox's kubelet: starts and stops pods the way a kubelet and a
 //! container runtime do, as far as the network can tell.
 //!
-//! Starting a pod: a fresh network namespace (`ip netns add`), then the CNI
+//! Starting a pod: a fresh network namespace (created in-process, as
+//! container runtimes do, and named as `ip netns add` names it), then the CNI
 //! ADD of every plugin of the node's conflist (the one the node agent
 //! installed), executed as a separate process from the node's CNI bin
 //! directory with the environment and stdin a runtime gives it (`CNI_ARGS`
@@ -52,6 +53,8 @@ pub struct PodSlot {
     pub node: usize,
     pub netns: String,
     pub container_id: String,
+    /// When the kubelet first saw the pod.
+    pub seen: Instant,
     removed: AtomicBool,
     inner: tokio::sync::Mutex<Runtime>,
     pub state: Mutex<PodState>,
@@ -76,13 +79,19 @@ pub struct PodState {
     pub add_returned: Option<Instant>,
 }
 
-/// One pod's start, for latency figures.
+/// One pod's start, for latency figures: when the kubelet saw the pod,
+/// had its network namespace, started the successful CNI ADD's plugin
+/// process, and when that ADD returned.
 #[derive(Clone, Debug)]
 pub struct StartRecord {
     pub namespace: String,
     pub name: String,
     pub uid: String,
+    pub seen: Instant,
+    pub netns_ready: Instant,
+    pub exec_started: Instant,
     pub add_returned: Instant,
+    pub add_attempts: u32,
 }
 
 pub struct Kubelet {
@@ -176,6 +185,7 @@ impl Kubelet {
             name,
             uid: uid.clone(),
             node,
+            seen: Instant::now(),
             removed: AtomicBool::new(false),
             inner: tokio::sync::Mutex::new(Runtime::default()),
             state: Mutex::default(),
@@ -214,7 +224,12 @@ impl Kubelet {
         if slot.removed.load(Ordering::SeqCst) {
             return;
         }
-        if let Err(e) = run(&["ip", "netns", "add", &slot.netns]).await {
+        let name = slot.netns.clone();
+        let created = tokio::task::spawn_blocking(move || create_netns(&name))
+            .await
+            .map_err(anyhow::Error::from)
+            .and_then(|r| r);
+        if let Err(e) = created {
             self.fail(
                 &slot,
                 format!("creating the pod's network namespace: {e:#}"),
@@ -222,13 +237,15 @@ impl Kubelet {
             return;
         }
         rt.netns_created = true;
-        let _ = run(&["ip", "-n", &slot.netns, "link", "set", "lo", "up"]).await;
+        let netns_ready = Instant::now();
         let mut backoff = Duration::from_millis(500);
+        let mut exec_started;
         loop {
             if slot.removed.load(Ordering::SeqCst) {
                 return;
             }
             lock(&slot.state).add_attempts += 1;
+            exec_started = Instant::now();
             match self.cni_add(&slot).await {
                 Ok(result) => {
                     rt.result = Some(result);
@@ -266,18 +283,23 @@ impl Kubelet {
                 }
             }
         }
-        {
+        let add_attempts = {
             let mut st = lock(&slot.state);
             st.running = true;
             st.ips = ips.clone();
             st.last_error = None;
             st.add_returned = Some(returned);
-        }
+            st.add_attempts
+        };
         lock(&self.starts).push(StartRecord {
             namespace: slot.namespace.clone(),
             name: slot.name.clone(),
             uid: slot.uid.clone(),
+            seen: slot.seen,
+            netns_ready,
+            exec_started,
             add_returned: returned,
+            add_attempts,
         });
         self.set_status(&slot, Some(&ips), None);
     }
@@ -540,6 +562,111 @@ fn container_id(uid: &str, n: u64) -> String {
     out
 }
 
+const NETNS_DIR: &str = "/run/netns";
+
+/// Makes `/run/netns` a shared mount point, as `ip netns add` does, so
+/// namespaces mounted there are seen from other mount namespaces.
+fn prepare_netns_dir() -> Result<()> {
+    use nix::mount::{mount, MsFlags};
+    static DONE: std::sync::OnceLock<std::result::Result<(), String>> = std::sync::OnceLock::new();
+    DONE.get_or_init(|| {
+        let dir = std::path::Path::new(NETNS_DIR);
+        std::fs::create_dir_all(dir).map_err(|e| format!("creating {NETNS_DIR}: {e}"))?;
+        let shared = || {
+            mount(
+                None::<&str>,
+                dir,
+                None::<&str>,
+                MsFlags::MS_SHARED | MsFlags::MS_REC,
+                None::<&str>,
+            )
+        };
+        match shared() {
+            Ok(()) => Ok(()),
+            // Not a mount point yet: bind it onto itself first.
+            Err(nix::errno::Errno::EINVAL) => {
+                mount(
+                    Some(dir),
+                    dir,
+                    None::<&str>,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    None::<&str>,
+                )
+                .map_err(|e| format!("bind-mounting {NETNS_DIR}: {e}"))?;
+                shared().map_err(|e| format!("making {NETNS_DIR} shared: {e}"))
+            }
+            Err(e) => Err(format!("making {NETNS_DIR} shared: {e}")),
+        }
+    })
+    .clone()
+    .map_err(anyhow::Error::msg)
+}
+
+/// Creates the named network namespace `/run/netns/NAME` (what `ip netns
+/// add NAME` does) with `lo` up, without running a process: a thread
+/// unshares its network namespace, pins it with a bind mount and ends.
+pub fn create_netns(name: &str) -> Result<()> {
+    use nix::mount::{mount, umount2, MntFlags, MsFlags};
+    prepare_netns_dir()?;
+    let path = std::path::Path::new(NETNS_DIR).join(name);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    let target = path.clone();
+    let pinned = std::thread::spawn(move || -> Result<()> {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+            .context("unshare(CLONE_NEWNET)")?;
+        mount(
+            Some("/proc/thread-self/ns/net"),
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .with_context(|| format!("bind-mounting the namespace on {}", target.display()))?;
+        loopback_up()
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the netns thread panicked"))
+    .and_then(|r| r);
+    if let Err(e) = pinned {
+        let _ = umount2(&path, MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_file(&path);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Brings `lo` up in the calling thread's network namespace.
+fn loopback_up() -> Result<()> {
+    use nix::libc;
+    // SAFETY: plain socket/ioctl calls on a zeroed `ifreq` whose name is
+    // NUL-terminated; the descriptor is closed before returning.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error()).context("socket for lo");
+        }
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (d, s) in req.ifr_name.iter_mut().zip(b"lo\0") {
+            *d = *s as libc::c_char;
+        }
+        let mut rc = libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req);
+        if rc == 0 {
+            req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            rc = libc::ioctl(fd, libc::SIOCSIFFLAGS, &req);
+        }
+        let err = std::io::Error::last_os_error();
+        libc::close(fd);
+        if rc != 0 {
+            return Err(err).context("bringing lo up");
+        }
+    }
+    Ok(())
+}
+
 async fn run(args: &[&str]) -> Result<String> {
     let out = Command::new(args[0])
         .args(&args[1..])
@@ -564,4 +691,30 @@ pub fn annotations(pod: &Pod) -> BTreeMap<String, String> {
 /// A CNI-result-shaped summary for the CLI.
 pub fn describe_state(st: &PodState) -> Value {
     json!({"running": st.running, "ips": st.ips, "error": st.last_error, "attempts": st.add_attempts})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creates_a_named_netns_with_lo_up() {
+        if !nix::unistd::Uid::effective().is_root() {
+            eprintln!("needs root; skipped");
+            return;
+        }
+        let name = format!("sy-kubelet-test-{}", std::process::id());
+        create_netns(&name).unwrap();
+        let out = std::process::Command::new("ip")
+            .args(["-n", &name, "-o", "link", "show", "lo"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &name])
+            .status();
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("UP"), "{text}");
+        assert!(create_netns("../bad/name").is_err());
+    }
 }

@@ -20,6 +20,7 @@
 pub mod cli;
 pub mod controller;
 pub mod kubelet;
+pub mod load;
 pub mod mirror;
 pub mod node;
 pub mod probe;

@@ -738,6 +738,14 @@ impl Sandbox {
         p
     }
 
+    /// Each node agent's log file (`STATE/node-K/agent.log`), by node.
+    pub fn agent_logs(&self) -> Vec<PathBuf> {
+        lock(&self.nodes)
+            .iter()
+            .map(|n| n.dir.join("agent.log"))
+            .collect()
+    }
+
     /// Namespaces, Services and NetworkPolicies applied so far.
     pub fn objects(&self) -> Vec<Value> {
         lock(&self.objects).values().cloned().collect()

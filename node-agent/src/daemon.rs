@@ -24,13 +24,13 @@ use serde_json::Value;
 use switchyard_api::{names, PodNetwork};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
-use tracing::{info, info_span, warn, Instrument};
+use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::cni::{
     self, codes, CniError, CniResult, Command, IpConfig, RawRequest, Request, RouteEntry,
 };
 use crate::error::{Error, Result};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ADD_PHASES};
 use crate::mgmt;
 use crate::naming::{self, ext};
 use crate::netlink::{self, PodInterface};
@@ -40,6 +40,49 @@ use crate::protocol::{Reply, MAX_MESSAGE};
 
 /// How long a client may take to send its request.
 const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where a successful ADD spent its time, phase by phase (see
+/// [`ADD_PHASES`]); each [`PhaseTimer::mark`] closes the phase running since
+/// the previous mark (the first one since the request was parsed).
+struct PhaseTimer {
+    last: Instant,
+    done: Vec<(&'static str, Duration)>,
+}
+
+impl PhaseTimer {
+    fn new(started: Instant) -> Self {
+        PhaseTimer {
+            last: started,
+            done: Vec::with_capacity(ADD_PHASES.len()),
+        }
+    }
+
+    fn mark(&mut self, phase: &'static str) {
+        let now = Instant::now();
+        let took = now.saturating_duration_since(self.last);
+        self.last = now;
+        debug!(phase, ms = took.as_secs_f64() * 1e3, "ADD phase done");
+        self.done.push((phase, took));
+    }
+
+    /// A phase that ran alongside others (inside a marked one).
+    fn record(&mut self, phase: &'static str, took: Duration) {
+        debug!(
+            phase,
+            ms = took.as_secs_f64() * 1e3,
+            "ADD phase done (overlapped)"
+        );
+        self.done.push((phase, took));
+    }
+
+    fn ms(&self, phase: &str) -> f64 {
+        self.done
+            .iter()
+            .filter(|(p, _)| *p == phase)
+            .map(|(_, d)| d.as_secs_f64() * 1e3)
+            .sum()
+    }
+}
 
 /// Everything the daemon is told on its command line.
 #[derive(Clone, Debug)]
@@ -303,9 +346,10 @@ impl Daemon {
             .map(|p| (p.namespace.as_str(), p.name.as_str()))
             .unwrap_or(("", ""));
         let span = info_span!("cni", command = req.command.as_str(), pod = %format!("{ns}/{name}"), container = %req.container_id, ifname = %req.ifname);
+        let mut phases = PhaseTimer::new(started);
         let out = async {
             let out = match req.command {
-                Command::Add => self.add(&req).await.map(Some),
+                Command::Add => self.add(&req, &mut phases).await.map(Some),
                 Command::Del => self.del(&req).await.map(|()| None),
                 Command::Check => self.check(&req).await.map(|()| None),
                 Command::Gc => self.gc(&req).await.map(|()| None),
@@ -313,6 +357,23 @@ impl Daemon {
                 Command::Version => Ok(Some(cni::version_info())),
             };
             match &out {
+                Ok(_) if req.command == Command::Add => {
+                    for (phase, took) in &phases.done {
+                        self.metrics.observe_add_phase(phase, *took);
+                    }
+                    // One line per ADD with the split, for the benchmarks.
+                    info!(
+                        took_ms = started.elapsed().as_millis() as u64,
+                        annotation_ms = phases.ms("annotation"),
+                        veth_ms = phases.ms("veth"),
+                        attach_ms = phases.ms("attach"),
+                        pod_side_ms = phases.ms("pod_side"),
+                        ovs_ms = phases.ms("ovs"),
+                        ovn_installed_ms = phases.ms("ovn_installed"),
+                        result_ms = phases.ms("result"),
+                        "done"
+                    )
+                }
                 Ok(_) => info!(took_ms = started.elapsed().as_millis() as u64, "done"),
                 Err(e) => {
                     warn!(took_ms = started.elapsed().as_millis() as u64, error = %e, "failed")
@@ -359,13 +420,17 @@ impl Daemon {
         Ok(())
     }
 
-    /// Polls the pod source until the pod (with the runtime's UID, when it
-    /// gave one) carries a network annotation.
+    /// Waits until the pod (with the runtime's UID, when it gave one)
+    /// carries a network annotation: reads the pod source, then again each
+    /// time it reports a change (or after its recheck interval).
     async fn wait_annotation(&self, ns: &str, name: &str, uid: Option<&str>) -> Result<PodNetwork> {
         let started = Instant::now();
         let deadline = started + self.cfg.annotation_timeout;
         let pod = format!("{ns}/{name}");
+        let mut changes = self.pods.changes();
         loop {
+            // Subscribe before reading, so a change during the read is seen.
+            changes.borrow_and_update();
             match self.pods.pod(ns, name).await {
                 Ok(Some(info)) => {
                     let same_pod = match (uid, info.uid.as_deref()) {
@@ -380,13 +445,23 @@ impl Daemon {
                 Ok(None) => {}
                 Err(e) => warn!(error = %e, "pod source failed; retrying"),
             }
-            if Instant::now() >= deadline {
+            let now = Instant::now();
+            if now >= deadline {
                 return Err(Error::AnnotationTimeout {
                     pod,
                     waited_ms: started.elapsed().as_millis(),
                 });
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            let wait = self.pods.recheck_interval().min(deadline - now);
+            tokio::select! {
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        // The source stopped reporting changes: poll.
+                        tokio::time::sleep(wait.min(Duration::from_millis(50))).await;
+                    }
+                }
+                _ = tokio::time::sleep(wait) => {}
+            }
         }
     }
 
@@ -409,7 +484,7 @@ impl Daemon {
         Ok(netns)
     }
 
-    async fn add(&self, req: &Request) -> Result<Value> {
+    async fn add(&self, req: &Request, phases: &mut PhaseTimer) -> Result<Value> {
         let pod = req
             .pod
             .clone()
@@ -420,6 +495,7 @@ impl Daemon {
         let net = self
             .wait_annotation(&pod.namespace, &pod.name, pod.uid.as_deref())
             .await?;
+        phases.mark("annotation");
         let mac = netlink::parse_mac(&net.mac)
             .ok_or_else(|| Error::Config(format!("annotation MAC {:?} is invalid", net.mac)))?;
         let mtu = net.mtu.or(req.conf.mtu).unwrap_or(self.cfg.mtu);
@@ -440,61 +516,82 @@ impl Daemon {
             })
             .collect();
 
+        // The host end is all OVS needs, so the port goes in as soon as it
+        // exists: ovs-vswitchd opening it and ovn-controller binding it and
+        // installing its flows (the slow part) overlap with configuring the
+        // pod's end inside its namespace. ADD returns when both are done.
         let attempt = async {
             let host_mac =
                 netlink::create_veth(host.clone(), temp.clone(), mtu, netns.clone()).await?;
-            netlink::configure_pod(
-                netns.clone(),
-                temp.clone(),
-                PodInterface {
-                    ifname: req.ifname.clone(),
-                    mac,
-                    mtu,
-                    ips: net.ips.clone(),
-                    gateways: net.gateways.clone(),
-                    routes: net.routes.iter().map(|r| (r.dest, r.next_hop)).collect(),
-                },
-            )
-            .await?;
-            let mut ids = BTreeMap::new();
-            ids.insert(ext::IFACE_ID.to_string(), iface_id.clone());
-            if let Some(uid) = &pod.uid {
-                ids.insert(ext::IFACE_ID_VER.to_string(), uid.clone());
-            }
-            ids.insert(ext::ATTACHED_MAC.to_string(), net.mac.clone());
-            ids.insert(ext::SANDBOX.to_string(), req.container_id.clone());
-            ids.insert(ext::IFNAME.to_string(), req.ifname.clone());
-            ids.insert(ext::NETNS.to_string(), netns.display().to_string());
-            ids.insert(
-                ext::POD.to_string(),
-                format!("{}/{}", pod.namespace, pod.name),
-            );
-            ids.insert(ext::OWNER.to_string(), ext::OWNER_VALUE.to_string());
-            let stale_ports: Vec<_> = stale.iter().filter_map(|a| a.port).collect();
-            self.ovs
-                .add_port(
-                    &self.cfg.bridge,
-                    &PortSpec {
-                        name: host.clone(),
-                        iface_type: String::new(),
-                        mac: None,
-                        external_ids: ids,
+            phases.mark("veth");
+            let pod_side = async {
+                let t = Instant::now();
+                netlink::configure_pod(
+                    netns.clone(),
+                    temp.clone(),
+                    PodInterface {
+                        ifname: req.ifname.clone(),
+                        mac,
+                        mtu,
+                        ips: net.ips.clone(),
+                        gateways: net.gateways.clone(),
+                        routes: net.routes.iter().map(|r| (r.dest, r.next_hop)).collect(),
                     },
-                    &stale_ports,
                 )
                 .await?;
-            let waiting = Instant::now();
-            let installed = self
-                .ovs
-                .wait_installed(&host, self.cfg.install_timeout)
-                .await?;
-            self.metrics.observe_ovn_installed_wait(waiting.elapsed());
-            if !installed {
-                return Err(Error::OvnInstallTimeout {
-                    port: iface_id.clone(),
-                    waited_ms: waiting.elapsed().as_millis(),
-                });
-            }
+                Ok::<_, Error>(t.elapsed())
+            };
+            let port_side = async {
+                let mut ids = BTreeMap::new();
+                ids.insert(ext::IFACE_ID.to_string(), iface_id.clone());
+                if let Some(uid) = &pod.uid {
+                    ids.insert(ext::IFACE_ID_VER.to_string(), uid.clone());
+                }
+                ids.insert(ext::ATTACHED_MAC.to_string(), net.mac.clone());
+                ids.insert(ext::SANDBOX.to_string(), req.container_id.clone());
+                ids.insert(ext::IFNAME.to_string(), req.ifname.clone());
+                ids.insert(ext::NETNS.to_string(), netns.display().to_string());
+                ids.insert(
+                    ext::POD.to_string(),
+                    format!("{}/{}", pod.namespace, pod.name),
+                );
+                ids.insert(ext::OWNER.to_string(), ext::OWNER_VALUE.to_string());
+                let stale_ports: Vec<_> = stale.iter().filter_map(|a| a.port).collect();
+                let t = Instant::now();
+                self.ovs
+                    .add_port(
+                        &self.cfg.bridge,
+                        &PortSpec {
+                            name: host.clone(),
+                            iface_type: String::new(),
+                            mac: None,
+                            external_ids: ids,
+                        },
+                        &stale_ports,
+                    )
+                    .await?;
+                let ovs = t.elapsed();
+                let waiting = Instant::now();
+                let installed = self
+                    .ovs
+                    .wait_installed(&host, self.cfg.install_timeout)
+                    .await?;
+                self.metrics.observe_ovn_installed_wait(waiting.elapsed());
+                if !installed {
+                    return Err(Error::OvnInstallTimeout {
+                        port: iface_id.clone(),
+                        waited_ms: waiting.elapsed().as_millis(),
+                    });
+                }
+                Ok((ovs, waiting.elapsed()))
+            };
+            // The first failure wins; the other half is abandoned and
+            // `undo_add` removes whatever either half created.
+            let (pod_took, (ovs_took, installed_took)) = tokio::try_join!(pod_side, port_side)?;
+            phases.mark("attach");
+            phases.record("pod_side", pod_took);
+            phases.record("ovs", ovs_took);
+            phases.record("ovn_installed", installed_took);
             Ok(host_mac)
         };
         let host_mac = match attempt.await {
@@ -563,7 +660,9 @@ impl Daemon {
         if let Some(prev) = &req.conf.prev_result {
             result = result.chain_onto(prev);
         }
-        Ok(result.to_json(req.version()))
+        let out = result.to_json(req.version());
+        phases.mark("result");
+        Ok(out)
     }
 
     /// Best-effort cleanup after a failed ADD: nothing is left behind.

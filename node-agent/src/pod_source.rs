@@ -15,13 +15,19 @@
 //!   containing this node's Node object (`spec.podCIDRs`, or the annotation
 //!   `switchyard.io/node-subnets` with a JSON list of CIDRs). Files are read
 //!   on every lookup, so a writer may create them at any time; write to a
-//!   temporary name and rename to avoid torn reads.
+//!   temporary name and rename to avoid torn reads. An inotify watch on
+//!   the directory tells waiters when to read again.
+//!
+//! Both report changes through [`PodSource::changes`], so an ADD waiting
+//! for its pod's annotation reads again the moment something changed
+//! instead of polling.
 //!
 //! Both feed the same pure parsers ([`pod_info`], [`node_subnets`]), so the
 //! sandbox exercises the production parsing.
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::StreamExt;
@@ -32,6 +38,7 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::Api;
 use serde_json::Value;
 use switchyard_api::annotations::{NodeSubnets, NODE_SUBNETS, POD_NETWORK};
+use tokio::sync::watch;
 
 use crate::error::{Error, Result};
 
@@ -53,6 +60,15 @@ pub trait PodSource: Send + Sync {
     ) -> BoxFuture<'a, Result<Option<PodInfo>>>;
     /// This node's pod subnets; empty when the node has none yet.
     fn node_subnets<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<Vec<IpNet>>>;
+    /// Marked changed whenever a pod may have changed. Waiters subscribe
+    /// before reading, then await a change and read again.
+    fn changes(&self) -> watch::Receiver<()>;
+    /// How often a waiter reads again without being told of a change: a
+    /// safety net when change notification is exact, the poll interval
+    /// when there is none.
+    fn recheck_interval(&self) -> Duration {
+        Duration::from_secs(1)
+    }
 }
 
 /// Extracts [`PodInfo`] from a Pod object in its JSON form.
@@ -93,11 +109,55 @@ pub fn node_subnets(node: &Value) -> Result<Vec<IpNet>> {
 /// Pods and the node as JSON files in a directory (see the module doc).
 pub struct DirSource {
     dir: PathBuf,
+    changes: watch::Receiver<()>,
+    /// Whether the inotify watch is in place (else waiters poll).
+    watching: bool,
 }
 
+/// Re-checks every 50 ms when the directory cannot be watched.
+const DIR_POLL: Duration = Duration::from_millis(50);
+
 impl DirSource {
+    /// Watches `dir` with inotify from a thread of its own (when the
+    /// directory exists and inotify is available; otherwise waiters poll).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        DirSource { dir: dir.into() }
+        use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+        let dir = dir.into();
+        let (tx, changes) = watch::channel(());
+        let watch = Inotify::init(InitFlags::IN_CLOEXEC).and_then(|ino| {
+            ino.add_watch(
+                &dir,
+                AddWatchFlags::IN_CLOSE_WRITE
+                    | AddWatchFlags::IN_MOVED_TO
+                    | AddWatchFlags::IN_CREATE
+                    | AddWatchFlags::IN_DELETE
+                    | AddWatchFlags::IN_MODIFY,
+            )
+            .map(|_| ino)
+        });
+        let watching = match watch {
+            Ok(ino) => std::thread::Builder::new()
+                .name("pod-dir-watch".into())
+                .spawn(move || {
+                    // Blocks in read(2); ends with the process, or when
+                    // every receiver is gone.
+                    while let Ok(events) = ino.read_events() {
+                        if !events.is_empty() && tx.send(()).is_err() {
+                            break;
+                        }
+                    }
+                })
+                .is_ok(),
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot watch the pod directory; polling it");
+                false
+            }
+        };
+        DirSource {
+            dir,
+            changes,
+            watching,
+        }
     }
 
     async fn read_json(&self, file: &str) -> Result<Option<Value>> {
@@ -134,12 +194,25 @@ impl PodSource for DirSource {
             }
         })
     }
+
+    fn changes(&self) -> watch::Receiver<()> {
+        self.changes.clone()
+    }
+
+    fn recheck_interval(&self) -> Duration {
+        if self.watching {
+            Duration::from_secs(1)
+        } else {
+            DIR_POLL
+        }
+    }
 }
 
 /// Pods on this node from a kube-rs reflector; the Node by GET.
 pub struct KubeSource {
     pods: Store<Pod>,
     nodes: Api<Node>,
+    changes: watch::Receiver<()>,
 }
 
 impl KubeSource {
@@ -148,6 +221,7 @@ impl KubeSource {
     /// annotation: it keeps waiting until its deadline.
     pub fn start(client: kube::Client, node: &str) -> Arc<Self> {
         let (reader, writer) = reflector::store();
+        let (tx, changes) = watch::channel(());
         let config = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
         let stream = reflector::reflector(writer, watcher(Api::<Pod>::all(client.clone()), config))
             .default_backoff()
@@ -155,14 +229,19 @@ impl KubeSource {
         tokio::spawn(async move {
             futures::pin_mut!(stream);
             while let Some(event) = stream.next().await {
-                if let Err(e) = event {
-                    tracing::warn!(error = %e, "pod watch error; retrying");
+                match event {
+                    // The store is updated before the event is yielded.
+                    Ok(_) => {
+                        let _ = tx.send(());
+                    }
+                    Err(e) => tracing::warn!(error = %e, "pod watch error; retrying"),
                 }
             }
         });
         Arc::new(KubeSource {
             pods: reader,
             nodes: Api::all(client),
+            changes,
         })
     }
 }
@@ -202,6 +281,10 @@ impl PodSource for KubeSource {
                 None => Ok(vec![]),
             }
         })
+    }
+
+    fn changes(&self) -> watch::Receiver<()> {
+        self.changes.clone()
     }
 }
 
@@ -254,5 +337,25 @@ mod tests {
         )
         .unwrap();
         assert_eq!(src.node_subnets("n").await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn dir_source_reports_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = DirSource::new(dir.path());
+        assert_eq!(src.recheck_interval(), Duration::from_secs(1));
+        let mut rx = src.changes();
+        rx.borrow_and_update();
+        let tmp = dir.path().join("ns_p.json.tmp");
+        std::fs::write(&tmp, r#"{"metadata":{"uid":"x"}}"#).unwrap();
+        std::fs::rename(&tmp, dir.path().join("ns_p.json")).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), rx.changed())
+            .await
+            .expect("a change within 5 s")
+            .unwrap();
+        assert!(src.pod("ns", "p").await.unwrap().is_some());
+        // A directory that does not exist is polled instead.
+        let missing = DirSource::new(dir.path().join("missing"));
+        assert_eq!(missing.recheck_interval(), DIR_POLL);
     }
 }
