@@ -183,7 +183,7 @@ fn main() -> Result<()> {
         "  shim exec + socket (outside daemon)",
         "  daemon ADD total",
         "    annotation wait",
-        "    veth pair (host end, peer moved)",
+        "    veth pair (peer made in the pod)",
         "    attach (both of the next, overlapped)",
         "      pod side (netlink in the pod)",
         "      OVS transaction (port insert)",

@@ -30,6 +30,36 @@ fn report(what: &str, mut samples: Vec<Duration>) {
     );
 }
 
+/// (sum seconds, count) per ADD phase, from the daemon's histograms.
+fn phases(node: &Node) -> Vec<(&'static str, f64, f64)> {
+    let text = node.metrics_text();
+    switchyard_node::metrics::ADD_PHASES
+        .iter()
+        .map(|p| {
+            let series = |what: &str| {
+                metric_value(
+                    &text,
+                    &format!("switchyard_node_cni_add_phase_seconds_{what}{{phase=\"{p}\"}}"),
+                )
+                .unwrap_or(0.0)
+            };
+            (*p, series("sum"), series("count"))
+        })
+        .collect()
+}
+
+/// Mean per phase between two readings.
+fn report_phases(before: &[(&str, f64, f64)], after: &[(&str, f64, f64)]) {
+    let parts: Vec<String> = before
+        .iter()
+        .zip(after)
+        .map(|((p, s0, c0), (_, s1, c1))| {
+            format!("{p} {:.1}", 1e3 * (s1 - s0) / (c1 - c0).max(1.0))
+        })
+        .collect();
+    println!("  mean ms per phase: {}", parts.join(", "));
+}
+
 fn install_share(node: &Node) -> (f64, f64) {
     let text = node.metrics_text();
     let wait = metric_value(&text, "switchyard_node_ovn_installed_wait_seconds_sum").unwrap_or(0.0);
@@ -54,6 +84,7 @@ async fn main() {
     }
     let conf = node.conf("1.1.0").to_string();
 
+    let phases0 = phases(&node);
     let mut sequential = Vec::new();
     for pod in &pods[..100] {
         let env = node.env("ADD", pod);
@@ -70,6 +101,8 @@ async fn main() {
         wait_seq,
         add_seq
     );
+    let phases1 = phases(&node);
+    report_phases(&phases0, &phases1);
 
     let pods = Arc::new(pods);
     let threads: Vec<_> = (100..120)
@@ -97,4 +130,5 @@ async fn main() {
         "  share waiting for ovn-installed: {:.0}%",
         100.0 * (wait_all - wait_seq) / (add_all - add_seq).max(1e-9)
     );
+    report_phases(&phases1, &phases(&node));
 }

@@ -24,8 +24,8 @@ pub struct PhaseLabels {
 }
 
 /// The phases of a successful ADD. In sequence: waiting for the pod's
-/// annotation (`annotation`), creating the veth pair and moving its peer
-/// into the pod (`veth`), attaching (`attach`), building the result
+/// annotation (`annotation`), creating the veth pair with its peer in the
+/// pod's namespace (`veth`), attaching (`attach`), building the result
 /// (`result`). `attach` runs two things side by side: configuring the
 /// pod's end in its namespace (`pod_side`), and the OVS transaction adding
 /// the port (`ovs`) followed by waiting for ovn-controller's

@@ -19,8 +19,8 @@ use futures::TryStreamExt;
 use ipnet::IpNet;
 use nix::sched::{setns, CloneFlags};
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
-use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
-use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkMessage};
+use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use crate::error::{Error, Result};
 use crate::ethtool;
@@ -113,10 +113,16 @@ pub async fn delete_link(handle: &Handle, name: &str) -> Result<bool> {
     }
 }
 
-/// Creates the veth pair in the daemon's namespace, turns TX checksum
-/// offload off on both ends (needed by the userspace datapath, harmless
-/// for the kernel one), brings the host end up and moves the peer into the
-/// pod's namespace, still under its temporary name.
+/// Creates the veth pair with its peer directly in the pod's namespace
+/// (still under its temporary name) and the host end up, in one netlink
+/// request, and turns TX checksum offload off on the host end (needed by
+/// the userspace datapath, harmless for the kernel one; the pod end's is
+/// turned off by [`configure_pod`]).
+///
+/// Creating the peer in place rather than moving it there afterwards
+/// spares the kernel a namespace change, which costs 10-20 ms under the
+/// RTNL lock (so concurrent ADDs queue behind it), and spares the node's
+/// namespace the link events ovs-vswitchd reacts to.
 pub async fn create_veth(
     host: String,
     peer: String,
@@ -126,40 +132,28 @@ pub async fn create_veth(
     run_in(None, move |h| async move {
         let ns = File::open(&pod_netns)
             .map_err(|e| Error::io(format!("opening netns {}", pod_netns.display()), e))?;
-        // A leftover from an interrupted ADD would make the add fail.
+        // A leftover from an interrupted ADD would make the add fail
+        // (deleting a host end deletes its peer wherever it is).
         delete_link(&h, &host).await?;
         delete_link(&h, &peer).await?;
+        let peer_msg = LinkMessageBuilder::<LinkUnspec>::new()
+            .name(peer.clone())
+            .mtu(mtu)
+            .setns_by_fd(ns.as_raw_fd())
+            .build();
         h.link()
-            .add(LinkVeth::new(&host, &peer).mtu(mtu).build())
-            .execute()
-            .await
-            .map_err(|e| Error::netlink(format!("creating veth {host}"), e))?;
-        for end in [&host, &peer] {
-            ethtool::disable_tx_checksum(end)
-                .map_err(|e| Error::io(format!("turning off TX checksum on {end}"), e))?;
-        }
-        let peer_index = link_index(&h, &peer)
-            .await?
-            .ok_or_else(|| Error::OvsState(format!("veth peer {peer} vanished")))?;
-        h.link()
-            .change(
-                LinkUnspec::new_with_index(peer_index)
-                    .setns_by_fd(ns.as_raw_fd())
+            .add(
+                LinkVeth::new(&host, &peer)
+                    .mtu(mtu)
+                    .up()
+                    .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
                     .build(),
             )
             .execute()
             .await
-            .map_err(|e| {
-                Error::netlink(format!("moving {peer} into {}", pod_netns.display()), e)
-            })?;
-        let host_index = link_index(&h, &host)
-            .await?
-            .ok_or_else(|| Error::OvsState(format!("veth {host} vanished")))?;
-        h.link()
-            .change(LinkUnspec::new_with_index(host_index).up().build())
-            .execute()
-            .await
-            .map_err(|e| Error::netlink(format!("bringing {host} up"), e))?;
+            .map_err(|e| Error::netlink(format!("creating veth {host}"), e))?;
+        ethtool::disable_tx_checksum(&host)
+            .map_err(|e| Error::io(format!("turning off TX checksum on {host}"), e))?;
         Ok(inspect(&h, &host).await?.and_then(|s| s.mac))
     })
     .await
@@ -256,8 +250,8 @@ pub struct PodInterface {
     pub routes: Vec<(IpNet, IpAddr)>,
 }
 
-/// Inside the pod's namespace: renames the moved peer to `CNI_IFNAME`, sets
-/// its MAC and MTU, adds the addresses and routes, and brings it and `lo` up.
+/// Inside the pod's namespace: turns TX checksum offload off on the peer,
+/// renames it to `CNI_IFNAME`, sets its MAC and MTU, adds the addresses and routes, and brings it and `lo` up.
 pub async fn configure_pod(netns: PathBuf, temp: String, spec: PodInterface) -> Result<()> {
     run_in(Some(&netns), move |h| async move {
         if spec.ifname != temp {
@@ -266,6 +260,8 @@ pub async fn configure_pod(netns: PathBuf, temp: String, spec: PodInterface) -> 
         let index = link_index(&h, &temp).await?.ok_or_else(|| {
             Error::OvsState(format!("{temp} did not arrive in the pod namespace"))
         })?;
+        ethtool::disable_tx_checksum(&temp)
+            .map_err(|e| Error::io(format!("turning off TX checksum on {temp}"), e))?;
         h.link()
             .change(
                 LinkUnspec::new_with_index(index)

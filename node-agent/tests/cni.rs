@@ -68,6 +68,18 @@ async fn add_connects_pods_to_each_other_and_to_the_host() {
     assert!(ids.contains(&a.container_id), "{ids}");
     assert!(ids.contains("ovn-installed=\"true\""), "{ids}");
 
+    // TX checksum offload is off on both ends (the userspace datapath
+    // forwards unfinished checksums otherwise).
+    let pod_k = std::process::Command::new("ip")
+        .args(["netns", "exec", &a.netns, "ethtool", "-k", "eth0"])
+        .output()
+        .unwrap();
+    let pod_k = String::from_utf8_lossy(&pod_k.stdout).into_owned();
+    assert!(pod_k.contains("tx-checksumming: off"), "{pod_k}");
+    let host_k = node.on_host(&["ethtool", "-k", &host]);
+    let host_k = String::from_utf8_lossy(&host_k.stdout).into_owned();
+    assert!(host_k.contains("tx-checksumming: off"), "{host_k}");
+
     ping_until(Some(&a.netns), &b.ip, None).unwrap();
     ping_until(Some(&b.netns), &a.ip, None).unwrap();
     tcp_round_trip(&a.netns, &a.ip, &b.netns).unwrap();
