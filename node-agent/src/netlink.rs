@@ -207,20 +207,7 @@ pub async fn configure_host_link(
         if let Err(e) = ethtool::disable_tx_checksum(&name) {
             tracing::debug!(interface = %name, error = %e, "cannot turn off TX checksum offload");
         }
-        for net in &addresses {
-            let mut req = h
-                .address()
-                .add(index, net.addr(), net.prefix_len())
-                .replace();
-            if net.addr().is_ipv6() {
-                req.message_mut()
-                    .attributes
-                    .push(AddressAttribute::Flags(AddressFlags::Nodad));
-            }
-            req.execute()
-                .await
-                .map_err(|e| Error::netlink(format!("adding {net} to {name}"), e))?;
-        }
+        add_addresses(&h, index, &name, &addresses).await?;
         for (dst, gw) in routes {
             add_route(&h, index, dst, Some(gw)).await?;
         }
@@ -273,23 +260,7 @@ pub async fn configure_pod(netns: PathBuf, temp: String, spec: PodInterface) -> 
             .execute()
             .await
             .map_err(|e| Error::netlink(format!("configuring {}", spec.ifname), e))?;
-        for net in &spec.ips {
-            let mut req = h
-                .address()
-                .add(index, net.addr(), net.prefix_len())
-                .replace();
-            if net.addr().is_ipv6() {
-                // Duplicate address detection would hold the address back
-                // for a second or more; OVN owns the addresses, so no
-                // duplicate can exist.
-                req.message_mut()
-                    .attributes
-                    .push(AddressAttribute::Flags(AddressFlags::Nodad));
-            }
-            req.execute()
-                .await
-                .map_err(|e| Error::netlink(format!("adding {net} to {}", spec.ifname), e))?;
-        }
+        add_addresses(&h, index, &spec.ifname, &spec.ips).await?;
         h.link()
             .change(LinkUnspec::new_with_index(index).up().build())
             .execute()
@@ -323,6 +294,27 @@ pub async fn configure_pod(netns: PathBuf, temp: String, spec: PodInterface) -> 
 }
 
 /// Adds (or replaces) a route through `index`.
+/// Adds (or replaces) addresses on a link. IPv6 addresses skip duplicate
+/// address detection, which would hold them back for a second or more;
+/// OVN owns the addresses, so no duplicate can exist.
+async fn add_addresses(h: &Handle, index: u32, name: &str, addresses: &[IpNet]) -> Result<()> {
+    for net in addresses {
+        let mut req = h
+            .address()
+            .add(index, net.addr(), net.prefix_len())
+            .replace();
+        if net.addr().is_ipv6() {
+            req.message_mut()
+                .attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        req.execute()
+            .await
+            .map_err(|e| Error::netlink(format!("adding {net} to {name}"), e))?;
+    }
+    Ok(())
+}
+
 pub async fn add_route(h: &Handle, index: u32, dst: IpNet, gw: Option<IpAddr>) -> Result<()> {
     let mut b = RouteMessageBuilder::<IpAddr>::new()
         .destination_prefix(dst.network(), dst.prefix_len())
