@@ -93,6 +93,27 @@ impl KubeCluster {
     }
 }
 
+/// Sends [`annotation_patch`] for one Pod or Node.
+fn patch_annotations<K>(
+    api: Api<K>,
+    pp: PatchParams,
+    name: String,
+    uid: String,
+    annotations: BTreeMap<String, String>,
+) -> BoxFuture<'static, Result<(), KubeError>>
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+{
+    async move {
+        let patch = annotation_patch(&uid, &annotations);
+        api.patch(&name, &pp, &Patch::Merge(&patch))
+            .await
+            .map(|_| ())
+            .map_err(map_err)
+    }
+    .boxed()
+}
+
 /// A merge patch that sets annotations only if the object still has `uid`
 /// (the API server answers 409 otherwise).
 pub fn annotation_patch(uid: &str, annotations: &BTreeMap<String, String>) -> serde_json::Value {
@@ -124,15 +145,7 @@ impl Cluster for KubeCluster {
         annotations: BTreeMap<String, String>,
     ) -> BoxFuture<'static, Result<(), KubeError>> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
-        let pp = self.patch_params();
-        async move {
-            let patch = annotation_patch(&uid, &annotations);
-            api.patch(&name, &pp, &Patch::Merge(&patch))
-                .await
-                .map(|_| ())
-                .map_err(map_err)
-        }
-        .boxed()
+        patch_annotations(api, self.patch_params(), name, uid, annotations)
     }
 
     fn patch_node_annotations(
@@ -142,15 +155,7 @@ impl Cluster for KubeCluster {
         annotations: BTreeMap<String, String>,
     ) -> BoxFuture<'static, Result<(), KubeError>> {
         let api: Api<Node> = Api::all(self.client.clone());
-        let pp = self.patch_params();
-        async move {
-            let patch = annotation_patch(&uid, &annotations);
-            api.patch(&name, &pp, &Patch::Merge(&patch))
-                .await
-                .map(|_| ())
-                .map_err(map_err)
-        }
-        .boxed()
+        patch_annotations(api, self.patch_params(), name, uid, annotations)
     }
 
     fn emit_event(&self, e: EventRecord) -> BoxFuture<'static, Result<(), KubeError>> {
