@@ -333,12 +333,6 @@ impl Kubelet {
 
     /// Writes the pod's status the way a kubelet reports it.
     fn set_status(&self, slot: &PodSlot, ips: Option<&[String]>, error: Option<String>) {
-        let Some(mut pod) = self.cluster.pod(&slot.namespace, &slot.name) else {
-            return;
-        };
-        if pod.metadata.uid.as_deref() != Some(slot.uid.as_str()) {
-            return;
-        }
         let host_ip = self.nodes[slot.node].host_ip.clone();
         let status = match ips {
             Some(ips) => PodStatus {
@@ -361,8 +355,8 @@ impl Kubelet {
                 ..Default::default()
             },
         };
-        pod.status = Some(status);
-        self.cluster.apply_pod(pod);
+        self.cluster
+            .update_pod_status(&slot.namespace, &slot.name, &slot.uid, status);
     }
 
     /// Kill, CNI DEL (retried until `timeout`), delete the namespace.

@@ -135,6 +135,33 @@ impl MemoryCluster {
         pod
     }
 
+    /// Replaces only the status of the pod `namespace/name` if it is still
+    /// the incarnation `uid`, as the API server's status subresource does: a
+    /// kubelet reporting status never overwrites annotations written
+    /// meanwhile. Returns whether the pod was updated.
+    pub fn update_pod_status(
+        &self,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+        status: PodStatus,
+    ) -> bool {
+        let mut st = self.lock();
+        let rv = st.next_rv();
+        let key = (namespace.to_string(), name.to_string());
+        let Some(pod) = st.pods.get_mut(&key) else {
+            return false;
+        };
+        if pod.metadata.uid.as_deref() != Some(uid) {
+            return false;
+        }
+        pod.status = Some(status);
+        pod.metadata.resource_version = Some(rv);
+        let pod = pod.clone();
+        st.send_pod(WatchEvent::Applied(pod));
+        true
+    }
+
     pub fn delete_pod(&self, namespace: &str, name: &str) -> Option<Pod> {
         let mut st = self.lock();
         let pod = st.pods.remove(&(namespace.to_string(), name.to_string()))?;
@@ -403,5 +430,36 @@ pub fn pod(namespace: &str, name: &str, node: &str) -> Pod {
             phase: Some("Pending".into()),
             ..Default::default()
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_updates_keep_annotations_and_respect_the_uid() {
+        let cluster = MemoryCluster::new();
+        let mut p = pod("ns", "a", "n1");
+        p.metadata.annotations = Some([("k".to_string(), "v".to_string())].into());
+        let uid = cluster.apply_pod(p).metadata.uid.unwrap();
+        let running = PodStatus {
+            phase: Some("Running".into()),
+            ..Default::default()
+        };
+        assert!(!cluster.update_pod_status("ns", "a", "another-uid", running.clone()));
+        assert!(!cluster.update_pod_status("ns", "missing", &uid, running.clone()));
+        assert!(cluster.update_pod_status("ns", "a", &uid, running));
+        let stored = cluster.pod("ns", "a").unwrap();
+        assert_eq!(stored.status.unwrap().phase.as_deref(), Some("Running"));
+        assert_eq!(
+            stored
+                .metadata
+                .annotations
+                .unwrap()
+                .get("k")
+                .map(String::as_str),
+            Some("v")
+        );
     }
 }
