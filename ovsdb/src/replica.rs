@@ -709,18 +709,7 @@ mod tests {
     use crate::schema::BaseType;
 
     fn ty(min: u64, max: Option<u64>, map: bool) -> ColumnType {
-        let b = BaseType {
-            atomic: crate::schema::AtomicType::String,
-            enumeration: None,
-            min_integer: None,
-            max_integer: None,
-            min_real: None,
-            max_real: None,
-            min_length: None,
-            max_length: None,
-            ref_table: None,
-            ref_type: crate::schema::RefType::Strong,
-        };
+        let b = BaseType::of(crate::schema::AtomicType::String);
         ColumnType {
             key: b.clone(),
             value: map.then_some(b),

@@ -216,6 +216,22 @@ impl ColumnType {
 }
 
 impl BaseType {
+    /// A base type with no constraints: any value of `atomic`.
+    pub fn of(atomic: AtomicType) -> BaseType {
+        BaseType {
+            atomic,
+            enumeration: None,
+            min_integer: None,
+            max_integer: None,
+            min_real: None,
+            max_real: None,
+            min_length: None,
+            max_length: None,
+            ref_table: None,
+            ref_type: RefType::Strong,
+        }
+    }
+
     fn from_json(j: &Json) -> Result<BaseType> {
         let (atomic_name, obj) = match j {
             Json::String(s) => (s.as_str(), None),
@@ -235,18 +251,7 @@ impl BaseType {
             "uuid" => AtomicType::Uuid,
             other => return Err(bad(format!("unknown atomic type {other}"))),
         };
-        let mut b = BaseType {
-            atomic,
-            enumeration: None,
-            min_integer: None,
-            max_integer: None,
-            min_real: None,
-            max_real: None,
-            min_length: None,
-            max_length: None,
-            ref_table: None,
-            ref_type: RefType::Strong,
-        };
+        let mut b = BaseType::of(atomic);
         if let Some(o) = obj {
             if let Some(e) = o.get("enum") {
                 let v = crate::value::Value::from_json(e)?;
