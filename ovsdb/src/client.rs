@@ -19,6 +19,7 @@ use tracing::{info, warn};
 
 use crate::connection::{Connection, Options};
 use crate::error::{Error, Result};
+use crate::locks::lock;
 use crate::remote::Remote;
 use crate::replica::{MonitorKind, MonitorSpec, Replica, ReplicaShared};
 use crate::schema::Schema;
@@ -524,8 +525,4 @@ fn is_usable(row: &Row, wanted: Option<&str>) -> bool {
     }
     row.get("leader").and_then(Value::as_bool) == Some(true)
         && row.get("connected").and_then(Value::as_bool) == Some(true)
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::error::{Error, Result};
+use crate::locks::lock;
 use crate::replica::{MonitorKind, ReplicaShared};
 use crate::transport::BoxStream;
 
@@ -376,8 +377,4 @@ async fn reader(mut rd: ReadHalf<BoxStream>, conn: Arc<Connection>, opts: Option
         conn.close(&r);
     }
     conn.fail_all();
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }

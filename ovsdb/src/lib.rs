@@ -10,6 +10,7 @@ mod client;
 mod connection;
 mod error;
 mod framing;
+mod locks;
 pub mod nb;
 mod remote;
 mod replica;

@@ -18,6 +18,7 @@ use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
+use crate::locks::{lock, read, write};
 use crate::schema::{ColumnType, Schema};
 use crate::transaction::{where_json, Condition};
 use crate::value::{Atom, Row, Value};
@@ -612,18 +613,6 @@ fn apply_diff(current: &Value, diff: Value, ty: &ColumnType) -> Value {
             }
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    m.write().unwrap_or_else(|e| e.into_inner())
-}
-
-fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    m.read().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A handle on a replica. Cheap to clone; the monitor is cancelled when the
