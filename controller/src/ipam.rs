@@ -61,16 +61,6 @@ fn from_u128(v4: bool, n: u128) -> IpAddr {
     }
 }
 
-/// The router address of a node subnet (the pods' default gateway).
-pub fn gateway(subnet: IpNet) -> IpAddr {
-    nth(subnet, 1)
-}
-
-/// The node's management port address (host-to-pod traffic).
-pub fn mgmt(subnet: IpNet) -> IpAddr {
-    nth(subnet, 2)
-}
-
 /// The `n`th address of `subnet`.
 pub fn nth(subnet: IpNet, n: u128) -> IpAddr {
     let base = to_u128(subnet.network());
@@ -350,13 +340,15 @@ impl AddressAllocator {
             1u64 << host_bits
         };
         let mut map = Bitmap::new(size);
-        for i in 0..3.min(size) {
+        // Network, then the router and management addresses of the contract.
+        let reserved = (switchyard_api::addressing::MANAGEMENT_OFFSET + 1) as u64;
+        for i in 0..reserved.min(size) {
             map.set(i);
         }
         if subnet.addr().is_ipv4() && host_bits < 16 {
             map.set(size - 1);
         }
-        map.cursor = 3 % size;
+        map.cursor = reserved % size;
         AddressAllocator {
             subnet,
             map,

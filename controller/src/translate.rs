@@ -10,10 +10,8 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use switchyard_api::names;
+use switchyard_api::{addressing, names};
 use switchyard_api::{PodNetwork, Route};
-
-use crate::ipam;
 
 /// The northbound tables the controller writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -232,12 +230,18 @@ pub fn node_rows(node: &NodeModel) -> Vec<DesiredRow> {
             IpNet::V6(v6) => other.insert("ipv6_prefix".to_string(), v6.network().to_string()),
         };
     }
+    // Node subnets are validated to hold these addresses before a node gets
+    // them (ipam), so a subnet without them only loses its router port.
     let gateways: Vec<IpNet> = node
         .subnets
         .iter()
-        .map(|s| IpNet::new(ipam::gateway(*s), s.prefix_len()).expect("valid prefix"))
+        .filter_map(|s| addressing::gateway_net(*s))
         .collect();
-    let mgmt_ips: Vec<IpAddr> = node.subnets.iter().map(|s| ipam::mgmt(*s)).collect();
+    let mgmt_ips: Vec<IpAddr> = node
+        .subnets
+        .iter()
+        .filter_map(|s| addressing::management(*s))
+        .collect();
     let router_mac = gateways
         .first()
         .map(|g| switchyard_api::mac::from_ip(g.addr()))
@@ -338,7 +342,11 @@ pub fn pod_rows(pod: &PodModel) -> Vec<DesiredRow> {
 /// subnet's gateway per family, a route to each service CIDR of a family
 /// the pod has, and the MTU.
 pub fn pod_network(pod: &PodModel, service_cidrs: &[IpNet], mtu: Option<u32>) -> PodNetwork {
-    let gateways: Vec<IpAddr> = pod.ips.iter().map(|n| ipam::gateway(n.trunc())).collect();
+    let gateways: Vec<IpAddr> = pod
+        .ips
+        .iter()
+        .filter_map(|n| addressing::gateway(n.trunc()))
+        .collect();
     let routes = service_cidrs
         .iter()
         .filter_map(|svc| {

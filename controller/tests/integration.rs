@@ -51,7 +51,7 @@ async fn nodes_and_pods_become_nb_rows_and_annotations() {
     );
     assert_eq!(
         a0.gateways[0],
-        switchyard_controller::ipam::gateway(n1_subnets[0])
+        switchyard_api::addressing::gateway(n1_subnets[0]).unwrap()
     );
     assert_eq!(a0.mac, switchyard_api::mac::from_ip(a0.ips[0].addr()));
     let b0 = annotation(&c.pod("kube-system", "b0").unwrap()).unwrap();

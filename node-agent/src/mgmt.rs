@@ -10,6 +10,7 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
+use switchyard_api::addressing;
 
 /// The management interface's addressing, derived from the node subnets.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,24 +24,7 @@ pub struct MgmtPlan {
     pub routes: Vec<(IpNet, IpAddr)>,
 }
 
-fn nth_host(net: &IpNet, n: u128) -> Option<IpAddr> {
-    match net {
-        IpNet::V4(v4) => {
-            let base = u32::from(v4.network()) as u128;
-            let ip = base.checked_add(n)?;
-            let ip = u32::try_from(ip).ok()?;
-            let ip = std::net::Ipv4Addr::from(ip);
-            v4.contains(&ip).then_some(IpAddr::V4(ip))
-        }
-        IpNet::V6(v6) => {
-            let base = u128::from(v6.network());
-            let ip = std::net::Ipv6Addr::from(base.checked_add(n)?);
-            v6.contains(&ip).then_some(IpAddr::V6(ip))
-        }
-    }
-}
-
-/// Gateway = first host address, management = second, MAC derived from the
+/// Gateway and management addresses by [`addressing`]'s rule, MAC derived from the
 /// first management address; cluster CIDRs routed via the gateway of their
 /// family. `None` without usable subnets.
 pub fn plan(subnets: &[IpNet], cluster_cidrs: &[IpNet]) -> Option<MgmtPlan> {
@@ -53,10 +37,8 @@ pub fn plan(subnets: &[IpNet], cluster_cidrs: &[IpNet]) -> Option<MgmtPlan> {
         {
             continue;
         }
-        let (Some(gw), Some(mgmt)) = (nth_host(s, 1), nth_host(s, 2)) else {
-            continue;
-        };
-        let Ok(addr) = IpNet::new(mgmt, s.prefix_len()) else {
+        let (Some(gw), Some(addr)) = (addressing::gateway(*s), addressing::management_net(*s))
+        else {
             continue;
         };
         addresses.push(addr);

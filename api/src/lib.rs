@@ -5,8 +5,10 @@
 //! database, and the node agent reads the annotation and binds the interface
 //! OVN expects. Everything both sides must agree on (annotation keys and
 //! their JSON shape, northbound names, `external_ids` ownership keys, how a
-//! MAC is derived) lives here so it exists once.
+//! MAC is derived, which subnet addresses are the router's and the
+//! management port's) lives here so it exists once.
 
+pub mod addressing;
 pub mod annotations;
 pub mod mac;
 pub mod names;
