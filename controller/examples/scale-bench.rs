@@ -33,10 +33,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use kube_memory::{node, pod, MemoryCluster};
 use ovn_testbed::OvnCentral;
 use ovsdb::{Client, ClientConfig, Condition, MonitorSpec, Mutation, Replica, Transaction};
 use switchyard_api::names;
-use switchyard_controller::k8s::memory::{node, pod, MemoryCluster};
 use switchyard_controller::{Config, Controller, Metrics};
 
 /// The system allocator, counting live bytes and their peak.

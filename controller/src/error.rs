@@ -35,7 +35,7 @@ impl Error {
         match self {
             Error::Config(_) | Error::Annotation(_) => false,
             Error::Ipam(e) => e.is_transient(),
-            Error::Kube(e) => !matches!(e, crate::k8s::KubeError::Invalid(_)),
+            Error::Kube(e) => e.is_transient(),
             Error::Ovsdb(_) | Error::Http(_) => true,
         }
     }

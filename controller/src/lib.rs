@@ -6,12 +6,13 @@
 //! [`translate`] (pure: desired rows per owner) → [`reconcile`] (diff via
 //! [`diff`] against the NB replica, batched transactions via [`nb`]).
 //!
-//! Run it in-process (tests, the e2e sandbox) with the in-memory cluster:
+//! Run it in-process (tests, the e2e sandbox) with the in-memory API server
+//! of the `kube-memory` crate (anything that implements [`k8s::Cluster`]):
 //!
 //! ```no_run
 //! # async fn f() -> switchyard_controller::Result<()> {
-//! use switchyard_controller::{k8s::memory::MemoryCluster, Config, Controller};
-//! let cluster = MemoryCluster::new();
+//! use switchyard_controller::{Config, Controller};
+//! let cluster = kube_memory::MemoryCluster::new();
 //! let mut config = Config::default();
 //! config.nb_remote = "unix:/tmp/nb.sock".into();
 //! config.http_addr = None;
@@ -40,6 +41,7 @@ pub mod k8s;
 pub mod leader;
 pub mod metrics;
 pub mod nb;
+pub mod outbox;
 pub mod reconcile;
 pub mod translate;
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use anyhow::{Context, Result};
-use switchyard_controller::k8s::memory::MemoryCluster;
+use kube_memory::MemoryCluster;
 use switchyard_controller::{Config, Controller, Metrics};
 use tokio::sync::oneshot;
 

@@ -29,9 +29,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Pod, PodCondition, PodIP, PodStatus};
+use kube_memory::MemoryCluster;
 use serde_json::{json, Value};
-use switchyard_controller::k8s::memory::MemoryCluster;
-use switchyard_controller::k8s::{Cluster, WatchEvent};
+use switchyard_controller::k8s::WatchEvent;
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, Command};
 
@@ -146,6 +146,7 @@ impl Kubelet {
                             self.ensure(&pod);
                         }
                     }
+                    WatchEvent::Unavailable(_) => {}
                     WatchEvent::Applied(pod) => self.ensure(&pod),
                     WatchEvent::Deleted(pod) => {
                         if let Some(uid) = &pod.metadata.uid {

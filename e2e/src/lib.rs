@@ -6,7 +6,7 @@
 //! datapath), ovn-controller and the real `switchyard-node` daemon, joined
 //! by an underlay bridge with Geneve tunnels ([`underlay`]); then the real
 //! controller in-process against an in-memory Kubernetes API
-//! ([`switchyard_controller::k8s::memory::MemoryCluster`]). Pods are
+//! ([`kube_memory::MemoryCluster`]). Pods are
 //! started by the sandbox's [`kubelet`]: a network namespace, then the real
 //! `switchyard-cni` binary executed as a runtime executes it, then the
 //! container's command inside the namespace.

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use switchyard_controller::k8s::memory::MemoryCluster;
-use switchyard_controller::k8s::{Cluster, WatchEvent};
+use kube_memory::MemoryCluster;
+use switchyard_controller::k8s::WatchEvent;
 
 use crate::util::write_atomic;
 
@@ -87,6 +87,7 @@ pub async fn pods(cluster: Arc<MemoryCluster>, dirs: Dirs) {
                         write_pod(&dirs, pod);
                     }
                 }
+                WatchEvent::Unavailable(_) => {}
                 WatchEvent::Applied(pod) => write_pod(&dirs, &pod),
                 WatchEvent::Deleted(pod) => remove_pod(&dirs, &pod),
             }
@@ -103,7 +104,7 @@ pub async fn nodes(cluster: Arc<MemoryCluster>, dirs: Dirs) {
             match ev {
                 WatchEvent::Restarted(list) => list.iter().for_each(|n| write_node(&dirs, n)),
                 WatchEvent::Applied(n) => write_node(&dirs, &n),
-                WatchEvent::Deleted(_) => {}
+                WatchEvent::Deleted(_) | WatchEvent::Unavailable(_) => {}
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -18,12 +18,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use k8s_openapi::api::core::v1::Pod;
+use kube_memory::{self as memory, MemoryCluster};
 use ovn_testbed::{CentralOptions, OvnCentral};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use switchyard_api::annotations::{NODE_SUBNETS, POD_NETWORK};
 use switchyard_controller::config::ClusterCidr;
-use switchyard_controller::k8s::memory::{self, MemoryCluster};
+use switchyard_controller::k8s::Object;
 use switchyard_controller::Config;
 
 use crate::controller::ControllerHandle;
@@ -442,7 +443,11 @@ impl Sandbox {
                     let mut ann = old.metadata.annotations.clone().unwrap_or_default();
                     ann.extend(pod.metadata.annotations.take().unwrap_or_default());
                     pod.metadata.annotations = Some(ann);
-                    self.cluster.apply_pod(pod);
+                    // Validated as the API server validates (names, fields
+                    // that may not change), so a bad file is refused here.
+                    self.cluster
+                        .try_apply(pod)
+                        .with_context(|| format!("pod/{name}"))?;
                     return Ok(format!("pod/{name} configured"));
                 }
                 self.create_pod(pod)?;
@@ -481,7 +486,12 @@ impl Sandbox {
             ..Default::default()
         });
         pod.metadata.uid = None;
-        Ok(self.cluster.apply_pod(pod))
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        match self.cluster.try_apply(pod) {
+            Ok(Object::Pod(p)) => Ok(*p),
+            Ok(_) => bail!("pod/{name}: the API server stored another kind"),
+            Err(e) => Err(e).with_context(|| format!("pod/{name}")),
+        }
     }
 
     fn schedule(&self) -> String {

@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
+use kube_memory::{MemoryClient, MemoryCluster};
 use ovn_testbed::OvnCentral;
 use ovsdb::{Client, ClientConfig, MonitorSpec, Replica};
 use switchyard_api::{annotations, names, PodNetwork};
-use switchyard_controller::k8s::memory::MemoryCluster;
 use switchyard_controller::translate::Table;
 use switchyard_controller::{Config, Controller, Metrics};
 
@@ -60,8 +60,14 @@ impl Env {
         }
     }
 
+    /// A controller with a client of its own, named after the start.
     pub fn start(&self) -> Running {
-        Running::start(self.config.clone(), self.cluster.clone())
+        static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Running::start(
+            self.config.clone(),
+            self.cluster.client(&format!("controller-{n}")),
+        )
     }
 
     /// NB as a (table, name) -> row summary list, for exact comparison.
@@ -207,23 +213,26 @@ pub fn annotation(p: &Pod) -> Option<PodNetwork> {
     PodNetwork::parse(text).ok()
 }
 
-/// A controller on a runtime of its own: `crash` drops the runtime, which
-/// ends every task it spawned mid-flight, like a killed process.
+/// A controller on a runtime of its own with an API connection of its own:
+/// `crash` cuts the connection (nothing it sends afterwards arrives) and
+/// drops the runtime, which ends every task it spawned mid-flight, like a
+/// killed process.
 pub struct Running {
     rt: Option<tokio::runtime::Runtime>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<switchyard_controller::Result<()>>>,
+    pub client: Arc<MemoryClient>,
     pub metrics: Metrics,
 }
 
 impl Running {
-    pub fn start(config: Config, cluster: Arc<MemoryCluster>) -> Running {
+    pub fn start(config: Config, client: Arc<MemoryClient>) -> Running {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .expect("runtime");
-        let controller = Controller::new(config, cluster);
+        let controller = Controller::new(config, client.clone());
         let metrics = controller.metrics();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = rt.spawn(controller.run(async {
@@ -233,12 +242,15 @@ impl Running {
             rt: Some(rt),
             stop: Some(stop),
             task: Some(task),
+            client,
             metrics,
         }
     }
 
-    /// Kills every task of the controller at once.
+    /// Kills the controller at once: its connections first, then every
+    /// task.
     pub fn crash(mut self) {
+        self.client.kill();
         if let Some(rt) = self.rt.take() {
             rt.shutdown_background();
         }

@@ -1,0 +1,344 @@
+//! What kube-apiserver validates for the objects tests create and the
+//! controller writes, with the server's field paths and wording
+//! (apimachinery's `api/validation` and `util/validation`, and the
+//! per-kind `validation.go` files).
+//!
+//! Only the rules an object Switchyard reads or writes can break are here;
+//! each is a rule the real server enforces, so the in-memory API is never
+//! easier than the server it stands in for.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use switchyard_controller::k8s::status::FieldError;
+use switchyard_controller::k8s::Kind;
+
+/// apimachinery's `TotalAnnotationSizeLimitB`.
+pub const ANNOTATIONS_LIMIT: usize = 256 * 1024;
+/// A generated name's random suffix (`names.SimpleNameGenerator`).
+pub const GENERATED_SUFFIX: usize = 5;
+const DNS1123_LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character";
+const DNS1123_SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character";
+const DNS1035_LABEL_MSG: &str = "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character";
+
+fn label_ok(l: &str) -> bool {
+    !l.is_empty()
+        && l.len() <= 63
+        && l.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !l.starts_with('-')
+        && !l.ends_with('-')
+}
+
+/// `IsDNS1123Subdomain`.
+pub fn dns1123_subdomain(s: &str) -> Option<String> {
+    if s.len() > 253 {
+        return Some("must be no more than 253 characters".into());
+    }
+    if s.is_empty() || !s.split('.').all(label_ok) {
+        return Some(DNS1123_SUBDOMAIN_MSG.into());
+    }
+    None
+}
+
+/// `IsDNS1123Label`.
+pub fn dns1123_label(s: &str) -> Option<String> {
+    if s.len() > 63 {
+        return Some("must be no more than 63 characters".into());
+    }
+    (!label_ok(s)).then(|| DNS1123_LABEL_MSG.into())
+}
+
+/// `IsDNS1035Label`.
+pub fn dns1035_label(s: &str) -> Option<String> {
+    if s.len() > 63 {
+        return Some("must be no more than 63 characters".into());
+    }
+    let starts_alpha = s.bytes().next().is_some_and(|b| b.is_ascii_lowercase());
+    (!label_ok(s) || !starts_alpha).then(|| DNS1035_LABEL_MSG.into())
+}
+
+/// The name rule kube-apiserver applies to each kind.
+pub fn name_rule(kind: &str) -> fn(&str) -> Option<String> {
+    match kind {
+        "Namespace" => dns1123_label,
+        "Service" => dns1035_label,
+        _ => dns1123_subdomain,
+    }
+}
+
+/// `IsQualifiedName`: label and annotation keys.
+pub fn qualified_name(key: &str) -> Option<String> {
+    let (prefix, name) = match key.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    if let Some(p) = prefix {
+        if p.is_empty() {
+            return Some("prefix part must be non-empty".into());
+        }
+        if let Some(e) = dns1123_subdomain(p) {
+            return Some(format!("prefix part {e}"));
+        }
+    }
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .last()
+            .is_some_and(|b| b.is_ascii_alphanumeric());
+    (!ok).then(|| {
+        "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character".into()
+    })
+}
+
+/// `IsValidLabelValue`.
+pub fn label_value(v: &str) -> Option<String> {
+    if v.is_empty() {
+        return None;
+    }
+    let ok = v.len() <= 63
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && v.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && v.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric());
+    (!ok).then(|| "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character".into())
+}
+
+/// `ValidateObjectMeta` for a new object of `kind`.
+pub fn object_meta(kind: &str, namespaced: bool, meta: &ObjectMeta) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let rule = name_rule(kind);
+    match (&meta.name, &meta.generate_name) {
+        (Some(n), _) if !n.is_empty() => {
+            if let Some(e) = rule(n) {
+                errs.push(FieldError::invalid("metadata.name", n, &e));
+            }
+        }
+        (_, Some(g)) if !g.is_empty() => {
+            // As apimachinery does for a prefix: only a trailing '-' is
+            // forgiven, so "web." is refused and "web-" is not.
+            let masked = match g.strip_suffix('-') {
+                Some(s) => format!("{s}a"),
+                None => g.clone(),
+            };
+            if let Some(e) = rule(&masked) {
+                errs.push(FieldError::invalid("metadata.generateName", g, &e));
+            }
+        }
+        _ => errs.push(FieldError {
+            field: "metadata.name".into(),
+            detail: "Required value: name or generateName is required".into(),
+        }),
+    }
+    if namespaced {
+        match meta.namespace.as_deref() {
+            None | Some("") => errs.push(FieldError::required("metadata.namespace")),
+            Some(ns) => {
+                if let Some(e) = dns1123_label(ns) {
+                    errs.push(FieldError::invalid("metadata.namespace", ns, &e));
+                }
+            }
+        }
+    } else if let Some(ns) = meta.namespace.as_deref().filter(|n| !n.is_empty()) {
+        errs.push(FieldError::forbidden(
+            "metadata.namespace",
+            &format!("not allowed on this type (got {ns:?})"),
+        ));
+    }
+    errs.extend(labels(meta.labels.as_ref()));
+    errs.extend(annotations(meta.annotations.as_ref()));
+    errs
+}
+
+fn labels(labels: Option<&BTreeMap<String, String>>) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    for (k, v) in labels.into_iter().flatten() {
+        if let Some(e) = qualified_name(k) {
+            errs.push(FieldError::invalid("metadata.labels", k, &e));
+        }
+        if let Some(e) = label_value(v) {
+            errs.push(FieldError::invalid("metadata.labels", v, &e));
+        }
+    }
+    errs
+}
+
+/// `ValidateAnnotations`: qualified keys, 256 KiB in all.
+pub fn annotations(annotations: Option<&BTreeMap<String, String>>) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let mut total = 0;
+    for (k, v) in annotations.into_iter().flatten() {
+        if let Some(e) = qualified_name(&k.to_lowercase()) {
+            errs.push(FieldError::invalid("metadata.annotations", k, &e));
+        }
+        total += k.len() + v.len();
+    }
+    if total > ANNOTATIONS_LIMIT {
+        errs.push(FieldError::too_long(
+            "metadata.annotations",
+            ANNOTATIONS_LIMIT,
+        ));
+    }
+    errs
+}
+
+/// `ValidateObjectMetaUpdate`: what may never change.
+pub fn object_meta_update(old: &ObjectMeta, new: &ObjectMeta) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    if new.uid.is_some() && new.uid != old.uid {
+        errs.push(FieldError::invalid(
+            "metadata.uid",
+            new.uid.as_deref().unwrap_or_default(),
+            "field is immutable",
+        ));
+    }
+    if new.creation_timestamp.is_some() && new.creation_timestamp != old.creation_timestamp {
+        errs.push(FieldError::invalid(
+            "metadata.creationTimestamp",
+            "",
+            "field is immutable",
+        ));
+    }
+    errs.extend(labels(new.labels.as_ref()));
+    errs.extend(annotations(new.annotations.as_ref()));
+    errs
+}
+
+/// The part of `ValidatePodUpdate` the sandbox and tests can trip: a pod
+/// stays where it was bound and keeps its network mode and ports.
+pub fn pod_update(old: &Pod, new: &Pod) -> Vec<FieldError> {
+    let (Some(o), Some(n)) = (old.spec.as_ref(), new.spec.as_ref()) else {
+        return Vec::new();
+    };
+    let bound = o.node_name.as_deref().filter(|s| !s.is_empty());
+    let ports = |s: &k8s_openapi::api::core::v1::PodSpec| {
+        s.containers
+            .iter()
+            .map(|c| (c.name.clone(), c.ports.clone()))
+            .collect::<Vec<_>>()
+    };
+    let changed = (bound.is_some() && n.node_name.as_deref() != bound)
+        || o.host_network != n.host_network
+        || ports(o) != ports(n);
+    if changed {
+        vec![FieldError::forbidden(
+            "spec",
+            "pod updates may not change fields other than `spec.containers[*].image`, \
+             `spec.initContainers[*].image`, `spec.activeDeadlineSeconds`, \
+             `spec.tolerations` (only additions to existing tolerations), \
+             `spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)",
+        )]
+    } else {
+        Vec::new()
+    }
+}
+
+/// `ValidateEventCreate` for `events.k8s.io/v1`.
+pub fn event(ev: &Event) -> Vec<FieldError> {
+    let mut errs = object_meta("Event", true, &ev.metadata);
+    if ev.event_time.is_none() {
+        errs.push(FieldError::required("eventTime"));
+    }
+    match ev.type_.as_deref() {
+        Some("Normal") | Some("Warning") => {}
+        other => errs.push(FieldError::invalid(
+            "type",
+            other.unwrap_or_default(),
+            "has invalid value: must be one of Normal, Warning",
+        )),
+    }
+    for (field, v) in [
+        ("reportingController", &ev.reporting_controller),
+        ("reportingInstance", &ev.reporting_instance),
+        ("action", &ev.action),
+        ("reason", &ev.reason),
+    ] {
+        match v.as_deref() {
+            None | Some("") => errs.push(FieldError::required(field)),
+            Some(s) if s.len() > 128 => errs.push(FieldError::too_long(field, 128)),
+            _ => {}
+        }
+    }
+    if let Some(c) = ev.reporting_controller.as_deref() {
+        if let Some(e) = qualified_name(c) {
+            errs.push(FieldError::invalid("reportingController", c, &e));
+        }
+    }
+    if ev.note.as_deref().is_some_and(|n| n.len() > 1024) {
+        errs.push(FieldError::too_long("note", 1024));
+    }
+    // The Event lives beside what it is about; a cluster-scoped object's
+    // Events go to `default`.
+    let ns = ev.metadata.namespace.as_deref().unwrap_or_default();
+    match ev.regarding.as_ref() {
+        None => errs.push(FieldError::required("regarding")),
+        Some(r) => match r.namespace.as_deref().filter(|n| !n.is_empty()) {
+            Some(rns) if rns != ns => errs.push(FieldError::invalid(
+                "regarding.namespace",
+                rns,
+                "does not match event.namespace",
+            )),
+            None if !ns.is_empty() && ns != "default" => errs.push(FieldError::invalid(
+                "metadata.namespace",
+                ns,
+                "not allowed for cluster-scoped involved object",
+            )),
+            _ => {}
+        },
+    }
+    errs
+}
+
+/// Which kinds' objects may be stored here (the watched kinds plus what
+/// tests create around them).
+pub fn known(kind: Kind) -> bool {
+    Kind::ALL.contains(&kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_server_rules() {
+        assert!(dns1123_subdomain("web-0.x").is_none());
+        assert!(dns1123_subdomain("churn_p1").is_some());
+        assert!(dns1123_subdomain("Web").is_some());
+        assert!(dns1123_label("a.b").is_some());
+        assert!(dns1035_label("1abc").is_some());
+        assert!(dns1035_label("abc").is_none());
+        assert!(qualified_name("switchyard.io/pod-network").is_none());
+        assert!(qualified_name("bad key").is_some());
+        assert!(qualified_name("/x").is_some());
+    }
+
+    #[test]
+    fn generate_name_forgives_only_a_trailing_dash() {
+        let meta = |g: &str| ObjectMeta {
+            generate_name: Some(g.into()),
+            namespace: Some("ns".into()),
+            ..Default::default()
+        };
+        let errs = object_meta("Event", true, &meta("badip."));
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].field, "metadata.generateName");
+        assert!(errs[0].detail.contains("RFC 1123 subdomain"));
+        assert!(object_meta("Event", true, &meta("badip-")).is_empty());
+    }
+
+    #[test]
+    fn annotations_are_bounded() {
+        let big: BTreeMap<String, String> = [("k".to_string(), "v".repeat(300_000))].into();
+        assert_eq!(annotations(Some(&big))[0].field, "metadata.annotations");
+    }
+}
