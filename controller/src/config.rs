@@ -204,6 +204,16 @@ impl Config {
         if self.nb_remote.contains("ssl:") && self.nb_tls.is_none() {
             return Err(Error::Config("ssl: remote without TLS files".into()));
         }
+        let le = &self.leader_election;
+        if le.enabled
+            && !(le.retry_period < le.renew_deadline && le.renew_deadline < le.lease_duration)
+        {
+            return Err(Error::Config(format!(
+                "leader election needs retry period ({:?}) < renew deadline ({:?}) < lease duration ({:?}): \
+                 a leader that cannot renew must stop before a standby may take over",
+                le.retry_period, le.renew_deadline, le.lease_duration
+            )));
+        }
         if self.max_batch_owners == 0 || self.patch_concurrency == 0 {
             return Err(Error::Config(
                 "batch size and patch concurrency must be positive".into(),
@@ -253,6 +263,41 @@ pub struct Args {
     /// Holder identity, normally the pod name.
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
+    /// How long a standby waits without seeing the lease renewed before it
+    /// takes over (`15s`, `500ms`): with the retry period, the bound on
+    /// fail-over after a leader dies.
+    #[arg(long, env = "SWITCHYARD_LEASE_DURATION", value_parser = parse_duration)]
+    pub lease_duration: Option<Duration>,
+    /// How long a leader keeps working without a successful renewal; must
+    /// be shorter than the lease duration, so a leader that cannot renew
+    /// stops before a standby may start.
+    #[arg(long, env = "SWITCHYARD_RENEW_DEADLINE", value_parser = parse_duration)]
+    pub renew_deadline: Option<Duration>,
+    /// How often the leader renews and a standby tries to acquire.
+    #[arg(long, env = "SWITCHYARD_RETRY_PERIOD", value_parser = parse_duration)]
+    pub retry_period: Option<Duration>,
+}
+
+/// `250ms`, `2s`, `1m`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration such as 500ms, 15s or 1m"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return Err(format!("{s:?}: unit must be ms, s or m")),
+    };
+    if !secs.is_finite() || secs <= 0.0 {
+        return Err(format!("{s:?} must be positive"));
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 impl Args {
@@ -311,6 +356,10 @@ impl Args {
         if let Some(id) = self.identity {
             c.leader_election.identity = id;
         }
+        let le = &mut c.leader_election;
+        le.lease_duration = self.lease_duration.unwrap_or(le.lease_duration);
+        le.renew_deadline = self.renew_deadline.unwrap_or(le.renew_deadline);
+        le.retry_period = self.retry_period.unwrap_or(le.retry_period);
         c.validate()?;
         Ok(c)
     }
@@ -320,6 +369,33 @@ impl Args {
 mod tests {
     use super::*;
     use clap::Parser;
+
+    #[test]
+    fn lease_timing_is_configurable_and_checked() {
+        let args = Args::try_parse_from([
+            "switchyard-controller",
+            "--leader-elect=true",
+            "--lease-duration=6s",
+            "--renew-deadline=4s",
+            "--retry-period=500ms",
+        ])
+        .unwrap();
+        let c = args.into_config().unwrap();
+        assert_eq!(c.leader_election.lease_duration, Duration::from_secs(6));
+        assert_eq!(c.leader_election.renew_deadline, Duration::from_secs(4));
+        assert_eq!(c.leader_election.retry_period, Duration::from_millis(500));
+        let bad = Args::try_parse_from([
+            "switchyard-controller",
+            "--leader-elect=true",
+            "--lease-duration=4s",
+            "--renew-deadline=4s",
+        ])
+        .unwrap();
+        assert!(bad.into_config().is_err(), "renew deadline must be shorter");
+        assert!(parse_duration("1m").is_ok_and(|d| d == Duration::from_secs(60)));
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("5h").is_err());
+    }
 
     #[test]
     fn defaults_fit_kind() {

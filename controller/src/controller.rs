@@ -19,14 +19,15 @@ use ipnet::IpNet;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use switchyard_api::annotations::{self, parse_requested_ips, NodeSubnets as NodeSubnetsAnn};
 use switchyard_api::{names, PodNetwork};
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, info_span, warn};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::ipam::{self, IpamError, NodeAddresses};
-use crate::k8s::{Cluster, EventRecord, KubeError, ObjectRef, WatchEvent};
+use crate::k8s::{Cluster, EventRecord, Kind, KubeError, Object, ObjectRef, WatchEvent, Written};
 use crate::metrics::Metrics;
+use crate::outbox::Outbox;
 use crate::reconcile::{DesiredStore, NbWriter};
 use crate::translate::{self, Owner, PodModel, Table};
 
@@ -100,7 +101,9 @@ struct NodeEntry {
     /// Whether Switchyard chose the subnets (and must record them).
     ours: bool,
     addrs: Option<NodeAddresses>,
-    annotated_with: Option<String>,
+    /// The resourceVersion the entry reflects: a patch is sent on this
+    /// view only, so a decision made on an older one is refused.
+    rv: Option<String>,
     inflight: bool,
 }
 
@@ -118,7 +121,8 @@ struct PodEntry {
     annotation: Option<String>,
     assigned: Option<Assigned>,
     first_seen: Instant,
-    annotated_with: Option<String>,
+    /// See [`NodeEntry::rv`].
+    rv: Option<String>,
     inflight: bool,
     latency_recorded: bool,
 }
@@ -128,7 +132,9 @@ pub(crate) struct PatchDone {
     key: String,
     uid: String,
     value: String,
-    result: std::result::Result<(), KubeError>,
+    /// The resourceVersion the patch was decided on.
+    rv_sent: Option<String>,
+    result: std::result::Result<Written, KubeError>,
 }
 
 /// All controller state, owned by one task.
@@ -147,7 +153,8 @@ pub(crate) struct State {
     attempts: HashMap<Work, u32>,
     last_event: HashMap<String, String>,
     patch_tx: mpsc::UnboundedSender<PatchDone>,
-    patch_permits: Arc<Semaphore>,
+    /// Every API request of this leadership term; closed when it ends.
+    outbox: Outbox,
     recovery: Recovery,
     /// Whether the initial rebuild is done; before it nothing is allocated.
     started: bool,
@@ -176,7 +183,7 @@ impl State {
     ) -> State {
         State {
             subnets: ipam::NodeSubnets::new(&config.cluster_cidrs),
-            patch_permits: Arc::new(Semaphore::new(config.patch_concurrency)),
+            outbox: Outbox::new(cluster.clone(), metrics.clone(), config.patch_concurrency),
             config,
             cluster,
             metrics,
@@ -220,10 +227,11 @@ impl State {
             subnets: Vec::new(),
             ours: false,
             addrs: None,
-            annotated_with: None,
+            rv: None,
             inflight: false,
         });
         e.uid = uid;
+        e.rv = node.metadata.resource_version.clone();
         e.pod_cidrs = pod_cidrs;
         e.annotation = annotation;
         self.dirty_nodes.insert(name);
@@ -270,10 +278,11 @@ impl State {
             annotation: None,
             assigned: None,
             first_seen: Instant::now(),
-            annotated_with: None,
+            rv: None,
             inflight: false,
             latency_recorded: false,
         });
+        entry.rv = pod.metadata.resource_version.clone();
         if entry.node != node {
             if let Some(old) = &entry.node {
                 if let Some(s) = self.pods_by_node.get_mut(old) {
@@ -428,17 +437,10 @@ impl State {
             if *t > now {
                 break;
             }
-            let Some(Reverse((_, (kind, key)))) = self.retries.pop() else {
+            let Some(Reverse((_, work))) = self.retries.pop() else {
                 break;
             };
-            match kind {
-                WorkKind::Node => {
-                    self.dirty_nodes.insert(key);
-                }
-                WorkKind::Pod => {
-                    self.dirty_pods.insert(key);
-                }
-            }
+            self.mark_dirty(work);
         }
     }
 
@@ -451,7 +453,7 @@ impl State {
     fn report(&mut self, obj: ObjectRef, reason: &str, note: String) {
         let key = format!(
             "{}/{}{}",
-            obj.kind,
+            obj.kind.name(),
             obj.namespace
                 .as_deref()
                 .map(|n| format!("{n}/"))
@@ -464,18 +466,12 @@ impl State {
             return;
         }
         self.last_event.insert(key, sig);
-        self.metrics.events.inc();
-        let fut = self.cluster.emit_event(EventRecord {
+        self.outbox.event(EventRecord {
             regarding: obj,
             type_: "Warning".into(),
             reason: reason.into(),
             action: "Allocate".into(),
             note,
-        });
-        tokio::spawn(async move {
-            if let Err(e) = fut.await {
-                warn!(error = %e, "could not emit Event");
-            }
         });
     }
 
@@ -564,18 +560,11 @@ impl State {
         );
         if e.ours {
             let want = NodeSubnetsAnn(e.subnets.clone()).to_json();
-            if e.annotation.as_deref() != Some(want.as_str())
-                && e.annotated_with.as_deref() != Some(want.as_str())
-                && !e.inflight
-            {
+            if e.annotation.as_deref() != Some(want.as_str()) && !e.inflight {
                 e.inflight = true;
-                let mut map = BTreeMap::new();
-                map.insert(annotations::NODE_SUBNETS.to_string(), want.clone());
-                let uid = e.uid.clone();
-                let fut = self
-                    .cluster
-                    .patch_node_annotations(name.to_string(), uid.clone(), map);
-                self.spawn_patch(WorkKind::Node, name.to_string(), uid, want, fut);
+                let target = ObjectRef::node(name, &e.uid);
+                let rv = e.rv.clone();
+                self.send_patch(WorkKind::Node, target, rv, annotations::NODE_SUBNETS, want);
             }
         }
     }
@@ -722,89 +711,124 @@ impl State {
         );
         let want =
             translate::pod_network(&model, &self.config.service_cidrs, self.config.mtu).to_json();
-        if p.annotation.as_deref() == Some(want.as_str()) {
-            p.annotated_with = Some(want);
-            return;
-        }
-        if p.annotated_with.as_deref() == Some(want.as_str()) || p.inflight {
+        // Level-triggered: whatever the pod carries (an operator's edit, a
+        // stale writer's patch), it gets this controller's decision back.
+        if p.annotation.as_deref() == Some(want.as_str()) || p.inflight {
             return;
         }
         p.inflight = true;
-        let mut map = BTreeMap::new();
-        map.insert(annotations::POD_NETWORK.to_string(), want.clone());
-        let fut = self.cluster.patch_pod_annotations(
-            ns.to_string(),
-            name.to_string(),
-            p.uid.clone(),
-            map,
-        );
-        let uid = p.uid.clone();
-        self.spawn_patch(WorkKind::Pod, key.to_string(), uid, want, fut);
+        let target = ObjectRef::pod(ns, name, &p.uid);
+        let rv = p.rv.clone();
+        self.send_patch(WorkKind::Pod, target, rv, annotations::POD_NETWORK, want);
     }
 
-    fn spawn_patch(
+    /// Sets one annotation, guarded by the object's UID and by the
+    /// resourceVersion the decision was made on.
+    fn send_patch(
         &self,
         kind: WorkKind,
-        key: String,
-        uid: String,
+        target: ObjectRef,
+        rv: Option<String>,
+        annotation: &str,
         value: String,
-        fut: futures::future::BoxFuture<'static, std::result::Result<(), KubeError>>,
     ) {
-        let permits = self.patch_permits.clone();
+        let key = match &target.namespace {
+            Some(ns) => format!("{ns}/{}", target.name),
+            None => target.name.clone(),
+        };
+        let uid = target.uid.clone().unwrap_or_default();
+        let map = BTreeMap::from([(annotation.to_string(), Some(value.clone()))]);
+        let request = self.cluster.patch_annotations(target, rv.clone(), map);
         let tx = self.patch_tx.clone();
-        tokio::spawn(async move {
-            let _permit = permits.acquire_owned().await;
-            let result = fut.await;
+        self.outbox.send(request, move |result| {
             let _ = tx.send(PatchDone {
                 kind,
                 key,
                 uid,
                 value,
+                rv_sent: rv,
                 result,
             });
         });
     }
 
     fn on_patch_done(&mut self, d: PatchDone) {
-        match d.kind {
-            WorkKind::Pod => {
-                let Some(p) = self.pods.get_mut(&d.key).filter(|p| p.uid == d.uid) else {
-                    return;
-                };
-                p.inflight = false;
-                match d.result {
-                    Ok(()) => {
-                        p.annotated_with = Some(d.value);
-                        if !p.latency_recorded {
-                            p.latency_recorded = true;
-                            self.metrics
-                                .pod_annotation_latency
-                                .observe(p.first_seen.elapsed().as_secs_f64());
-                        }
-                    }
-                    // Deleted or replaced: its watch event follows.
-                    Err(KubeError::NotFound(_)) | Err(KubeError::Conflict(_)) => {}
-                    Err(e) => {
-                        warn!(pod = %d.key, error = %e, "annotation patch failed; retrying");
-                        self.schedule_retry((WorkKind::Pod, d.key));
-                    }
+        let work = (d.kind, d.key.clone());
+        // The entry the patch was for, if it is still that object.
+        let entry = match d.kind {
+            WorkKind::Pod => self
+                .pods
+                .get_mut(&d.key)
+                .filter(|p| p.uid == d.uid)
+                .map(|p| (&mut p.annotation, &mut p.rv, &mut p.inflight)),
+            WorkKind::Node => self
+                .nodes
+                .get_mut(&d.key)
+                .filter(|n| n.uid == d.uid)
+                .map(|n| (&mut n.annotation, &mut n.rv, &mut n.inflight)),
+        };
+        let Some((annotation, rv, inflight)) = entry else {
+            return;
+        };
+        *inflight = false;
+        let seen_change = *rv != d.rv_sent;
+        match d.result {
+            Ok(new_rv) => {
+                // The server holds exactly this now; its watch event follows.
+                *annotation = Some(d.value);
+                *rv = new_rv;
+                self.attempts.remove(&work);
+                if d.kind == WorkKind::Pod {
+                    self.record_annotation_latency(&d.key);
                 }
             }
-            WorkKind::Node => {
-                let Some(n) = self.nodes.get_mut(&d.key).filter(|n| n.uid == d.uid) else {
-                    return;
-                };
-                n.inflight = false;
-                match d.result {
-                    Ok(()) => n.annotated_with = Some(d.value),
-                    Err(KubeError::NotFound(_)) | Err(KubeError::Conflict(_)) => {}
-                    Err(e) => {
-                        warn!(node = %d.key, error = %e, "node annotation patch failed; retrying");
-                        self.schedule_retry((WorkKind::Node, d.key));
-                    }
+            // Deleted, or replaced by another object of the same name: the
+            // watch events that say so follow.
+            Err(KubeError::NotFound(_)) => {}
+            Err(e) if e.object_replaced() => {}
+            Err(KubeError::Conflict(_)) => {
+                // Changed since the decision. When that change was seen
+                // meanwhile, decide again now; otherwise its event marks
+                // the object dirty when it arrives.
+                if seen_change {
+                    self.mark_dirty(work);
                 }
+            }
+            Err(e) if e.is_transient() => {
+                warn!(object = %d.key, error = %e, "annotation patch failed; retrying");
+                self.schedule_retry(work);
+            }
+            Err(e) => {
+                let (ns, name) = split_key(&d.key);
+                let obj = match d.kind {
+                    WorkKind::Pod => ObjectRef::pod(ns, name, &d.uid),
+                    WorkKind::Node => ObjectRef::node(&d.key, &d.uid),
+                };
+                self.report(
+                    obj,
+                    "AnnotationRejected",
+                    format!("the API server refused the annotation patch: {e}"),
+                );
             }
         }
+    }
+
+    fn record_annotation_latency(&mut self, key: &str) {
+        if let Some(p) = self.pods.get_mut(key) {
+            if !p.latency_recorded {
+                p.latency_recorded = true;
+                self.metrics
+                    .pod_annotation_latency
+                    .observe(p.first_seen.elapsed().as_secs_f64());
+            }
+        }
+    }
+
+    fn mark_dirty(&mut self, (kind, key): Work) {
+        match kind {
+            WorkKind::Node => self.dirty_nodes.insert(key),
+            WorkKind::Pod => self.dirty_pods.insert(key),
+        };
     }
 
     /// The start-up rebuild: adopt every assignment that exists (node
@@ -864,8 +888,8 @@ pub(crate) async fn lead(
         store.clone(),
         patch_tx,
     );
-    let mut nodes = cluster.watch_nodes();
-    let mut pods = cluster.watch_pods();
+    let mut nodes = watch_nodes(&cluster);
+    let mut pods = watch_pods(&cluster);
 
     // The initial lists, before anything is decided.
     let mut have_nodes = false;
@@ -875,12 +899,12 @@ pub(crate) async fn lead(
             ev = nodes.next() => match ev {
                 Some(WatchEvent::Restarted(list)) => { state.on_nodes_restarted(&list); have_nodes = true; }
                 Some(ev) => apply_node_event(&mut state, ev),
-                None => nodes = cluster.watch_nodes(),
+                None => nodes = watch_nodes(&cluster),
             },
             ev = pods.next() => match ev {
                 Some(WatchEvent::Restarted(list)) => { state.on_pods_restarted(&list); have_pods = true; }
                 Some(ev) => apply_pod_event(&mut state, ev),
-                None => pods = cluster.watch_pods(),
+                None => pods = watch_pods(&cluster),
             },
             _ = stop.changed() => return Ok(()),
         }
@@ -897,7 +921,7 @@ pub(crate) async fn lead(
         replica,
         store,
         metrics: metrics.clone(),
-        cluster: cluster.clone(),
+        outbox: state.outbox.clone(),
         max_batch: config.max_batch_owners,
         full_resync_interval: config.full_resync_interval,
     };
@@ -927,11 +951,11 @@ pub(crate) async fn lead(
             Some(d) = patch_rx.recv() => state.on_patch_done(d),
             ev = nodes.next() => match ev {
                 Some(ev) => apply_node_event(&mut state, ev),
-                None => { warn!("node watch ended; watching again"); nodes = cluster.watch_nodes(); }
+                None => { warn!("node watch ended; watching again"); nodes = watch_nodes(&cluster); }
             },
             ev = pods.next() => match ev {
                 Some(ev) => apply_pod_event(&mut state, ev),
-                None => { warn!("pod watch ended; watching again"); pods = cluster.watch_pods(); }
+                None => { warn!("pod watch ended; watching again"); pods = watch_pods(&cluster); }
             },
             _ = retry_sleep => state.run_due_retries(),
             _ = gauge_tick.tick() => state.update_gauges(),
@@ -959,12 +983,46 @@ pub(crate) async fn lead(
         state.process();
     }
     metrics.health.set_synced(false);
+    // Nothing decided in this term may reach the API server after it.
+    state.outbox.close().await;
     let _ = writer_task.await;
     Ok(())
 }
 
+fn typed<K: Send + 'static>(
+    s: futures::stream::BoxStream<'static, WatchEvent<Object>>,
+    f: fn(Object) -> Option<K>,
+) -> futures::stream::BoxStream<'static, WatchEvent<K>> {
+    s.filter_map(move |ev| {
+        futures::future::ready(match ev {
+            WatchEvent::Restarted(l) => {
+                Some(WatchEvent::Restarted(l.into_iter().filter_map(f).collect()))
+            }
+            WatchEvent::Applied(o) => f(o).map(WatchEvent::Applied),
+            WatchEvent::Deleted(o) => f(o).map(WatchEvent::Deleted),
+            WatchEvent::Unavailable(w) => Some(WatchEvent::Unavailable(w)),
+        })
+    })
+    .boxed()
+}
+
+fn watch_nodes(c: &Arc<dyn Cluster>) -> futures::stream::BoxStream<'static, WatchEvent<Node>> {
+    typed(c.watch(Kind::Node), |o| match o {
+        Object::Node(n) => Some(*n),
+        _ => None,
+    })
+}
+
+fn watch_pods(c: &Arc<dyn Cluster>) -> futures::stream::BoxStream<'static, WatchEvent<Pod>> {
+    typed(c.watch(Kind::Pod), |o| match o {
+        Object::Pod(p) => Some(*p),
+        _ => None,
+    })
+}
+
 fn apply_node_event(state: &mut State, ev: WatchEvent<Node>) {
     match ev {
+        WatchEvent::Unavailable(_) => {}
         WatchEvent::Restarted(list) => state.on_nodes_restarted(&list),
         WatchEvent::Applied(n) => state.on_node(&n),
         WatchEvent::Deleted(n) => {
@@ -977,8 +1035,135 @@ fn apply_node_event(state: &mut State, ev: WatchEvent<Node>) {
 
 fn apply_pod_event(state: &mut State, ev: WatchEvent<Pod>) {
     match ev {
+        WatchEvent::Unavailable(_) => {}
         WatchEvent::Restarted(list) => state.on_pods_restarted(&list),
         WatchEvent::Applied(p) => state.on_pod(&p),
         WatchEvent::Deleted(p) => state.on_pod_deleted(&p),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::future::BoxFuture;
+    use futures::stream::BoxStream;
+    use k8s_openapi::api::coordination::v1::Lease;
+
+    /// A cluster that is never called on the paths tested here.
+    struct Unreachable;
+    impl Cluster for Unreachable {
+        fn watch(&self, _: Kind) -> BoxStream<'static, WatchEvent<Object>> {
+            futures::stream::empty().boxed()
+        }
+        fn patch_annotations(
+            &self,
+            _: ObjectRef,
+            _: Option<String>,
+            _: BTreeMap<String, Option<String>>,
+        ) -> BoxFuture<'static, std::result::Result<Written, KubeError>> {
+            async { Err(KubeError::Api("unreachable".into())) }.boxed()
+        }
+        fn emit_event(
+            &self,
+            _: EventRecord,
+        ) -> BoxFuture<'static, std::result::Result<(), KubeError>> {
+            async { Ok(()) }.boxed()
+        }
+        fn get_lease(
+            &self,
+            _: String,
+            _: String,
+        ) -> BoxFuture<'static, std::result::Result<Option<Lease>, KubeError>> {
+            async { Ok(None) }.boxed()
+        }
+        fn create_lease(
+            &self,
+            l: Lease,
+        ) -> BoxFuture<'static, std::result::Result<Lease, KubeError>> {
+            async { Ok(l) }.boxed()
+        }
+        fn replace_lease(
+            &self,
+            l: Lease,
+        ) -> BoxFuture<'static, std::result::Result<Lease, KubeError>> {
+            async { Ok(l) }.boxed()
+        }
+    }
+
+    fn state() -> State {
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let mut s = State::new(
+            Config::default(),
+            Arc::new(Unreachable),
+            Metrics::new(),
+            Arc::new(DesiredStore::default()),
+            tx,
+        );
+        let mut p = kube_pod("ns", "web");
+        p.metadata.resource_version = Some("5".into());
+        s.on_pod(&p);
+        s.dirty_pods.clear();
+        s.pods.get_mut("ns/web").unwrap().inflight = true;
+        s
+    }
+
+    fn kube_pod(ns: &str, name: &str) -> Pod {
+        let mut p = Pod::default();
+        p.metadata.namespace = Some(ns.into());
+        p.metadata.name = Some(name.into());
+        p.metadata.uid = Some("u1".into());
+        p
+    }
+
+    fn done(result: std::result::Result<Written, KubeError>) -> PatchDone {
+        PatchDone {
+            kind: WorkKind::Pod,
+            key: "ns/web".into(),
+            uid: "u1".into(),
+            value: "{}".into(),
+            rv_sent: Some("5".into()),
+            result,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_replaced_pod_is_not_patched_again() {
+        // The server's answer to a patch whose UID is not the pod's any more.
+        let mut s = state();
+        s.on_patch_done(done(Err(KubeError::invalid(
+            "Pod \"web\" is invalid: metadata.uid: Invalid value: \"u1\": field is immutable",
+            Some("metadata.uid"),
+        ))));
+        assert!(s.retries.is_empty(), "a 422 for a replaced pod was retried");
+        assert!(s.dirty_pods.is_empty());
+        assert!(!s.pods["ns/web"].inflight);
+        // A server error, by contrast, is retried.
+        let mut s = state();
+        s.on_patch_done(done(Err(KubeError::Api("etcd timeout".into()))));
+        assert_eq!(s.retries.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_conflict_waits_for_the_change_it_was_refused_for() {
+        let mut s = state();
+        s.on_patch_done(done(Err(KubeError::Conflict("modified".into()))));
+        assert!(
+            s.dirty_pods.is_empty() && s.retries.is_empty(),
+            "the change's own event re-triggers the pod"
+        );
+        // The change was already seen: decide again at once.
+        let mut s = state();
+        s.pods.get_mut("ns/web").unwrap().rv = Some("6".into());
+        s.on_patch_done(done(Err(KubeError::Conflict("modified".into()))));
+        assert!(s.dirty_pods.contains("ns/web"));
+    }
+
+    #[tokio::test]
+    async fn an_accepted_patch_is_what_the_pod_holds() {
+        let mut s = state();
+        s.on_patch_done(done(Ok(Some("6".into()))));
+        let p = &s.pods["ns/web"];
+        assert_eq!(p.annotation.as_deref(), Some("{}"));
+        assert_eq!(p.rv.as_deref(), Some("6"));
     }
 }

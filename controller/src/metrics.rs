@@ -33,7 +33,10 @@ pub struct Metrics {
     /// Per cluster CIDR.
     pub node_subnets_used: Family<Labels, Gauge>,
     pub node_subnets_capacity: Family<Labels, Gauge>,
+    /// Events the API server accepted.
     pub events: Counter,
+    /// Events the API server did not accept.
+    pub event_failures: Counter,
     pub leader: Gauge,
     pub health: Health,
 }
@@ -62,6 +65,7 @@ impl Metrics {
             node_subnets_used: Family::default(),
             node_subnets_capacity: Family::default(),
             events: Counter::default(),
+            event_failures: Counter::default(),
             leader: Gauge::default(),
             health: Health::default(),
         };
@@ -125,7 +129,16 @@ impl Metrics {
             "Node subnets per cluster CIDR",
             m.node_subnets_capacity.clone(),
         );
-        r.register("events", "Kubernetes Events emitted", m.events.clone());
+        r.register(
+            "events",
+            "Kubernetes Events the API server accepted",
+            m.events.clone(),
+        );
+        r.register(
+            "event_failures",
+            "Kubernetes Events the API server did not accept",
+            m.event_failures.clone(),
+        );
         r.register("leader", "1 while this replica leads", m.leader.clone());
         Metrics {
             registry: Arc::new(r),

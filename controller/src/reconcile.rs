@@ -20,9 +20,10 @@ use tokio::sync::{broadcast, watch, Notify};
 use tracing::{debug, error, info, info_span, warn, Instrument};
 
 use crate::diff::{self, Plan};
-use crate::k8s::{Cluster, EventRecord, ObjectRef};
+use crate::k8s::{EventRecord, ObjectRef};
 use crate::metrics::Metrics;
 use crate::nb::{self, ReplicaView};
+use crate::outbox::Outbox;
 use crate::translate::{Col, DesiredRow, Owner, Table};
 
 #[derive(Default)]
@@ -114,7 +115,8 @@ pub struct NbWriter {
     pub replica: Replica,
     pub store: Arc<DesiredStore>,
     pub metrics: Metrics,
-    pub cluster: Arc<dyn Cluster>,
+    /// Where its Events go: the leadership term's requests.
+    pub outbox: Outbox,
     pub max_batch: usize,
     pub full_resync_interval: Duration,
 }
@@ -388,18 +390,12 @@ impl NbWriter {
                 ObjectRef::pod(ns, name, &uid)
             }
         };
-        self.metrics.events.inc();
-        let fut = self.cluster.emit_event(EventRecord {
+        self.outbox.event(EventRecord {
             regarding,
             type_: "Warning".into(),
             reason: "NorthboundWriteFailed".into(),
             action: "Reconcile".into(),
             note,
-        });
-        tokio::spawn(async move {
-            if let Err(e) = fut.await {
-                warn!(error = %e, "could not emit Event");
-            }
         });
     }
 }

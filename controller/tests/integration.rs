@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use common::{annotation, eventually, Env};
 use k8s_openapi::api::core::v1::PodStatus;
+use kube_memory::{node, pod};
 use switchyard_api::annotations;
-use switchyard_controller::k8s::memory::{node, pod};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -157,12 +157,16 @@ async fn nodes_and_pods_become_nb_rows_and_annotations() {
 
     // Lifecycle: delete, finish, recreate under the same name.
     c.delete_pod("default", "a0");
-    let mut a1 = c.pod("default", "a1").unwrap();
-    a1.status = Some(PodStatus {
-        phase: Some("Succeeded".into()),
-        ..Default::default()
-    });
-    c.apply_pod(a1);
+    let a1 = c.pod("default", "a1").unwrap();
+    assert!(c.update_pod_status(
+        "default",
+        "a1",
+        a1.metadata.uid.as_deref().unwrap(),
+        PodStatus {
+            phase: Some("Succeeded".into()),
+            ..Default::default()
+        }
+    ));
     let old_uid = c.pod("default", "a2").unwrap().metadata.uid.unwrap();
     c.delete_pod("default", "a2");
     let new = c.apply_pod(pod("default", "a2", "n1"));
@@ -244,7 +248,7 @@ async fn bad_input_gets_an_event_and_disturbs_nothing_else() {
 
     let has_event = |kind: &str, name: &str, reason: &str, text: &str| {
         c.events().iter().any(|e| {
-            e.regarding.kind == kind
+            e.regarding.kind.name() == kind
                 && e.regarding.name == name
                 && e.reason == reason
                 && e.type_ == "Warning"
@@ -292,6 +296,15 @@ async fn bad_input_gets_an_event_and_disturbs_nothing_else() {
             .any(|e| e.reason == "AddressAllocationFailed" && e.note.contains("no free address"))
             .then_some(())
             .ok_or_else(|| format!("{:?}", c.events()))
+    })
+    .await;
+    // Counted only as the server accepted them.
+    eventually(T, "the Event counter equals what the server stored", || {
+        let stored: u32 = c.stored_events().iter().map(|e| e.count).sum();
+        let counted = running.metrics.events.get();
+        (counted == stored as u64 && running.metrics.event_failures.get() == 0)
+            .then_some(())
+            .ok_or(format!("counted {counted}, stored {stored}"))
     })
     .await;
     // Everyone else is fine.
@@ -436,6 +449,51 @@ async fn manual_damage_is_repaired() {
         (show.contains("rtos-n1") && show.contains("rtos-n2"))
             .then_some(())
             .ok_or(show)
+    })
+    .await;
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_events_are_counted_as_failures_not_as_sent() {
+    let env = Env::new(&["10.244.0.0/28/29"]).await;
+    let c = &env.cluster;
+    c.refuse_events(true);
+    c.apply_node(node("n1"));
+    let mut outside = pod("ns", "outside", "n1");
+    outside.metadata.annotations = Some(
+        [(
+            annotations::REQUESTED_IPS.to_string(),
+            "10.99.0.5".to_string(),
+        )]
+        .into(),
+    );
+    c.apply_pod(outside);
+    c.apply_pod(pod("ns", "fine", "n1"));
+    let running = env.start();
+    eventually(T, "the refusal is counted", || {
+        let failed = running.metrics.event_failures.get();
+        (failed >= 1)
+            .then_some(())
+            .ok_or(format!("{failed} failures"))
+    })
+    .await;
+    assert_eq!(
+        running.metrics.events.get(),
+        0,
+        "a refused Event counted as sent"
+    );
+    assert!(c.events().is_empty());
+    // The rest keeps working.
+    eventually(T, "the good pod is served", || {
+        let annotated = annotation(&c.pod("ns", "fine").unwrap()).is_some();
+        let port = env
+            .nb_rows()
+            .iter()
+            .any(|(t, n, _)| t == "Logical_Switch_Port" && n == "ns_fine");
+        (annotated && port)
+            .then_some(())
+            .ok_or(format!("annotated {annotated}, port {port}"))
     })
     .await;
     running.stop().await;

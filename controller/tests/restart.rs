@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{active, annotation, eventually, Env};
 use k8s_openapi::api::core::v1::PodStatus;
-use switchyard_controller::k8s::memory::{node, pod};
+use kube_memory::{node, pod};
 
 const T: Duration = Duration::from_secs(60);
 
@@ -35,12 +35,14 @@ async fn crash_during_churn_then_restart_converges_and_second_restart_writes_not
                 ));
             }
             if i % 13 == 6 {
-                if let Some(mut p) = c.pod("churn", &format!("p{}", i - 6)) {
-                    p.status = Some(PodStatus {
+                let name = format!("p{}", i - 6);
+                if let Some(p) = c.pod("churn", &name) {
+                    let uid = p.metadata.uid.unwrap_or_default();
+                    let done = PodStatus {
                         phase: Some("Succeeded".into()),
                         ..Default::default()
-                    });
-                    c.apply_pod(p);
+                    };
+                    c.update_pod_status("churn", &name, &uid, done);
                 }
             }
         }
