@@ -81,8 +81,20 @@ fn bash() -> PathBuf {
     find_tool("bash", &["/bin/bash", "/usr/bin/bash"])
 }
 
-/// `kubectl kustomize DIR` as JSON documents.
+/// `kubectl kustomize DIR` as JSON documents, rendered once per test run.
 fn render(dir: &str) -> Vec<Value> {
+    static CACHE: std::sync::OnceLock<std::sync::Mutex<BTreeMap<String, Vec<Value>>>> =
+        std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(v) = cache.lock().unwrap().get(dir) {
+        return v.clone();
+    }
+    let docs = render_uncached(dir);
+    cache.lock().unwrap().insert(dir.to_string(), docs.clone());
+    docs
+}
+
+fn render_uncached(dir: &str) -> Vec<Value> {
     let out = Command::new(kubectl())
         .arg("kustomize")
         .arg(repo().join(dir))
@@ -1807,4 +1819,78 @@ fn the_cni_plugin_installs_atomically() {
         .map(|e| e.file_name())
         .collect();
     assert_eq!(left.len(), 1, "no temporary file left: {left:?}");
+}
+
+#[test]
+fn ovn_northd_runs_active_against_the_central_databases() {
+    require_ovs_tools();
+    find_tool("ovn-northd", &["/usr/bin/ovn-northd"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let (nb, sb, nb_raft, sb_raft) = (free_port(), free_port(), free_port(), free_port());
+    let dir = tmp.path().display().to_string();
+    // One member serving both databases, as the kind overlay runs them.
+    let env: Vec<(&str, String)> = vec![
+        ("NODE_NAME", "127.0.0.1".to_string()),
+        ("OVN_CENTRAL_MEMBERS", "127.0.0.1".to_string()),
+        ("OVN_CENTRAL_LISTEN", "127.0.0.1".to_string()),
+        ("OVN_DB_DIR", dir.clone()),
+        ("OVN_RUNDIR", dir.clone()),
+        ("OVN_NB_PORT", nb.to_string()),
+        ("OVN_SB_PORT", sb.to_string()),
+        ("OVN_NB_RAFT_PORT", nb_raft.to_string()),
+        ("OVN_SB_RAFT_PORT", sb_raft.to_string()),
+        ("OVN_NB_REMOTE", format!("tcp:127.0.0.1:{nb}")),
+        ("OVN_SB_REMOTE", format!("tcp:127.0.0.1:{sb}")),
+    ];
+    let log = |n: &str| tmp.path().join(format!("{n}.log"));
+    let _nb = Running::start("switchyard-ovn-central", &["nb"], &env, &log("nb"));
+    let _sb = Running::start("switchyard-ovn-central", &["sb"], &env, &log("sb"));
+    let ok = |args: &[&str]| {
+        run_script("switchyard-ovn-central", args, &env)
+            .status
+            .success()
+    };
+    wait_for("both databases ready", Duration::from_secs(30), || {
+        ok(&["probe", "nb"]) && ok(&["probe", "sb"])
+    });
+    assert!(!ok(&["alive", "northd"]), "northd does not run yet");
+    let _northd = Running::start("switchyard-ovn-central", &["northd"], &env, &log("northd"));
+    wait_for("northd alive", Duration::from_secs(20), || {
+        ok(&["alive", "northd"])
+    });
+    let status = Command::new("ovn-appctl")
+        .arg("-t")
+        .arg(tmp.path().join("ovn-northd.ctl"))
+        .arg("status")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("active"),
+        "{}",
+        String::from_utf8_lossy(&status.stdout)
+    );
+    // northd translates: a logical switch becomes a southbound datapath.
+    let o = Command::new("ovsdb-client")
+        .args(["transact", &format!("tcp:127.0.0.1:{nb}")])
+        .arg(r#"["OVN_Northbound",{"op":"insert","table":"Logical_Switch","row":{"name":"sw0"}}]"#)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    wait_for(
+        "a southbound datapath for sw0",
+        Duration::from_secs(20),
+        || {
+            let o = Command::new("ovsdb-client")
+                .args([
+                    "dump",
+                    &format!("tcp:127.0.0.1:{sb}"),
+                    "OVN_Southbound",
+                    "Datapath_Binding",
+                    "external_ids",
+                ])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&o.stdout).contains("sw0")
+        },
+    );
 }
