@@ -1,5 +1,6 @@
 //! Switchyard's node agent: the CNI plugin's server.
 //!
+//! - [`cli`]: `switchyard-node`'s flags;
 //! - [`cni`]: the CNI 1.1.0 protocol as pure data (parsing, results, errors);
 //! - [`protocol`]: the shim-to-daemon socket protocol;
 //! - [`daemon`]: start-up and the ADD/DEL/CHECK/GC/STATUS handlers;
@@ -8,6 +9,7 @@
 //! - [`pod_source`]: the Kubernetes boundary (kube-rs, or a directory);
 //! - [`mgmt`]: the management port's addressing;
 //! - [`metrics`]: Prometheus metrics.
+pub mod cli;
 pub mod cni;
 pub mod daemon;
 pub mod error;

@@ -2,77 +2,14 @@
 //! for what it does at start-up and per request, and
 //! `switchyard_node::pod_source` for `--pod-source`.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use ipnet::IpNet;
+use switchyard_node::cli::Args;
 use switchyard_node::daemon::{Config, Daemon};
 use switchyard_node::pod_source::{DirSource, KubeSource, PodSource};
-
-#[derive(Parser, Debug)]
-#[command(version, about = "Switchyard node agent: the CNI plugin's server")]
-struct Args {
-    /// This node's name (the Kubernetes Node, OVN chassis system-id).
-    #[arg(long, env = "NODE_NAME")]
-    node_name: String,
-    /// Unix socket the CNI shim connects to.
-    #[arg(long, default_value = switchyard_node::protocol::DEFAULT_SOCKET)]
-    socket: PathBuf,
-    /// The node's Open vSwitch database.
-    #[arg(long, default_value = "unix:/var/run/openvswitch/db.sock")]
-    ovs_remote: String,
-    /// OVN southbound database, written as external_ids:ovn-remote.
-    #[arg(long)]
-    sb_remote: Option<String>,
-    #[arg(long, default_value = "geneve")]
-    encap_type: String,
-    /// Tunnel endpoint address (external_ids:ovn-encap-ip).
-    #[arg(long)]
-    encap_ip: Option<String>,
-    /// `netdev` for the userspace datapath, `system` for the kernel one.
-    #[arg(long)]
-    datapath_type: Option<String>,
-    #[arg(long, default_value = "br-int")]
-    bridge: String,
-    #[arg(long, default_value = "/etc/cni/net.d")]
-    cni_conf_dir: PathBuf,
-    #[arg(long, default_value = "/opt/cni/bin")]
-    cni_bin_dir: PathBuf,
-    /// Do not install the conflist and plugin binary.
-    #[arg(long)]
-    no_install: bool,
-    /// The switchyard-cni binary to install (default: beside this binary).
-    #[arg(long)]
-    cni_plugin_source: Option<PathBuf>,
-    #[arg(long, default_value = "switchyard")]
-    network_name: String,
-    /// Pod interface MTU when the annotation gives none.
-    #[arg(long, default_value_t = 1400)]
-    mtu: u32,
-    /// Cluster pod CIDRs (comma separated), routed via the management port.
-    #[arg(long, value_delimiter = ',')]
-    cluster_cidrs: Vec<IpNet>,
-    /// Do not create the management port.
-    #[arg(long)]
-    no_mgmt_port: bool,
-    /// `kube` (watch the API server) or `dir:/path` (JSON files; tests and
-    /// the e2e sandbox).
-    #[arg(long, default_value = "kube")]
-    pod_source: String,
-    #[arg(long, default_value_t = 30_000)]
-    annotation_timeout_ms: u64,
-    #[arg(long, default_value_t = 60_000)]
-    ovn_install_timeout_ms: u64,
-    #[arg(long, default_value_t = 60_000)]
-    startup_timeout_ms: u64,
-    /// Serve Prometheus metrics on this address (`/metrics`).
-    #[arg(long)]
-    metrics_address: Option<SocketAddr>,
-}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -1,0 +1,81 @@
+//! `switchyard-node`'s command line, in the library so that tools and tests
+//! (the manifests' tests run it on the DaemonSet's arguments) parse exactly
+//! what the binary parses.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use ipnet::IpNet;
+
+/// The daemon's flags (see `--help`).
+#[derive(Parser, Debug)]
+#[command(version, about = "Switchyard node agent: the CNI plugin's server")]
+pub struct Args {
+    /// This node's name (the Kubernetes Node, OVN chassis system-id).
+    #[arg(long, env = "NODE_NAME")]
+    pub node_name: String,
+    /// Unix socket the CNI shim connects to.
+    #[arg(long, default_value = crate::protocol::DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    /// The node's Open vSwitch database.
+    #[arg(long, default_value = "unix:/var/run/openvswitch/db.sock")]
+    pub ovs_remote: String,
+    /// OVN southbound database, written as external_ids:ovn-remote.
+    #[arg(long)]
+    pub sb_remote: Option<String>,
+    #[arg(long, default_value = "geneve")]
+    pub encap_type: String,
+    /// Tunnel endpoint address (external_ids:ovn-encap-ip).
+    #[arg(long)]
+    pub encap_ip: Option<String>,
+    /// `netdev` for the userspace datapath, `system` for the kernel one.
+    #[arg(long)]
+    pub datapath_type: Option<String>,
+    #[arg(long, default_value = "br-int")]
+    pub bridge: String,
+    #[arg(long, default_value = "/etc/cni/net.d")]
+    pub cni_conf_dir: PathBuf,
+    #[arg(long, default_value = "/opt/cni/bin")]
+    pub cni_bin_dir: PathBuf,
+    /// Do not install the conflist and plugin binary.
+    #[arg(long)]
+    pub no_install: bool,
+    /// The switchyard-cni binary to install (default: beside this binary).
+    #[arg(long)]
+    pub cni_plugin_source: Option<PathBuf>,
+    #[arg(long, default_value = "switchyard")]
+    pub network_name: String,
+    /// Pod interface MTU when the annotation gives none.
+    #[arg(long, default_value_t = 1400)]
+    pub mtu: u32,
+    /// Cluster pod CIDRs (comma separated), routed via the management port.
+    #[arg(long, value_delimiter = ',')]
+    pub cluster_cidrs: Vec<IpNet>,
+    /// Do not create the management port.
+    #[arg(long)]
+    pub no_mgmt_port: bool,
+    /// `kube` (watch the API server) or `dir:/path` (JSON files; tests and
+    /// the e2e sandbox).
+    #[arg(long, default_value = "kube")]
+    pub pod_source: String,
+    #[arg(long, default_value_t = 30_000)]
+    pub annotation_timeout_ms: u64,
+    #[arg(long, default_value_t = 60_000)]
+    pub ovn_install_timeout_ms: u64,
+    #[arg(long, default_value_t = 60_000)]
+    pub startup_timeout_ms: u64,
+    /// Serve Prometheus metrics on this address (`/metrics`).
+    #[arg(long)]
+    pub metrics_address: Option<SocketAddr>,
+}
+
+/// Parses a command line (`args[0]` is the program name) without exiting
+/// the process: `--help` and `--version` come back as errors of their kind.
+pub fn parse_args<I, T>(args: I) -> Result<Args, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    Args::try_parse_from(args)
+}
