@@ -1147,6 +1147,7 @@ fn rbac_grants_what_the_code_calls_and_nothing_else() {
         t("", "pods", "watch"),
         t("", "pods", "patch"),
         t("events.k8s.io", "events", "create"),
+        t("events.k8s.io", "events", "patch"),
     ]
     .into();
     let node: BTreeSet<_> = [
