@@ -47,6 +47,21 @@ pub fn pod_port(namespace: &str, name: &str) -> String {
     format!("{namespace}_{name}")
 }
 
+/// The address set holding the addresses of one IP family of every pod in
+/// a namespace: `ns.<namespace>.v4` / `.v6`. OVN's set names (used as
+/// `$name` in ACL matches) allow letters, digits, `_` and `.` only; a
+/// namespace name is a DNS label, so mapping its `-` to `_` loses nothing.
+pub fn namespace_address_set(namespace: &str, v6: bool) -> String {
+    format!(
+        "ns.{}.{}",
+        namespace.replace('-', "_"),
+        if v6 { "v6" } else { "v4" }
+    )
+}
+
+/// Owner kind of a namespace's rows.
+pub const KIND_NAMESPACE: &str = "Namespace";
+
 /// The Linux name of the management interface on a node's host; OVS internal
 /// port names are limited to 15 bytes, so it is fixed rather than derived.
 pub const MGMT_INTERFACE: &str = "sy-mgmt0";

@@ -1,10 +1,12 @@
-//! Switchyard's cluster controller: Kubernetes Nodes and Pods into OVN
-//! northbound state (a distributed router, a switch per node, a port per
-//! pod) and pod annotations for the node agent.
+//! Switchyard's cluster controller: Kubernetes objects into OVN northbound
+//! state, and pod and node annotations for the node agent.
 //!
-//! Data flow: [`k8s::Cluster`] watches → [`controller`] (model, [`ipam`]) →
-//! [`translate`] (pure: desired rows per owner) → [`reconcile`] (diff via
-//! [`diff`] against the NB replica, batched transactions via [`nb`]).
+//! Data flow: [`k8s::Cluster`] watches → [`model`] (typed, indexed stores)
+//! → [`alloc`] (node subnets, pod addresses; [`annotate`] writes them onto
+//! the objects) → [`translate`] (one pure translator per kind of owner:
+//! desired rows) → [`engine::store`] (rows per owner, commit groups) →
+//! [`engine::writer`] (the [`nb::diff`] against the NB replica, batched
+//! transactions). [`engine`] runs it all on one task while leading.
 //!
 //! Run it in-process (tests, the e2e sandbox) with the in-memory API server
 //! of the `kube-memory` crate (anything that implements [`k8s::Cluster`]):
@@ -31,18 +33,19 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+pub mod alloc;
+pub mod annotate;
 pub mod config;
-pub mod controller;
-pub mod diff;
+pub mod engine;
 pub mod error;
 pub mod http;
 pub mod ipam;
 pub mod k8s;
 pub mod leader;
 pub mod metrics;
+pub mod model;
 pub mod nb;
 pub mod outbox;
-pub mod reconcile;
 pub mod translate;
 
 pub use config::Config;
@@ -96,14 +99,12 @@ impl Controller {
                 self.config.leader_election.clone(),
                 self.metrics.clone(),
                 rx.clone(),
-                move |stop| {
-                    controller::lead(config.clone(), cluster.clone(), metrics.clone(), stop)
-                },
+                move |stop| engine::lead(config.clone(), cluster.clone(), metrics.clone(), stop),
             )
             .await
         } else {
             self.metrics.leader.set(1);
-            controller::lead(
+            engine::lead(
                 self.config.clone(),
                 self.cluster.clone(),
                 self.metrics.clone(),

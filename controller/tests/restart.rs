@@ -108,7 +108,7 @@ async fn crash_during_churn_then_restart_converges_and_second_restart_writes_not
     let snapshot = || {
         env.replica.with(|db| {
             let mut rows: Vec<String> = Vec::new();
-            for t in switchyard_controller::translate::Table::ALL {
+            for t in switchyard_controller::nb::Table::ALL {
                 for (u, row) in db.table(t.name()).iter() {
                     let cols: Vec<String> = t
                         .columns()

@@ -4,7 +4,7 @@
 
 #![allow(dead_code)]
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -15,7 +15,8 @@ use kube_memory::{MemoryClient, MemoryCluster};
 use ovn_testbed::OvnCentral;
 use ovsdb::{Client, ClientConfig, MonitorSpec, Replica};
 use switchyard_api::{annotations, names, PodNetwork};
-use switchyard_controller::translate::Table;
+use switchyard_controller::k8s::Kind;
+use switchyard_controller::nb::Table;
 use switchyard_controller::{Config, Controller, Metrics};
 
 pub struct Env {
@@ -122,6 +123,16 @@ impl Env {
             .collect();
         let mut expected_pods: HashMap<String, (String, PodNetwork)> = HashMap::new();
         let mut seen_ips: HashMap<IpAddr, String> = HashMap::new();
+        // Each namespace's address sets hold its pods' addresses.
+        let mut ns_sets: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for ns in self.cluster.list(Kind::Namespace) {
+            let name = ns.meta().name.clone().unwrap_or_default();
+            for v6 in [false, true] {
+                let set = names::namespace_address_set(&name, v6);
+                want.insert(("Address_Set".into(), set.clone()));
+                ns_sets.insert(set, BTreeSet::new());
+            }
+        }
         for p in &pods {
             if !active(p) || !node_names.contains(&node_of(p)) {
                 continue;
@@ -137,6 +148,13 @@ impl Env {
                 }
             }
             want.insert(("Logical_Switch_Port".into(), key.clone()));
+            let ns = p.metadata.namespace.as_deref().unwrap_or_default();
+            for ip in &net.ips {
+                let set = names::namespace_address_set(ns, ip.addr().is_ipv6());
+                if let Some(s) = ns_sets.get_mut(&set) {
+                    s.insert(ip.addr().to_string());
+                }
+            }
             expected_pods.insert(key, (p.metadata.uid.clone().unwrap_or_default(), net));
         }
         let have = self.nb_rows();
@@ -154,6 +172,17 @@ impl Env {
         }
         // Pod ports carry the annotation's addresses and the pod's UID.
         let bad = self.replica.with(|db| {
+            let sets = db.table("Address_Set");
+            for (set, want) in &ns_sets {
+                let have: BTreeSet<String> = sets
+                    .by_name(set)
+                    .and_then(|(_, r)| r.get("addresses"))
+                    .map(|v| v.strings().into_iter().map(str::to_string).collect())
+                    .unwrap_or_default();
+                if &have != want {
+                    return Some(format!("{set}: addresses {have:?}, want {want:?}"));
+                }
+            }
             let t = db.table("Logical_Switch_Port");
             for (key, (uid, net)) in &expected_pods {
                 let Some((_, row)) = t.by_name(key) else {
