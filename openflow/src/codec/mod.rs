@@ -35,7 +35,6 @@ pub use oxm::{
 pub use packet::{Features, Hello, PacketIn, PacketOut};
 pub use ports::{PortDesc, PortReason, PortStats, PortStatus};
 
-pub(crate) use flow::apply_actions;
 pub(crate) use oxm::Kind;
 
 use buf::{Put, Reader};
