@@ -5,9 +5,11 @@
 //!
 //! Knows nothing of Kubernetes. See `API.md` for a tour.
 
+mod client;
 pub mod codec;
 mod error;
 pub mod text;
 
 pub use codec::*;
+pub use client::{Bundle, Client, ClientConfig, Event, Events, Remote};
 pub use error::{Error, Rejection, Result};
