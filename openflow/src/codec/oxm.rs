@@ -641,7 +641,9 @@ impl Match {
         if width == 0 {
             return; // unknown fields go through `insert_raw`
         }
-        let full = ones(width);
+        // OVS defines 8 conntrack state bits; a mask covering all of them
+        // is an exact match (it reports exact ct_state matches that way).
+        let full = if field == Field::CtState { 0xff } else { ones(width) };
         let mask = mask & full;
         self.remove(field);
         if mask == 0 {
