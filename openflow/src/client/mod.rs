@@ -29,7 +29,7 @@ use crate::codec::{
     bundle_flags, decode, encode, AggregateStats, BundleControl, BundleCtrlType, CtFlush, ErrorMsg,
     Features, FlowMod, FlowStats, FlowStatsRequest, Frame, GroupMod, Hello, Message,
     MultipartReply, MultipartRequest, PacketIn, PacketOut, PortDesc, PortStats, PortStatus,
-    Version,
+    SwitchConfig, Version,
 };
 use crate::error::{Error, Result};
 use conn::{Command, Completed, Shared, TaskConfig};
@@ -46,6 +46,7 @@ pub struct ClientConfig {
     echo_timeout: Duration,
     event_capacity: usize,
     max_reply_bytes: usize,
+    async_messages: bool,
 }
 
 impl ClientConfig {
@@ -61,6 +62,7 @@ impl ClientConfig {
             echo_timeout: Duration::from_secs(10),
             event_capacity: 1024,
             max_reply_bytes: 256 << 20,
+            async_messages: true,
         })
     }
     /// Versions to offer; the highest one both sides speak wins.
@@ -89,6 +91,13 @@ impl ClientConfig {
     /// counted ([`Client::dropped_events`]).
     pub fn event_capacity(mut self, n: usize) -> Self {
         self.event_capacity = n.max(1);
+        self
+    }
+    /// Ask for asynchronous messages (port status, packet-in) with a
+    /// SET_CONFIG of `miss_send_len` 128 after the handshake (default on;
+    /// OVS sends none to a `.mgmt` connection otherwise).
+    pub fn async_messages(mut self, on: bool) -> Self {
+        self.async_messages = on;
         self
     }
     /// Largest multipart reply (all parts) accepted.
@@ -201,6 +210,14 @@ impl Client {
                 next_bundle: AtomicU32::new(1),
             }),
         };
+        if config.async_messages {
+            client
+                .transact(vec![Message::SetConfig(SwitchConfig {
+                    flags: 0,
+                    miss_send_len: 128,
+                })])
+                .await?;
+        }
         Ok((client, Events { rx: ev_rx }))
     }
 

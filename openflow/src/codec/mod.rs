@@ -87,6 +87,9 @@ pub mod msg_type {
     pub const EXPERIMENTER: u8 = 4;
     pub const FEATURES_REQUEST: u8 = 5;
     pub const FEATURES_REPLY: u8 = 6;
+    pub const GET_CONFIG_REQUEST: u8 = 7;
+    pub const GET_CONFIG_REPLY: u8 = 8;
+    pub const SET_CONFIG: u8 = 9;
     pub const PACKET_IN: u8 = 10;
     pub const PORT_STATUS: u8 = 12;
     pub const PACKET_OUT: u8 = 13;
@@ -109,6 +112,14 @@ pub enum Message {
     EchoReply(Vec<u8>),
     FeaturesRequest,
     FeaturesReply(Features),
+    GetConfigRequest,
+    /// Switch configuration: fragment handling flags and the number of
+    /// bytes of a packet sent to the controller.
+    GetConfigReply(SwitchConfig),
+    /// Sets the switch configuration. A nonzero `miss_send_len` also makes
+    /// Open vSwitch send asynchronous messages (port status, packet-in) to
+    /// a service connection such as `BRIDGE.mgmt`.
+    SetConfig(SwitchConfig),
     PacketIn(PacketIn),
     PortStatus(PortStatus),
     PacketOut(PacketOut),
@@ -147,6 +158,9 @@ impl Message {
             Message::EchoReply(_) => "ECHO_REPLY",
             Message::FeaturesRequest => "FEATURES_REQUEST",
             Message::FeaturesReply(_) => "FEATURES_REPLY",
+            Message::GetConfigRequest => "GET_CONFIG_REQUEST",
+            Message::GetConfigReply(_) => "GET_CONFIG_REPLY",
+            Message::SetConfig(_) => "SET_CONFIG",
             Message::PacketIn(_) => "PACKET_IN",
             Message::PortStatus(_) => "PORT_STATUS",
             Message::PacketOut(_) => "PACKET_OUT",
@@ -163,6 +177,13 @@ impl Message {
             Message::Unknown { .. } => "UNKNOWN",
         }
     }
+}
+
+/// `ofp_switch_config`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct SwitchConfig {
+    pub flags: u16,
+    pub miss_send_len: u16,
 }
 
 /// A message with its header fields.
@@ -252,6 +273,17 @@ fn encode_at(out: &mut Vec<u8>, v: Version, xid: u32, m: &Message, depth: usize)
         Message::FeaturesReply(f) => {
             header(out, w, FEATURES_REPLY, xid);
             f.encode(out);
+        }
+        Message::GetConfigRequest => header(out, w, GET_CONFIG_REQUEST, xid),
+        Message::GetConfigReply(c) | Message::SetConfig(c) => {
+            let t = if matches!(m, Message::SetConfig(_)) {
+                SET_CONFIG
+            } else {
+                GET_CONFIG_REPLY
+            };
+            header(out, w, t, xid);
+            out.put_u16(c.flags);
+            out.put_u16(c.miss_send_len);
         }
         Message::PacketIn(p) => {
             header(out, w, PACKET_IN, xid);
@@ -377,6 +409,18 @@ fn decode_at(data: &[u8], depth: usize) -> Result<Frame> {
         ECHO_REPLY => Message::EchoReply(b.rest().to_vec()),
         FEATURES_REQUEST => Message::FeaturesRequest,
         FEATURES_REPLY => Message::FeaturesReply(Features::decode(&mut b)?),
+        GET_CONFIG_REQUEST => Message::GetConfigRequest,
+        GET_CONFIG_REPLY | SET_CONFIG => {
+            let c = SwitchConfig {
+                flags: b.u16()?,
+                miss_send_len: b.u16()?,
+            };
+            if mtype == SET_CONFIG {
+                Message::SetConfig(c)
+            } else {
+                Message::GetConfigReply(c)
+            }
+        }
         PACKET_IN => Message::PacketIn(PacketIn::decode(&mut b)?),
         PORT_STATUS => Message::PortStatus(PortStatus::decode(v, &mut b)?),
         PACKET_OUT => Message::PacketOut(PacketOut::decode(v, &mut b)?),
