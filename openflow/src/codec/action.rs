@@ -55,7 +55,8 @@ pub enum Action {
     /// `dec_ttl` (OFPAT_DEC_NW_TTL).
     DecTtl,
     /// `resubmit([PORT],[TABLE])` (NXAST_RESUBMIT_TABLE). `None` means the
-    /// current in_port / the current table.
+    /// current in_port / the current table (`Some(port::IN_PORT)` is the
+    /// same as `None` and reads back as `None`).
     Resubmit { in_port: Option<u32>, table: Option<u8> },
     /// `ct(...)` (NXAST_CT).
     Ct(Ct),
