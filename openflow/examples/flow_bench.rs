@@ -2,6 +2,7 @@
 //! (userspace datapath), through this crate
 //!   - in one bundle (delete-all + 10,000 adds, committed atomically), and
 //!   - as 10,000 single flow-mods followed by one barrier,
+//!
 //! against the reference measured in the same run: `ovs-ofctl add-flows`
 //! with the same flows written to a file (with and without `--bundle`).
 //!
@@ -79,6 +80,8 @@ async fn count(c: &Client) -> usize {
 /// peak RSS (from `wait4`, so only this child is counted).
 fn ofctl(args: &[&str]) -> Figure {
     let start = Instant::now();
+    // Reaped by wait4 below (std's wait would lose the rusage).
+    #[allow(clippy::zombie_processes)]
     let child = Command::new("ovs-ofctl")
         .arg("-O")
         .arg("OpenFlow15")
@@ -147,7 +150,10 @@ async fn main() {
         let start = Instant::now();
         client.replace_flows(batch).await.expect("bundle");
         let time = start.elapsed();
-        runs.push(Figure { time, rss_mib: vm_hwm_mib() });
+        runs.push(Figure {
+            time,
+            rss_mib: vm_hwm_mib(),
+        });
         assert_eq!(count(&client).await, n, "bundle did not install every flow");
     }
     results.push(("switchyard bundle", median(runs)));
@@ -161,13 +167,23 @@ async fn main() {
         let start = Instant::now();
         client.flow_mods(batch).await.expect("flow-mods");
         let time = start.elapsed();
-        runs.push(Figure { time, rss_mib: vm_hwm_mib() });
-        assert_eq!(count(&client).await, n, "flow-mods did not install every flow");
+        runs.push(Figure {
+            time,
+            rss_mib: vm_hwm_mib(),
+        });
+        assert_eq!(
+            count(&client).await,
+            n,
+            "flow-mods did not install every flow"
+        );
     }
     results.push(("switchyard flow-mods", median(runs)));
 
     // Reference: ovs-ofctl with the same file.
-    for (name, bundle) in [("ovs-ofctl --bundle add-flows", true), ("ovs-ofctl add-flows", false)] {
+    for (name, bundle) in [
+        ("ovs-ofctl --bundle add-flows", true),
+        ("ovs-ofctl add-flows", false),
+    ] {
         let mut runs = Vec::new();
         for _ in 0..reps {
             client.flow_mod(FlowMod::delete_all()).await.expect("clear");
@@ -195,7 +211,11 @@ async fn main() {
     let ref_plain = reference("ovs-ofctl add-flows");
     for (name, f) in &results {
         let secs = f.time.as_secs_f64();
-        let against = if name.contains("bundle") { ref_bundle } else { ref_plain };
+        let against = if name.contains("bundle") {
+            ref_bundle
+        } else {
+            ref_plain
+        };
         println!(
             "  {name:<30} {secs:>7.3} s  {:>9.0} flows/s  peak RSS {:>6.1} MiB  time/reference {:.2}",
             n as f64 / secs,

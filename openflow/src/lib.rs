@@ -10,6 +10,6 @@ pub mod codec;
 mod error;
 pub mod text;
 
-pub use codec::*;
 pub use client::{Bundle, Client, ClientConfig, Event, Events, Remote};
+pub use codec::*;
 pub use error::{Error, Rejection, Result};

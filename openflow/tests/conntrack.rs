@@ -27,14 +27,30 @@ fn has(entries: &[String], zone: u16, sport: u16) -> bool {
     })
 }
 
-async fn commit(c: &openflow::Client, zone: u16, proto: u8, src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) {
-    let pkt = common::ipv4_packet(proto, Ipv4Addr::from(src), Ipv4Addr::from(dst), sport, dport);
+async fn commit(
+    c: &openflow::Client,
+    zone: u16,
+    proto: u8,
+    src: [u8; 4],
+    dst: [u8; 4],
+    sport: u16,
+    dport: u16,
+) {
+    let pkt = common::ipv4_packet(
+        proto,
+        Ipv4Addr::from(src),
+        Ipv4Addr::from(dst),
+        sport,
+        dport,
+    );
     let ct = Action::Ct(Ct {
         commit: true,
         zone: CtZone::Imm(zone),
         ..Ct::default()
     });
-    c.packet_out(PacketOut::new(pkt, vec![ct])).await.expect("packet-out");
+    c.packet_out(PacketOut::new(pkt, vec![ct]))
+        .await
+        .expect("packet-out");
 }
 
 async fn flush_scenario(v: Version) {
@@ -48,7 +64,11 @@ async fn flush_scenario(v: Version) {
     let all = |bed: &common::Bed| conntrack(bed);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while all(&bed).len() < 5 {
-        assert!(std::time::Instant::now() < deadline, "entries: {:#?}", all(&bed));
+        assert!(
+            std::time::Instant::now() < deadline,
+            "entries: {:#?}",
+            all(&bed)
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let e = all(&bed);
@@ -60,7 +80,10 @@ async fn flush_scenario(v: Version) {
     // means it has been processed when ct_flush returns.
     c.ct_flush(CtFlush::zone(5)).await.unwrap();
     let e = all(&bed);
-    assert!(!has(&e, 5, 1000) && !has(&e, 5, 1001), "{v:?}: zone 5 not flushed: {e:#?}");
+    assert!(
+        !has(&e, 5, 1000) && !has(&e, 5, 1001),
+        "{v:?}: zone 5 not flushed: {e:#?}"
+    );
     assert_eq!(e.len(), 3, "{v:?}: {e:#?}");
 
     // By original 5-tuple in zone 6.
@@ -80,7 +103,10 @@ async fn flush_scenario(v: Version) {
     .unwrap();
     let e = all(&bed);
     assert!(!has(&e, 6, 2000), "{v:?}: orig tuple not flushed: {e:#?}");
-    assert!(has(&e, 6, 2001) && has(&e, 6, 2002), "{v:?}: flushed too much: {e:#?}");
+    assert!(
+        has(&e, 6, 2001) && has(&e, 6, 2002),
+        "{v:?}: flushed too much: {e:#?}"
+    );
 
     // By reply tuple.
     c.ct_flush(CtFlush {

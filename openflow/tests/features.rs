@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openflow::{
-    port, Action, Bucket, Error, ErrorType, Event, FlowMod, FlowStatsRequest, GroupMod,
-    GroupType, Match, PacketOut, PortReason, Version,
+    port, Action, Bucket, Error, ErrorType, Event, FlowMod, FlowStatsRequest, GroupMod, GroupType,
+    Match, PacketOut, PortReason, Version,
 };
 
 const BOTH: [Version; 2] = [Version::V1_3, Version::V1_5];
@@ -18,17 +18,24 @@ const BOTH: [Version; 2] = [Version::V1_3, Version::V1_5];
 fn flows(cookie: u64, n: u16) -> Vec<FlowMod> {
     (0..n)
         .map(|i| {
-            FlowMod::add(Match::new().ip().ipv4_dst(Ipv4Addr::new(10, 1, (i >> 8) as u8, i as u8)))
-                .table(0)
-                .priority(100)
-                .cookie(cookie)
-                .actions(vec![Action::output(u32::from(i % 4) + 1)])
+            FlowMod::add(
+                Match::new()
+                    .ip()
+                    .ipv4_dst(Ipv4Addr::new(10, 1, (i >> 8) as u8, i as u8)),
+            )
+            .table(0)
+            .priority(100)
+            .cookie(cookie)
+            .actions(vec![Action::output(u32::from(i % 4) + 1)])
         })
         .collect()
 }
 
 fn texts(fms: &[FlowMod]) -> Vec<String> {
-    let mut v: Vec<String> = fms.iter().map(|f| f.to_flow_stats().to_ofctl(false)).collect();
+    let mut v: Vec<String> = fms
+        .iter()
+        .map(|f| f.to_flow_stats().to_ofctl(false))
+        .collect();
     v.sort();
     v
 }
@@ -47,18 +54,38 @@ async fn bundle_replaces_flows_and_a_bad_bundle_changes_nothing() {
         // One bad flow (missing prerequisite) among good ones: rejected,
         // named, and nothing changes.
         let mut bad = flows(0xc, 4);
-        bad.insert(2, FlowMod::add(Match::new().udp_dst(53)).priority(7).cookie(0xc));
-        let err = c.replace_flows(bad).await.expect_err("bad bundle must fail");
+        bad.insert(
+            2,
+            FlowMod::add(Match::new().udp_dst(53))
+                .priority(7)
+                .cookie(0xc),
+        );
+        let err = c
+            .replace_flows(bad)
+            .await
+            .expect_err("bad bundle must fail");
         let failures = err.rejections();
         assert_eq!(failures.len(), 1, "{err}");
-        assert!(failures[0].request.contains("BUNDLE_ADD_MESSAGE(FLOW_MOD add"), "{err}");
+        assert!(
+            failures[0]
+                .request
+                .contains("BUNDLE_ADD_MESSAGE(FLOW_MOD add"),
+            "{err}"
+        );
         assert!(failures[0].request.contains("tp_dst=53"), "{err}");
         assert_eq!(failures[0].error.kind(), ErrorType::BadMatch);
-        assert_eq!(common::our_flows(&c).await, texts(&b), "{v:?}: bad bundle changed flows");
+        assert_eq!(
+            common::our_flows(&c).await,
+            texts(&b),
+            "{v:?}: bad bundle changed flows"
+        );
 
         // Open, add, discard: nothing changes either.
         let mut bundle = c.open_bundle().await.unwrap();
-        bundle.add_flow_mods(vec![FlowMod::delete_all()]).await.unwrap();
+        bundle
+            .add_flow_mods(vec![FlowMod::delete_all()])
+            .await
+            .unwrap();
         bundle.discard().await.unwrap();
         assert_eq!(common::our_flows(&c).await, texts(&b));
     }
@@ -104,23 +131,42 @@ async fn group_mods_of_every_type() {
     let bed = common::switch("groups");
     for v in BOTH {
         let (c, _ev) = bed.connect(v).await;
-        c.group_mod(GroupMod::delete(openflow::ALL_GROUPS)).await.unwrap();
-        let two = || vec![Bucket::new(vec![Action::output(1)]), Bucket::new(vec![Action::output(2)])];
-        c.group_mod(GroupMod::add(1, GroupType::All, two())).await.unwrap();
-        c.group_mod(GroupMod::add(
-            2,
-            GroupType::Select,
-            vec![Bucket::new(vec![Action::output(1)]).weight(10), Bucket::new(vec![Action::output(2)]).weight(20)],
-        ))
-        .await
-        .unwrap();
-        c.group_mod(GroupMod::add(3, GroupType::Indirect, vec![Bucket::new(vec![Action::output(3)])]))
+        c.group_mod(GroupMod::delete(openflow::ALL_GROUPS))
+            .await
+            .unwrap();
+        let two = || {
+            vec![
+                Bucket::new(vec![Action::output(1)]),
+                Bucket::new(vec![Action::output(2)]),
+            ]
+        };
+        c.group_mod(GroupMod::add(1, GroupType::All, two()))
             .await
             .unwrap();
         c.group_mod(GroupMod::add(
+            2,
+            GroupType::Select,
+            vec![
+                Bucket::new(vec![Action::output(1)]).weight(10),
+                Bucket::new(vec![Action::output(2)]).weight(20),
+            ],
+        ))
+        .await
+        .unwrap();
+        c.group_mod(GroupMod::add(
+            3,
+            GroupType::Indirect,
+            vec![Bucket::new(vec![Action::output(3)])],
+        ))
+        .await
+        .unwrap();
+        c.group_mod(GroupMod::add(
             4,
             GroupType::FastFailover,
-            vec![Bucket::new(vec![Action::output(1)]).watch_port(1), Bucket::new(vec![Action::output(2)]).watch_port(2)],
+            vec![
+                Bucket::new(vec![Action::output(1)]).watch_port(1),
+                Bucket::new(vec![Action::output(2)]).watch_port(2),
+            ],
         ))
         .await
         .unwrap();
@@ -134,17 +180,42 @@ async fn group_mods_of_every_type() {
             assert!(dump.contains(want), "{v:?}: {want} missing from\n{dump}");
         }
         // A flow may point at a group; adding an existing group is a typed error.
-        c.flow_mod(FlowMod::add(Match::new()).table(5).actions(vec![Action::Group(2)])).await.unwrap();
-        let err = c.group_mod(GroupMod::add(1, GroupType::All, two())).await.unwrap_err();
-        assert_eq!(err.rejections()[0].error.kind(), ErrorType::GroupModFailed, "{err}");
-        assert_eq!(err.rejections()[0].error.code_name(), "OFPGMFC_GROUP_EXISTS");
+        c.flow_mod(
+            FlowMod::add(Match::new())
+                .table(5)
+                .actions(vec![Action::Group(2)]),
+        )
+        .await
+        .unwrap();
+        let err = c
+            .group_mod(GroupMod::add(1, GroupType::All, two()))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.rejections()[0].error.kind(),
+            ErrorType::GroupModFailed,
+            "{err}"
+        );
+        assert_eq!(
+            err.rejections()[0].error.code_name(),
+            "OFPGMFC_GROUP_EXISTS"
+        );
         // Modify, then delete.
-        c.group_mod(GroupMod::modify(3, GroupType::Indirect, vec![Bucket::new(vec![Action::output(4)])]))
+        c.group_mod(GroupMod::modify(
+            3,
+            GroupType::Indirect,
+            vec![Bucket::new(vec![Action::output(4)])],
+        ))
+        .await
+        .unwrap();
+        let dump = bed.ofctl(&["-O", "OpenFlow15", "dump-groups"]);
+        assert!(
+            dump.contains("group_id=3,type=indirect,bucket=bucket_id:0,actions=output:4"),
+            "{dump}"
+        );
+        c.group_mod(GroupMod::delete(openflow::ALL_GROUPS))
             .await
             .unwrap();
-        let dump = bed.ofctl(&["-O", "OpenFlow15", "dump-groups"]);
-        assert!(dump.contains("group_id=3,type=indirect,bucket=bucket_id:0,actions=output:4"), "{dump}");
-        c.group_mod(GroupMod::delete(openflow::ALL_GROUPS)).await.unwrap();
         let dump = bed.ofctl(&["-O", "OpenFlow15", "dump-groups"]);
         assert!(!dump.contains("group_id="), "{dump}");
         c.flow_mod(FlowMod::delete_all()).await.unwrap();
@@ -160,20 +231,39 @@ async fn packet_out_moves_flow_aggregate_and_port_counters() {
     for v in BOTH {
         let (c, _ev) = bed.connect(v).await;
         let cookie = 0x77 + u64::from(v.wire());
-        let m = Match::new().udp().ipv4_dst(Ipv4Addr::new(10, 9, 9, 9)).udp_dst(4789);
-        c.replace_flows(vec![FlowMod::add(m).priority(100).cookie(cookie).actions(vec![Action::output(p1)])])
+        let m = Match::new()
+            .udp()
+            .ipv4_dst(Ipv4Addr::new(10, 9, 9, 9))
+            .udp_dst(4789);
+        c.replace_flows(vec![FlowMod::add(m)
+            .priority(100)
+            .cookie(cookie)
+            .actions(vec![Action::output(p1)])])
             .await
             .unwrap();
         let before = c.port_stats(p1).await.unwrap();
         assert_eq!(before.len(), 1);
         assert_eq!(before[0].port_no, p1);
-        let pkt = common::ipv4_packet(17, Ipv4Addr::new(10, 9, 9, 1), Ipv4Addr::new(10, 9, 9, 9), 1234, 4789);
+        let pkt = common::ipv4_packet(
+            17,
+            Ipv4Addr::new(10, 9, 9, 1),
+            Ipv4Addr::new(10, 9, 9, 9),
+            1234,
+            4789,
+        );
         for _ in 0..3 {
-            c.packet_out(PacketOut::new(pkt.clone(), vec![Action::output(port::TABLE)]))
-                .await
-                .unwrap();
+            c.packet_out(PacketOut::new(
+                pkt.clone(),
+                vec![Action::output(port::TABLE)],
+            ))
+            .await
+            .unwrap();
         }
-        let req = FlowStatsRequest { cookie, cookie_mask: u64::MAX, ..FlowStatsRequest::all() };
+        let req = FlowStatsRequest {
+            cookie,
+            cookie_mask: u64::MAX,
+            ..FlowStatsRequest::all()
+        };
         common::eventually(Duration::from_secs(15), "flow counters", || {
             let c = c.clone();
             let req = req.clone();
@@ -186,9 +276,20 @@ async fn packet_out_moves_flow_aggregate_and_port_counters() {
         let f = c.dump_flows(req.clone()).await.unwrap();
         assert_eq!(f[0].byte_count, 3 * pkt.len() as u64);
         let agg = c.aggregate(req).await.unwrap();
-        assert_eq!((agg.flow_count, agg.packet_count, agg.byte_count), (1, 3, 3 * pkt.len() as u64));
-        let text = bed.ofctl(&["-O", v.ofctl_name(), "dump-flows", &format!("cookie={cookie:#x}/-1")]);
-        assert!(text.contains("n_packets=3,") && f[0].to_ofctl(true).contains("n_packets=3,"), "{text}");
+        assert_eq!(
+            (agg.flow_count, agg.packet_count, agg.byte_count),
+            (1, 3, 3 * pkt.len() as u64)
+        );
+        let text = bed.ofctl(&[
+            "-O",
+            v.ofctl_name(),
+            "dump-flows",
+            &format!("cookie={cookie:#x}/-1"),
+        ]);
+        assert!(
+            text.contains("n_packets=3,") && f[0].to_ofctl(true).contains("n_packets=3,"),
+            "{text}"
+        );
         common::eventually(Duration::from_secs(15), "port tx counters", || {
             let c = c.clone();
             let before = before[0].tx_packets;
@@ -196,8 +297,13 @@ async fn packet_out_moves_flow_aggregate_and_port_counters() {
         })
         .await;
         let descs = c.port_descs().await.unwrap();
-        assert!(descs.iter().any(|d| d.name == "p1" && d.port_no == p1), "{descs:?}");
-        assert!(descs.iter().any(|d| d.port_no == port::LOCAL && d.name == "br0"));
+        assert!(
+            descs.iter().any(|d| d.name == "p1" && d.port_no == p1),
+            "{descs:?}"
+        );
+        assert!(descs
+            .iter()
+            .any(|d| d.port_no == port::LOCAL && d.name == "br0"));
     }
 }
 
@@ -207,11 +313,16 @@ async fn packet_out_with_bad_port_is_rejected() {
     for v in BOTH {
         let (c, _ev) = bed.connect(v).await;
         let err = c
-            .packet_out(PacketOut::new(vec![0; 60], vec![Action::output(1)]).in_port(0xffff_ff00 - 1))
+            .packet_out(
+                PacketOut::new(vec![0; 60], vec![Action::output(1)]).in_port(0xffff_ff00 - 1),
+            )
             .await
             .unwrap_err();
         assert!(matches!(err, Error::Rejected { .. }), "{err}");
-        assert!(err.rejections()[0].request.starts_with("PACKET_OUT"), "{err}");
+        assert!(
+            err.rejections()[0].request.starts_with("PACKET_OUT"),
+            "{err}"
+        );
     }
 }
 
@@ -238,7 +349,11 @@ async fn port_status_is_delivered_on_port_add_and_delete() {
         bed.sw.vsctl(&["del-port", &name]).unwrap();
         loop {
             match tokio::time::timeout_at(deadline, events.recv()).await {
-                Ok(Some(Event::PortStatus(ps))) if ps.desc.name == name && ps.reason == PortReason::Delete => break,
+                Ok(Some(Event::PortStatus(ps)))
+                    if ps.desc.name == name && ps.reason == PortReason::Delete =>
+                {
+                    break
+                }
                 Ok(Some(_)) => {}
                 other => panic!("{v:?}: no delete status for {name}: {other:?}"),
             }

@@ -124,7 +124,10 @@ fn ovs_bundle_add_decodes_to_the_same_flow() {
         panic!("inner is not a flow-mod");
     };
     assert_eq!(fm, big_flow());
-    assert_eq!(fm.to_flow_stats().to_ofctl(false), format!("table=1, {BIG_FLOW_TEXT}"));
+    assert_eq!(
+        fm.to_flow_stats().to_ofctl(false),
+        format!("table=1, {BIG_FLOW_TEXT}")
+    );
 }
 
 #[test]
@@ -146,8 +149,16 @@ fn flow_stats_reply_prints_like_dump_flows() {
     assert_eq!(flows[1].match_, big_flow().match_);
     assert_eq!(flows[1].instructions, big_flow().instructions);
     // Re-encoding the decoded reply gives the same bytes.
-    let again = encode(Version::V1_5, 2, &Message::MultipartReply(MultipartReply::Flow { flows, more })).unwrap();
-    assert_eq!(decode(&again).unwrap(), decode(&unhex(FLOW_REPLY_15)).unwrap());
+    let again = encode(
+        Version::V1_5,
+        2,
+        &Message::MultipartReply(MultipartReply::Flow { flows, more }),
+    )
+    .unwrap();
+    assert_eq!(
+        decode(&again).unwrap(),
+        decode(&unhex(FLOW_REPLY_15)).unwrap()
+    );
 }
 
 /// `ovs-ofctl -O OpenFlow15 ct-flush SW zone=5

@@ -44,10 +44,15 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Peer<S> {
     async fn handshake(&mut self) {
         let hello = self.read().await.expect("hello");
         assert!(matches!(hello.message, Message::Hello(_)));
-        self.send(1, &Message::Hello(Hello::for_versions(&[Version::V1_3]))).await;
+        self.send(1, &Message::Hello(Hello::for_versions(&[Version::V1_3])))
+            .await;
         let f = self.read().await.expect("features request");
         assert_eq!(f.message, Message::FeaturesRequest);
-        let features = Features { datapath_id: 0x42, n_tables: 254, ..Features::default() };
+        let features = Features {
+            datapath_id: 0x42,
+            n_tables: 254,
+            ..Features::default()
+        };
         self.send(f.xid, &Message::FeaturesReply(features)).await;
         let cfg = self.read().await.expect("set config");
         assert!(matches!(cfg.message, Message::SetConfig(_)), "{cfg:?}");
@@ -68,11 +73,17 @@ impl Fake {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("fake.mgmt");
         let listener = UnixListener::bind(&path).unwrap();
-        Fake { remote: format!("unix:{}", path.display()), _dir: dir, listener }
+        Fake {
+            remote: format!("unix:{}", path.display()),
+            _dir: dir,
+            listener,
+        }
     }
 
     async fn accept(&self) -> Peer<tokio::net::UnixStream> {
-        Peer { s: self.listener.accept().await.unwrap().0 }
+        Peer {
+            s: self.listener.accept().await.unwrap().0,
+        }
     }
 
     fn config(&self) -> ClientConfig {
@@ -85,7 +96,14 @@ impl Fake {
 }
 
 /// Runs `server` against one connection while the client connects.
-async fn connect_with<F, Fut>(fake: Fake, cfg: ClientConfig, server: F) -> (openflow::Result<(Client, openflow::Events)>, tokio::task::JoinHandle<()>)
+async fn connect_with<F, Fut>(
+    fake: Fake,
+    cfg: ClientConfig,
+    server: F,
+) -> (
+    openflow::Result<(Client, openflow::Events)>,
+    tokio::task::JoinHandle<()>,
+)
 where
     F: FnOnce(Peer<tokio::net::UnixStream>) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send,
@@ -116,7 +134,10 @@ async fn handshake_error(server_bytes: Vec<u8>, close: bool) -> Error {
 #[tokio::test]
 async fn garbage_instead_of_hello() {
     let err = handshake_error(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), true).await;
-    assert!(matches!(err, Error::Handshake(_) | Error::BadLength { .. }), "{err}");
+    assert!(
+        matches!(err, Error::Handshake(_) | Error::BadLength { .. }),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -147,7 +168,17 @@ async fn peer_without_common_version() {
     let cfg = fake.config();
     let (res, _t) = connect_with(fake, cfg, |mut p| async move {
         let _ = p.read().await;
-        p.raw(&encode(V, 1, &Message::Hello(Hello { bitmap: Some(1 << 1) })).unwrap()).await;
+        p.raw(
+            &encode(
+                V,
+                1,
+                &Message::Hello(Hello {
+                    bitmap: Some(1 << 1),
+                }),
+            )
+            .unwrap(),
+        )
+        .await;
         let _ = p.read().await; // the client's HELLO_FAILED
     })
     .await;
@@ -182,11 +213,22 @@ async fn unknown_and_large_messages_after_handshake() {
         big.resize(65_535, 0x5a);
         p.raw(&big).await;
         // An unknown experimenter, an undecodable flow-mod, an echo request.
-        p.send(11, &Message::Experimenter { experimenter: 0xdead, exp_type: 1, data: vec![1; 8] }).await;
+        p.send(
+            11,
+            &Message::Experimenter {
+                experimenter: 0xdead,
+                exp_type: 1,
+                data: vec![1; 8],
+            },
+        )
+        .await;
         p.raw(&[4, 14, 0, 12, 0, 0, 0, 12, 0, 0, 0, 0]).await;
         p.send(13, &Message::EchoRequest(b"ping".to_vec())).await;
         let reply = p.read().await.expect("echo reply");
-        assert_eq!((reply.xid, reply.message), (13, Message::EchoReply(b"ping".to_vec())));
+        assert_eq!(
+            (reply.xid, reply.message),
+            (13, Message::EchoReply(b"ping".to_vec()))
+        );
         // Then serve a barrier.
         let b = p.read().await.expect("barrier");
         p.send(b.xid, &Message::BarrierReply).await;
@@ -199,9 +241,27 @@ async fn unknown_and_large_messages_after_handshake() {
     while let Some(ev) = events.try_recv() {
         kinds.push(ev);
     }
-    assert!(kinds.iter().any(|e| matches!(e, Event::Message(Frame { message: Message::Unknown { msg_type: 200, .. }, .. }))), "{kinds:?}");
+    assert!(
+        kinds.iter().any(|e| matches!(
+            e,
+            Event::Message(Frame {
+                message: Message::Unknown { msg_type: 200, .. },
+                ..
+            })
+        )),
+        "{kinds:?}"
+    );
     assert!(kinds.iter().any(|e| matches!(e, Event::Message(Frame { message: Message::Unknown { msg_type: 201, body, .. }, .. }) if body.len() == 65_527)));
-    assert!(kinds.iter().any(|e| matches!(e, Event::Message(Frame { message: Message::Experimenter { experimenter: 0xdead, .. }, .. }))));
+    assert!(kinds.iter().any(|e| matches!(
+        e,
+        Event::Message(Frame {
+            message: Message::Experimenter {
+                experimenter: 0xdead,
+                ..
+            },
+            ..
+        })
+    )));
     drop(client);
     task.abort();
 }
@@ -242,14 +302,20 @@ async fn server_closes_mid_request() {
         p.handshake().await;
         let req = p.read().await.expect("multipart request");
         // Half a reply, then close.
-        let reply = MultipartReply::Flow { flows: vec![], more: true };
+        let reply = MultipartReply::Flow {
+            flows: vec![],
+            more: true,
+        };
         let bytes = encode(V, req.xid, &Message::MultipartReply(reply)).unwrap();
         p.raw(&bytes).await;
         p.raw(&bytes[..10]).await;
     })
     .await;
     let (client, _ev) = res.unwrap();
-    let err = client.dump_flows(FlowStatsRequest::all()).await.unwrap_err();
+    let err = client
+        .dump_flows(FlowStatsRequest::all())
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Disconnected { .. }), "{err}");
     // Later requests fail fast too.
     assert!(client.barrier().await.is_err());
@@ -263,18 +329,33 @@ async fn server_closes_mid_bundle() {
     let (res, task) = connect_with(fake, cfg, |mut p| async move {
         p.handshake().await;
         let open = p.read().await.expect("bundle open");
-        let Message::BundleControl(b) = &open.message else { panic!("{open:?}") };
-        p.send(open.xid, &Message::BundleControl(BundleControl::new(b.bundle_id, BundleCtrlType::OpenReply, 0))).await;
+        let Message::BundleControl(b) = &open.message else {
+            panic!("{open:?}")
+        };
+        p.send(
+            open.xid,
+            &Message::BundleControl(BundleControl::new(
+                b.bundle_id,
+                BundleCtrlType::OpenReply,
+                0,
+            )),
+        )
+        .await;
         // Read two of the adds, then vanish.
         let _ = p.read().await;
         let _ = p.read().await;
     })
     .await;
     let (client, _ev) = res.unwrap();
-    let flows = (0..50).map(|i| FlowMod::add(Match::new().in_port(i)).priority(1)).collect();
+    let flows = (0..50)
+        .map(|i| FlowMod::add(Match::new().in_port(i)).priority(1))
+        .collect();
     let err = client.replace_flows(flows).await.unwrap_err();
     assert!(matches!(err, Error::Disconnected { .. }), "{err}");
-    assert!(err.to_string().contains("BUNDLE_ADD_MESSAGE") || err.to_string().contains("BARRIER"), "{err}");
+    assert!(
+        err.to_string().contains("BUNDLE_ADD_MESSAGE") || err.to_string().contains("BARRIER"),
+        "{err}"
+    );
     task.await.unwrap();
 }
 
@@ -302,7 +383,9 @@ async fn request_never_answered_times_out_and_connection_survives() {
 #[tokio::test]
 async fn silent_switch_is_detected_by_keepalive() {
     let fake = Fake::new();
-    let cfg = fake.config().keepalive(Duration::from_millis(100), Duration::from_millis(300));
+    let cfg = fake
+        .config()
+        .keepalive(Duration::from_millis(100), Duration::from_millis(300));
     let (res, task) = connect_with(fake, cfg, |mut p| async move {
         p.handshake().await;
         // Read the echo requests but never answer.
@@ -332,7 +415,13 @@ async fn event_flood_is_bounded() {
     let cfg = fake.config().event_capacity(8);
     let (res, task) = connect_with(fake, cfg, |mut p| async move {
         p.handshake().await;
-        let ps = PortStatus { reason: PortReason::Add, desc: PortDesc { name: "flood".into(), ..PortDesc::default() } };
+        let ps = PortStatus {
+            reason: PortReason::Add,
+            desc: PortDesc {
+                name: "flood".into(),
+                ..PortDesc::default()
+            },
+        };
         let one = encode(V, 0, &Message::PortStatus(ps)).unwrap();
         let burst: Vec<u8> = one.iter().copied().cycle().take(one.len() * 5000).collect();
         p.raw(&burst).await;
@@ -359,7 +448,11 @@ async fn multipart_reply_larger_than_limit_is_refused() {
     let (res, task) = connect_with(fake, cfg, |mut p| async move {
         p.handshake().await;
         let req = p.read().await.expect("request");
-        let part = Message::MultipartReply(MultipartReply::Unknown { mp_type: 99, more: true, body: vec![0; 60_000] });
+        let part = Message::MultipartReply(MultipartReply::Unknown {
+            mp_type: 99,
+            more: true,
+            body: vec![0; 60_000],
+        });
         for _ in 0..10 {
             p.send(req.xid, &part).await;
         }
@@ -369,7 +462,10 @@ async fn multipart_reply_larger_than_limit_is_refused() {
     })
     .await;
     let (client, _ev) = res.unwrap();
-    let err = client.multipart(MultipartRequest::PortDesc).await.unwrap_err();
+    let err = client
+        .multipart(MultipartRequest::PortDesc)
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::TooLong { .. }), "{err}");
     // The rest of the stream is still consumed in order.
     client.barrier().await.unwrap();
@@ -383,7 +479,9 @@ async fn tcp_remote_with_echo_both_ways() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
-        let mut p = Peer { s: listener.accept().await.unwrap().0 };
+        let mut p = Peer {
+            s: listener.accept().await.unwrap().0,
+        };
         p.handshake().await;
         p.send(77, &Message::EchoRequest(vec![7])).await;
         let mut saw_reply = false;
@@ -392,8 +490,16 @@ async fn tcp_remote_with_echo_both_ways() {
                 Message::EchoReply(d) if f.xid == 77 => saw_reply = d == [7],
                 Message::EchoRequest(d) => p.send(f.xid, &Message::EchoReply(d)).await,
                 Message::MultipartRequest(MultipartRequest::Aggregate(_)) => {
-                    let a = AggregateStats { packet_count: 1, byte_count: 2, flow_count: 3 };
-                    p.send(f.xid, &Message::MultipartReply(MultipartReply::Aggregate(a))).await;
+                    let a = AggregateStats {
+                        packet_count: 1,
+                        byte_count: 2,
+                        flow_count: 3,
+                    };
+                    p.send(
+                        f.xid,
+                        &Message::MultipartReply(MultipartReply::Aggregate(a)),
+                    )
+                    .await;
                 }
                 _ => {}
             }
@@ -413,12 +519,18 @@ async fn tcp_remote_with_echo_both_ways() {
     let agg = client.aggregate(FlowStatsRequest::all()).await.unwrap();
     assert_eq!(agg.flow_count, 3);
     drop(client);
-    assert!(task.await.unwrap(), "the client did not answer the switch's echo");
+    assert!(
+        task.await.unwrap(),
+        "the client did not answer the switch's echo"
+    );
 }
 
 #[test]
 fn bad_remotes_are_rejected() {
     for r in ["", "ssl:1.2.3.4:6653", "unix:", "tcp:nohost", "br0.mgmt"] {
-        assert!(matches!(ClientConfig::new(r), Err(Error::InvalidArgument(_))), "{r}");
+        assert!(
+            matches!(ClientConfig::new(r), Err(Error::InvalidArgument(_))),
+            "{r}"
+        );
     }
 }

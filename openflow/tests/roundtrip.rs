@@ -60,29 +60,46 @@ const FIELDS: &[Field] = &[
 ];
 
 fn a_match() -> impl Strategy<Value = Match> {
-    prop::collection::vec((prop::sample::select(FIELDS), any::<u128>(), any::<u128>(), any::<bool>()), 0..8)
-        .prop_map(|fields| {
-            fields.into_iter().fold(Match::new(), |m, (f, v, mask, exact)| {
+    prop::collection::vec(
+        (
+            prop::sample::select(FIELDS),
+            any::<u128>(),
+            any::<u128>(),
+            any::<bool>(),
+        ),
+        0..8,
+    )
+    .prop_map(|fields| {
+        fields
+            .into_iter()
+            .fold(Match::new(), |m, (f, v, mask, exact)| {
                 if exact {
                     m.set(f, v)
                 } else {
                     m.set_masked(f, v, mask)
                 }
             })
-        })
+    })
 }
 
 fn set_field() -> impl Strategy<Value = Action> {
-    (prop::sample::select(FIELDS), any::<u128>(), prop::option::of(any::<u128>())).prop_map(
-        |(f, v, mask)| match mask {
+    (
+        prop::sample::select(FIELDS),
+        any::<u128>(),
+        prop::option::of(any::<u128>()),
+    )
+        .prop_map(|(f, v, mask)| match mask {
             Some(m) => Action::set_field_masked(f, v, m),
             None => Action::set_field(f, v),
-        },
-    )
+        })
 }
 
 fn port_no() -> impl Strategy<Value = u32> {
-    prop_oneof![1u32..0xff00, Just(openflow::port::LOCAL), Just(openflow::port::IN_PORT)]
+    prop_oneof![
+        1u32..0xff00,
+        Just(openflow::port::LOCAL),
+        Just(openflow::port::IN_PORT)
+    ]
 }
 
 fn nat() -> impl Strategy<Value = Nat> {
@@ -122,7 +139,11 @@ fn leaf_action() -> impl Strategy<Value = Action> {
         Just(Action::PopVlan),
         Just(Action::DecTtl),
         // `None` is how IN_PORT is spelled for resubmit.
-        (prop::option::of(prop_oneof![1u32..0xff00, Just(openflow::port::LOCAL)]), prop::option::of(0u8..255)).prop_map(|(in_port, table)| Action::Resubmit { in_port, table }),
+        (
+            prop::option::of(prop_oneof![1u32..0xff00, Just(openflow::port::LOCAL)]),
+            prop::option::of(0u8..255)
+        )
+            .prop_map(|(in_port, table)| Action::Resubmit { in_port, table }),
         prop::sample::select(vec![11u16, 12, 15, 16, 23]).prop_map(|t| {
             let mut raw = t.to_be_bytes().to_vec();
             raw.extend_from_slice(&[0, 8, 0, 0, 0, 0]);
@@ -136,7 +157,11 @@ fn action() -> impl Strategy<Value = Action> {
         any::<[bool; 2]>(),
         prop_oneof![
             any::<u16>().prop_map(CtZone::Imm),
-            (0u16..16, 1u16..=16).prop_map(|(ofs, nbits)| CtZone::Field { nxm_header: 0x0001_1a04, ofs, nbits }),
+            (0u16..16, 1u16..=16).prop_map(|(ofs, nbits)| CtZone::Field {
+                nxm_header: 0x0001_1a04,
+                ofs,
+                nbits
+            }),
         ],
         prop::option::of(0u8..255),
         any::<u16>(),
@@ -147,7 +172,14 @@ fn action() -> impl Strategy<Value = Action> {
             if let Some(n) = nat {
                 actions.insert(0, Action::Nat(n));
             }
-            Action::Ct(Ct { commit, force, zone, table, alg, actions })
+            Action::Ct(Ct {
+                commit,
+                force,
+                zone,
+                table,
+                alg,
+                actions,
+            })
         });
     prop_oneof![4 => leaf_action(), 1 => ct]
 }
@@ -163,57 +195,88 @@ fn flow_mod(v: Version) -> impl Strategy<Value = FlowMod> {
         0u8..5,
         any::<bool>(),
     )
-        .prop_map(move |(m, acts, write, goto, meta, (cookie, cmask, table, idle, hard, prio, flags, imp), cmd, clear)| {
-            let mut fm = match cmd {
-                0 => FlowMod::add(m),
-                1 => FlowMod::modify(m),
-                2 => FlowMod::modify_strict(m),
-                3 => FlowMod::delete(m),
-                _ => FlowMod::delete_strict(m),
-            }
-            .cookie_mask(cookie, cmask)
-            .table(table)
-            .idle_timeout(idle)
-            .hard_timeout(hard)
-            .priority(prio)
-            .flags(flags)
-            .importance(if v == Version::V1_5 { imp } else { 0 })
-            .actions(acts);
-            if let Some(w) = write {
-                fm = fm.instruction(Instruction::WriteActions(w));
-            }
-            if clear {
-                fm = fm.instruction(Instruction::ClearActions);
-            }
-            if let Some((value, mask)) = meta {
-                fm = fm.write_metadata(value, mask);
-            }
-            if let Some(t) = goto {
-                fm = fm.goto_table(t);
-            }
-            fm
-        })
+        .prop_map(
+            move |(
+                m,
+                acts,
+                write,
+                goto,
+                meta,
+                (cookie, cmask, table, idle, hard, prio, flags, imp),
+                cmd,
+                clear,
+            )| {
+                let mut fm = match cmd {
+                    0 => FlowMod::add(m),
+                    1 => FlowMod::modify(m),
+                    2 => FlowMod::modify_strict(m),
+                    3 => FlowMod::delete(m),
+                    _ => FlowMod::delete_strict(m),
+                }
+                .cookie_mask(cookie, cmask)
+                .table(table)
+                .idle_timeout(idle)
+                .hard_timeout(hard)
+                .priority(prio)
+                .flags(flags)
+                .importance(if v == Version::V1_5 { imp } else { 0 })
+                .actions(acts);
+                if let Some(w) = write {
+                    fm = fm.instruction(Instruction::WriteActions(w));
+                }
+                if clear {
+                    fm = fm.instruction(Instruction::ClearActions);
+                }
+                if let Some((value, mask)) = meta {
+                    fm = fm.write_metadata(value, mask);
+                }
+                if let Some(t) = goto {
+                    fm = fm.goto_table(t);
+                }
+                fm
+            },
+        )
 }
 
 fn group_mod(v: Version) -> impl Strategy<Value = GroupMod> {
-    let bucket = (prop::collection::vec(leaf_action(), 0..3), any::<u16>(), any::<u32>(), any::<u32>());
-    (0u8..4, any::<u32>(), prop::collection::vec(bucket, 0..4), 0u8..3).prop_map(move |(t, id, buckets, cmd)| {
-        let group_type = [GroupType::All, GroupType::Select, GroupType::Indirect, GroupType::FastFailover][usize::from(t)];
-        let buckets = buckets
-            .into_iter()
-            .enumerate()
-            .map(|(i, (actions, weight, watch_port, watch_group))| Bucket {
-                bucket_id: (v == Version::V1_5).then_some(i as u32),
-                weight,
-                watch_port,
-                watch_group,
-                actions,
-            })
-            .collect();
-        let mut g = GroupMod::add(id, group_type, buckets);
-        g.command = [openflow::GroupCommand::Add, openflow::GroupCommand::Modify, openflow::GroupCommand::Delete][usize::from(cmd)];
-        g
-    })
+    let bucket = (
+        prop::collection::vec(leaf_action(), 0..3),
+        any::<u16>(),
+        any::<u32>(),
+        any::<u32>(),
+    );
+    (
+        0u8..4,
+        any::<u32>(),
+        prop::collection::vec(bucket, 0..4),
+        0u8..3,
+    )
+        .prop_map(move |(t, id, buckets, cmd)| {
+            let group_type = [
+                GroupType::All,
+                GroupType::Select,
+                GroupType::Indirect,
+                GroupType::FastFailover,
+            ][usize::from(t)];
+            let buckets = buckets
+                .into_iter()
+                .enumerate()
+                .map(|(i, (actions, weight, watch_port, watch_group))| Bucket {
+                    bucket_id: (v == Version::V1_5).then_some(i as u32),
+                    weight,
+                    watch_port,
+                    watch_group,
+                    actions,
+                })
+                .collect();
+            let mut g = GroupMod::add(id, group_type, buckets);
+            g.command = [
+                openflow::GroupCommand::Add,
+                openflow::GroupCommand::Modify,
+                openflow::GroupCommand::Delete,
+            ][usize::from(cmd)];
+            g
+        })
 }
 
 fn ip_addr() -> impl Strategy<Value = Option<std::net::IpAddr>> {
@@ -226,54 +289,76 @@ fn ip_addr() -> impl Strategy<Value = Option<std::net::IpAddr>> {
 
 fn ct_flush() -> impl Strategy<Value = CtFlush> {
     let tuple = |icmp: bool| {
-        (ip_addr(), ip_addr(), 1u16.., 1u16.., any::<(u16, u8, u8)>()).prop_map(move |(src, dst, sp, dp, (id, t, c))| CtTuple {
-            src,
-            dst,
-            src_port: if icmp { 0 } else { sp },
-            dst_port: if icmp { 0 } else { dp },
-            icmp_id: if icmp { id } else { 0 },
-            icmp_type: if icmp { t } else { 0 },
-            icmp_code: if icmp { c } else { 0 },
-        })
+        (ip_addr(), ip_addr(), 1u16.., 1u16.., any::<(u16, u8, u8)>()).prop_map(
+            move |(src, dst, sp, dp, (id, t, c))| CtTuple {
+                src,
+                dst,
+                src_port: if icmp { 0 } else { sp },
+                dst_port: if icmp { 0 } else { dp },
+                icmp_id: if icmp { id } else { 0 },
+                icmp_type: if icmp { t } else { 0 },
+                icmp_code: if icmp { c } else { 0 },
+            },
+        )
     };
-    (prop::option::of(any::<u16>()), prop_oneof![Just(6u8), Just(17), Just(1), Just(58)], any::<bool>()).prop_flat_map(move |(zone, proto, with_reply)| {
-        let icmp = proto == 1 || proto == 58;
-        (tuple(icmp), tuple(icmp)).prop_map(move |(orig, reply)| CtFlush {
-            zone,
-            ip_proto: proto,
-            orig,
-            reply: if with_reply { reply } else { CtTuple::default() },
+    (
+        prop::option::of(any::<u16>()),
+        prop_oneof![Just(6u8), Just(17), Just(1), Just(58)],
+        any::<bool>(),
+    )
+        .prop_flat_map(move |(zone, proto, with_reply)| {
+            let icmp = proto == 1 || proto == 58;
+            (tuple(icmp), tuple(icmp)).prop_map(move |(orig, reply)| CtFlush {
+                zone,
+                ip_proto: proto,
+                orig,
+                reply: if with_reply {
+                    reply
+                } else {
+                    CtTuple::default()
+                },
+            })
         })
-    })
 }
 
 fn port_desc(v: Version) -> impl Strategy<Value = PortDesc> {
     let _ = v;
-    (any::<u32>(), any::<[u8; 6]>(), "[a-z0-9-]{0,15}", any::<[u32; 8]>()).prop_map(|(port_no, mac, name, x)| PortDesc {
-        port_no,
-        hw_addr: MacAddr(mac),
-        name,
-        config: x[0],
-        state: x[1],
-        curr: x[2],
-        advertised: x[3],
-        supported: x[4],
-        peer: x[5],
-        curr_speed: x[6],
-        max_speed: x[7],
-    })
+    (
+        any::<u32>(),
+        any::<[u8; 6]>(),
+        "[a-z0-9-]{0,15}",
+        any::<[u32; 8]>(),
+    )
+        .prop_map(|(port_no, mac, name, x)| PortDesc {
+            port_no,
+            hw_addr: MacAddr(mac),
+            name,
+            config: x[0],
+            state: x[1],
+            curr: x[2],
+            advertised: x[3],
+            supported: x[4],
+            peer: x[5],
+            curr_speed: x[6],
+            max_speed: x[7],
+        })
 }
 
 fn flow_stats(v: Version) -> impl Strategy<Value = FlowStats> {
-    (flow_mod(v), any::<(u32, u32, u64, u64)>(), prop::option::of(any::<u32>())).prop_map(move |(fm, (s, ns, p, b), age)| {
-        let mut f = fm.to_flow_stats();
-        f.duration_sec = s;
-        f.duration_nsec = ns;
-        f.packet_count = p;
-        f.byte_count = b;
-        f.idle_age = if v == Version::V1_5 { age } else { None };
-        f
-    })
+    (
+        flow_mod(v),
+        any::<(u32, u32, u64, u64)>(),
+        prop::option::of(any::<u32>()),
+    )
+        .prop_map(move |(fm, (s, ns, p, b), age)| {
+            let mut f = fm.to_flow_stats();
+            f.duration_sec = s;
+            f.duration_nsec = ns;
+            f.packet_count = p;
+            f.byte_count = b;
+            f.idle_age = if v == Version::V1_5 { age } else { None };
+            f
+        })
 }
 
 fn port_stats() -> impl Strategy<Value = PortStats> {
@@ -307,31 +392,109 @@ fn message(v: Version) -> impl Strategy<Value = Message> {
     ]);
     prop_oneof![
         prop::option::of(any::<u32>()).prop_map(|bitmap| Message::Hello(Hello { bitmap })),
-        (0u16..18, any::<u16>(), prop::collection::vec(any::<u8>(), 0..80)).prop_map(|(t, code, data)| Message::Error(ErrorMsg { err_type: t, code, experimenter: None, data })),
-        (any::<u16>(), any::<u32>()).prop_map(|(code, e)| Message::Error(ErrorMsg { err_type: 0xffff, code, experimenter: Some(e), data: vec![1, 2] })),
+        (
+            0u16..18,
+            any::<u16>(),
+            prop::collection::vec(any::<u8>(), 0..80)
+        )
+            .prop_map(|(t, code, data)| Message::Error(ErrorMsg {
+                err_type: t,
+                code,
+                experimenter: None,
+                data
+            })),
+        (any::<u16>(), any::<u32>()).prop_map(|(code, e)| Message::Error(ErrorMsg {
+            err_type: 0xffff,
+            code,
+            experimenter: Some(e),
+            data: vec![1, 2]
+        })),
         prop::collection::vec(any::<u8>(), 0..64).prop_map(Message::EchoRequest),
         prop::collection::vec(any::<u8>(), 0..64).prop_map(Message::EchoReply),
         Just(Message::FeaturesRequest),
-        any::<(u64, u32, u8, u8, u32)>().prop_map(|(d, b, t, a, c)| Message::FeaturesReply(Features { datapath_id: d, n_buffers: b, n_tables: t, auxiliary_id: a, capabilities: c })),
+        any::<(u64, u32, u8, u8, u32)>().prop_map(|(d, b, t, a, c)| Message::FeaturesReply(
+            Features {
+                datapath_id: d,
+                n_buffers: b,
+                n_tables: t,
+                auxiliary_id: a,
+                capabilities: c
+            }
+        )),
         flow_mod(v).prop_map(Message::FlowMod),
         group_mod(v).prop_map(Message::GroupMod),
-        (prop::collection::vec(action(), 0..4), prop::collection::vec(any::<u8>(), 0..200), port_no()).prop_map(|(a, d, p)| Message::PacketOut(PacketOut::new(d, a).in_port(p))),
-        (port_desc(v), 0u8..3).prop_map(|(desc, r)| Message::PortStatus(PortStatus { reason: [PortReason::Add, PortReason::Delete, PortReason::Modify][usize::from(r)], desc })),
+        (
+            prop::collection::vec(action(), 0..4),
+            prop::collection::vec(any::<u8>(), 0..200),
+            port_no()
+        )
+            .prop_map(|(a, d, p)| Message::PacketOut(PacketOut::new(d, a).in_port(p))),
+        (port_desc(v), 0u8..3).prop_map(|(desc, r)| Message::PortStatus(PortStatus {
+            reason: [PortReason::Add, PortReason::Delete, PortReason::Modify][usize::from(r)],
+            desc
+        })),
         Just(Message::BarrierRequest),
         Just(Message::BarrierReply),
-        (any::<u32>(), bundle_type, 0u16..4).prop_map(|(id, t, f)| Message::BundleControl(BundleControl::new(id, t, f))),
-        (any::<u32>(), 0u16..4, flow_mod(v)).prop_map(|(bundle_id, flags, fm)| Message::BundleAdd { bundle_id, flags, message: Box::new(Message::FlowMod(fm)) }),
+        (any::<u32>(), bundle_type, 0u16..4)
+            .prop_map(|(id, t, f)| Message::BundleControl(BundleControl::new(id, t, f))),
+        (any::<u32>(), 0u16..4, flow_mod(v)).prop_map(|(bundle_id, flags, fm)| {
+            Message::BundleAdd {
+                bundle_id,
+                flags,
+                message: Box::new(Message::FlowMod(fm)),
+            }
+        }),
         ct_flush().prop_map(Message::CtFlush),
-        (a_match(), any::<(u8, u64, u32)>()).prop_map(|(m, (t, c, o))| Message::MultipartRequest(MultipartRequest::Flow(FlowStatsRequest { table_id: t, out_port: o, out_group: o, cookie: c, cookie_mask: c, match_: m }))),
-        a_match().prop_map(|m| Message::MultipartRequest(MultipartRequest::Aggregate(FlowStatsRequest { match_: m, ..FlowStatsRequest::all() }))),
-        any::<u32>().prop_map(|port_no| Message::MultipartRequest(MultipartRequest::PortStats { port_no })),
+        (a_match(), any::<(u8, u64, u32)>()).prop_map(|(m, (t, c, o))| Message::MultipartRequest(
+            MultipartRequest::Flow(FlowStatsRequest {
+                table_id: t,
+                out_port: o,
+                out_group: o,
+                cookie: c,
+                cookie_mask: c,
+                match_: m
+            })
+        )),
+        a_match().prop_map(|m| Message::MultipartRequest(MultipartRequest::Aggregate(
+            FlowStatsRequest {
+                match_: m,
+                ..FlowStatsRequest::all()
+            }
+        ))),
+        any::<u32>()
+            .prop_map(|port_no| Message::MultipartRequest(MultipartRequest::PortStats { port_no })),
         Just(Message::MultipartRequest(MultipartRequest::PortDesc)),
-        (prop::collection::vec(flow_stats(v), 0..4), any::<bool>()).prop_map(|(flows, more)| Message::MultipartReply(MultipartReply::Flow { flows, more })),
-        any::<(u64, u64, u32)>().prop_map(|(p, b, f)| Message::MultipartReply(MultipartReply::Aggregate(AggregateStats { packet_count: p, byte_count: b, flow_count: f }))),
-        (prop::collection::vec(port_stats(), 0..3), any::<bool>()).prop_map(|(ports, more)| Message::MultipartReply(MultipartReply::PortStats { ports, more })),
-        (prop::collection::vec(port_desc(v), 0..3), any::<bool>()).prop_map(|(ports, more)| Message::MultipartReply(MultipartReply::PortDesc { ports, more })),
-        (any::<u32>(), 100u32.., prop::collection::vec(any::<u8>(), 0..32)).prop_map(|(experimenter, exp_type, data)| Message::Experimenter { experimenter, exp_type, data }),
-        (prop::sample::select(vec![16u8, 17, 24, 25, 26, 27, 28, 29]), prop::collection::vec(any::<u8>(), 0..32)).prop_map(|(msg_type, body)| Message::Unknown { msg_type, body }),
+        (prop::collection::vec(flow_stats(v), 0..4), any::<bool>()).prop_map(|(flows, more)| {
+            Message::MultipartReply(MultipartReply::Flow { flows, more })
+        }),
+        any::<(u64, u64, u32)>().prop_map(|(p, b, f)| Message::MultipartReply(
+            MultipartReply::Aggregate(AggregateStats {
+                packet_count: p,
+                byte_count: b,
+                flow_count: f
+            })
+        )),
+        (prop::collection::vec(port_stats(), 0..3), any::<bool>()).prop_map(|(ports, more)| {
+            Message::MultipartReply(MultipartReply::PortStats { ports, more })
+        }),
+        (prop::collection::vec(port_desc(v), 0..3), any::<bool>()).prop_map(|(ports, more)| {
+            Message::MultipartReply(MultipartReply::PortDesc { ports, more })
+        }),
+        (
+            any::<u32>(),
+            100u32..,
+            prop::collection::vec(any::<u8>(), 0..32)
+        )
+            .prop_map(|(experimenter, exp_type, data)| Message::Experimenter {
+                experimenter,
+                exp_type,
+                data
+            }),
+        (
+            prop::sample::select(vec![16u8, 17, 24, 25, 26, 27, 28, 29]),
+            prop::collection::vec(any::<u8>(), 0..32)
+        )
+            .prop_map(|(msg_type, body)| Message::Unknown { msg_type, body }),
     ]
 }
 
@@ -386,7 +549,10 @@ fn oversized_input_is_refused() {
     let mut big = vec![4, 0, 0xff, 0xff, 0, 0, 0, 1];
     big.resize(70_000, 0);
     assert!(matches!(decode(&big), Err(openflow::Error::TooLong { .. })));
-    assert!(matches!(openflow::frame_len(&[4, 0, 0, 7, 0, 0, 0, 0]), Err(openflow::Error::BadLength { .. })));
+    assert!(matches!(
+        openflow::frame_len(&[4, 0, 0, 7, 0, 0, 0, 0]),
+        Err(openflow::Error::BadLength { .. })
+    ));
     assert_eq!(openflow::frame_len(&[4, 0, 0]).unwrap(), None);
 }
 
@@ -398,7 +564,9 @@ fn deeply_nested_ct_is_refused_not_recursed() {
         let len = (24 + inner.len()) as u16;
         let mut ct = vec![0xff, 0xff];
         ct.extend_from_slice(&len.to_be_bytes());
-        ct.extend_from_slice(&[0, 0, 0x23, 0x20, 0, 35, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0, 0, 0, 0, 0]);
+        ct.extend_from_slice(&[
+            0, 0, 0x23, 0x20, 0, 35, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0, 0, 0, 0, 0,
+        ]);
         ct.extend_from_slice(&inner);
         inner = ct;
     }

@@ -29,11 +29,15 @@ async fn negotiates_each_version_and_reads_features() {
 }
 
 fn sample(i: u16) -> FlowMod {
-    FlowMod::add(Match::new().ip().ipv4_dst_prefix(Ipv4Addr::new(10, i as u8, 0, 0), 16))
-        .table(1)
-        .priority(100 + i)
-        .cookie(0x100 + u64::from(i % 2))
-        .actions(vec![Action::output(u32::from(i) + 1)])
+    FlowMod::add(
+        Match::new()
+            .ip()
+            .ipv4_dst_prefix(Ipv4Addr::new(10, i as u8, 0, 0), 16),
+    )
+    .table(1)
+    .priority(100 + i)
+    .cookie(0x100 + u64::from(i % 2))
+    .actions(vec![Action::output(u32::from(i) + 1)])
 }
 
 #[tokio::test]
@@ -44,7 +48,10 @@ async fn add_modify_delete_match_ovs_ofctl() {
         c.flow_mod(FlowMod::delete_all()).await.unwrap();
         let flows: Vec<FlowMod> = (0..6).map(sample).collect();
         c.flow_mods(flows.clone()).await.unwrap();
-        let mut want: Vec<String> = flows.iter().map(|f| f.to_flow_stats().to_ofctl(false)).collect();
+        let mut want: Vec<String> = flows
+            .iter()
+            .map(|f| f.to_flow_stats().to_ofctl(false))
+            .collect();
         want.sort();
         assert_eq!(common::our_flows(&c).await, want);
         assert_eq!(bed.ofctl_flows(v), want, "ovs-ofctl dump-flows differs");
@@ -59,8 +66,14 @@ async fn add_modify_delete_match_ovs_ofctl() {
         .await
         .unwrap();
         let ours = common::our_flows(&c).await;
-        assert_eq!(ours.iter().filter(|l| l.ends_with("actions=LOCAL")).count(), 3);
-        assert!(ours.iter().filter(|l| l.contains("cookie=0x101")).all(|l| l.ends_with("LOCAL")));
+        assert_eq!(
+            ours.iter().filter(|l| l.ends_with("actions=LOCAL")).count(),
+            3
+        );
+        assert!(ours
+            .iter()
+            .filter(|l| l.contains("cookie=0x101"))
+            .all(|l| l.ends_with("LOCAL")));
         assert_eq!(bed.ofctl_flows(v), ours);
 
         // modify_strict touches exactly one flow.
@@ -74,18 +87,31 @@ async fn add_modify_delete_match_ovs_ofctl() {
         .await
         .unwrap();
         let ours = common::our_flows(&c).await;
-        assert_eq!(ours.iter().filter(|l| l.ends_with("actions=NORMAL")).count(), 1);
+        assert_eq!(
+            ours.iter()
+                .filter(|l| l.ends_with("actions=NORMAL"))
+                .count(),
+            1
+        );
         assert_eq!(bed.ofctl_flows(v), ours);
 
         // delete_strict with the wrong priority deletes nothing; with the
         // right one, exactly that flow.
-        c.flow_mod(FlowMod::delete_strict(one.match_.clone()).table(1).priority(1))
-            .await
-            .unwrap();
+        c.flow_mod(
+            FlowMod::delete_strict(one.match_.clone())
+                .table(1)
+                .priority(1),
+        )
+        .await
+        .unwrap();
         assert_eq!(common::our_flows(&c).await.len(), 6);
-        c.flow_mod(FlowMod::delete_strict(one.match_.clone()).table(1).priority(one.priority))
-            .await
-            .unwrap();
+        c.flow_mod(
+            FlowMod::delete_strict(one.match_.clone())
+                .table(1)
+                .priority(one.priority),
+        )
+        .await
+        .unwrap();
         assert_eq!(common::our_flows(&c).await.len(), 5);
 
         // delete by cookie mask: the remaining cookie 0x100 flows go.
@@ -145,10 +171,22 @@ async fn bad_flow_mod_is_a_typed_error_naming_the_request() {
         let r = &failures[0];
         assert_eq!(r.error.kind(), ErrorType::BadMatch, "{err}");
         assert_eq!(r.error.code_name(), "OFPBMC_BAD_PREREQ");
-        assert!(r.request.contains("FLOW_MOD add table=3, priority=33,tp_dst=80"), "{}", r.request);
-        let (_, mtype, xid) = r.error.failed_header().expect("error data echoes the request");
+        assert!(
+            r.request
+                .contains("FLOW_MOD add table=3, priority=33,tp_dst=80"),
+            "{}",
+            r.request
+        );
+        let (_, mtype, xid) = r
+            .error
+            .failed_header()
+            .expect("error data echoes the request");
         assert_eq!((mtype, xid), (14, r.xid));
-        assert!(err.to_string().contains("OFPET_BAD_MATCH/OFPBMC_BAD_PREREQ"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("OFPET_BAD_MATCH/OFPBMC_BAD_PREREQ"),
+            "{err}"
+        );
         // The good ones around it were applied.
         assert_eq!(common::our_flows(&c).await.len(), 2);
         // The connection is still usable.

@@ -189,7 +189,10 @@ impl OvsSwitch {
         let mut cmd = Command::new("ovs-ofctl");
         cmd.env("OVS_RUNDIR", &self.dir).arg("--timeout=10");
         if args.contains(&"{}") {
-            cmd.args(args.iter().map(|a| if *a == "{}" { sw.as_str() } else { a }));
+            cmd.args(
+                args.iter()
+                    .map(|a| if *a == "{}" { sw.as_str() } else { a }),
+            );
             return run(cmd);
         }
         let mut inserted = false;

@@ -116,7 +116,9 @@ pub(crate) fn describe(m: &Message) -> String {
         Message::BundleAdd { message, .. } => {
             format!("BUNDLE_ADD_MESSAGE({})", describe(message))
         }
-        Message::BundleControl(b) => format!("BUNDLE_CONTROL {:?} bundle_id={}", b.ctrl_type, b.bundle_id),
+        Message::BundleControl(b) => {
+            format!("BUNDLE_CONTROL {:?} bundle_id={}", b.ctrl_type, b.bundle_id)
+        }
         Message::CtFlush(f) => format!("NXT_CT_FLUSH {f:?}"),
         Message::PacketOut(p) => format!(
             "PACKET_OUT in_port={} actions={}",
@@ -361,7 +363,9 @@ async fn read_loop(
         let raw = match reader.next().await {
             Ok(Some(raw)) => raw,
             Ok(None) => {
-                let _ = ctl.send(Ctl::Fatal("the switch closed the connection".into())).await;
+                let _ = ctl
+                    .send(Ctl::Fatal("the switch closed the connection".into()))
+                    .await;
                 return;
             }
             Err(e) => {

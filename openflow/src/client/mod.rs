@@ -13,6 +13,7 @@
 //! [`Event::Closed`], and the caller connects again (after a restart of
 //! `ovs-vswitchd` its flows are gone anyway and must be re-installed).
 
+mod bundle;
 mod conn;
 mod transport;
 
@@ -23,6 +24,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncWrite, AsyncWriteExt, ReadHalf};
 use tokio::sync::{mpsc, oneshot};
 
+use bundle::expect_bundle_reply;
+pub use bundle::Bundle;
 pub use transport::Remote;
 
 use crate::codec::{
@@ -312,7 +315,10 @@ impl Client {
     /// An echo round trip; returns the round-trip time.
     pub async fn echo(&self) -> Result<Duration> {
         let start = Instant::now();
-        match self.request(Message::EchoRequest(b"switchyard".to_vec())).await? {
+        match self
+            .request(Message::EchoRequest(b"switchyard".to_vec()))
+            .await?
+        {
             Message::EchoReply(_) => Ok(start.elapsed()),
             other => Err(unexpected("ECHO_REPLY", &other)),
         }
@@ -381,7 +387,10 @@ impl Client {
     /// Counters of `port_no`, or of every port with `port::ANY`.
     pub async fn port_stats(&self, port_no: u32) -> Result<Vec<PortStats>> {
         let mut out = Vec::new();
-        for part in self.multipart(MultipartRequest::PortStats { port_no }).await? {
+        for part in self
+            .multipart(MultipartRequest::PortStats { port_no })
+            .await?
+        {
             match part {
                 MultipartReply::PortStats { ports, .. } => out.extend(ports),
                 other => return Err(unexpected_mp("port stats", &other)),
@@ -443,107 +452,6 @@ impl Client {
     }
 }
 
-/// An open bundle. Messages added to it take effect at [`Bundle::commit`],
-/// all together; [`Bundle::discard`] (or dropping it) throws them away.
-#[derive(Debug)]
-pub struct Bundle {
-    client: Client,
-    id: u32,
-    flags: u16,
-    history: Vec<(u32, Vec<Message>)>,
-    finished: bool,
-}
-
-impl Bundle {
-    pub fn id(&self) -> u32 {
-        self.id
-    }
-
-    /// Adds messages (followed by a barrier). If the switch refuses any of
-    /// them the error lists which; the bundle stays open and should be
-    /// discarded.
-    pub async fn add(&mut self, messages: Vec<Message>) -> Result<()> {
-        let mut wrapped: Vec<Message> = messages
-            .into_iter()
-            .map(|m| Message::BundleAdd {
-                bundle_id: self.id,
-                flags: self.flags,
-                message: Box::new(m),
-            })
-            .collect();
-        wrapped.push(Message::BarrierRequest);
-        let done = self.client.exchange(wrapped, None, Vec::new()).await?;
-        self.history.push((done.first_xid, done.messages));
-        Ok(())
-    }
-
-    pub async fn add_flow_mods(&mut self, fms: Vec<FlowMod>) -> Result<()> {
-        self.add(fms.into_iter().map(Message::FlowMod).collect())
-            .await
-    }
-
-    /// Commits: every added message applies, or none does. Errors name the
-    /// added message that failed.
-    pub async fn commit(mut self) -> Result<()> {
-        self.finished = true;
-        let claim_from = self.history.first().map(|(x, _)| *x);
-        let history = std::mem::take(&mut self.history);
-        let done = self
-            .client
-            .exchange(
-                vec![Message::BundleControl(BundleControl::new(
-                    self.id,
-                    BundleCtrlType::CommitRequest,
-                    self.flags,
-                ))],
-                claim_from,
-                history,
-            )
-            .await?;
-        match done.replies.first() {
-            Some(reply) => expect_bundle_reply(reply, BundleCtrlType::CommitReply),
-            None => Err(Error::malformed("bundle commit reply", "empty")),
-        }
-    }
-
-    /// Throws the bundle away.
-    pub async fn discard(mut self) -> Result<()> {
-        self.finished = true;
-        let reply = self
-            .client
-            .request(Message::BundleControl(BundleControl::new(
-                self.id,
-                BundleCtrlType::DiscardRequest,
-                self.flags,
-            )))
-            .await?;
-        expect_bundle_reply(&reply, BundleCtrlType::DiscardReply)
-    }
-}
-
-impl Drop for Bundle {
-    fn drop(&mut self) {
-        if !self.finished {
-            let (tx, _rx) = oneshot::channel();
-            let _ = self.client.inner.commands.try_send(Command::Send {
-                message: Message::BundleControl(BundleControl::new(
-                    self.id,
-                    BundleCtrlType::DiscardRequest,
-                    self.flags,
-                )),
-                reply: tx,
-            });
-        }
-    }
-}
-
-fn expect_bundle_reply(reply: &Message, want: BundleCtrlType) -> Result<()> {
-    match reply {
-        Message::BundleControl(b) if b.ctrl_type == want => Ok(()),
-        other => Err(unexpected("BUNDLE_CONTROL reply", other)),
-    }
-}
-
 fn unexpected(want: &str, got: &Message) -> Error {
     Error::malformed("reply", format!("expected {want}, got {}", got.name()))
 }
@@ -552,7 +460,12 @@ fn unexpected_mp(want: &str, got: &MultipartReply) -> Error {
     Error::malformed("multipart reply", format!("expected {want}, got {got:?}"))
 }
 
-async fn write_msg<W: AsyncWrite + Unpin>(wr: &mut W, v: Version, xid: u32, m: &Message) -> Result<()> {
+async fn write_msg<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    v: Version,
+    xid: u32,
+    m: &Message,
+) -> Result<()> {
     wr.write_all(&encode(v, xid, m)?).await?;
     wr.flush().await?;
     Ok(())
@@ -565,7 +478,13 @@ async fn handshake<W: AsyncWrite + Unpin>(
     versions: &[Version],
 ) -> Result<(Version, Features)> {
     let ours = versions.iter().copied().max().unwrap_or(Version::V1_3);
-    write_msg(wr, ours, HELLO_XID, &Message::Hello(Hello::for_versions(versions))).await?;
+    write_msg(
+        wr,
+        ours,
+        HELLO_XID,
+        &Message::Hello(Hello::for_versions(versions)),
+    )
+    .await?;
     let raw = reader
         .next()
         .await

@@ -57,7 +57,10 @@ pub enum Action {
     /// `resubmit([PORT],[TABLE])` (NXAST_RESUBMIT_TABLE). `None` means the
     /// current in_port / the current table (`Some(port::IN_PORT)` is the
     /// same as `None` and reads back as `None`).
-    Resubmit { in_port: Option<u32>, table: Option<u8> },
+    Resubmit {
+        in_port: Option<u32>,
+        table: Option<u8>,
+    },
     /// `ct(...)` (NXAST_CT).
     Ct(Ct),
     /// `nat(...)` (NXAST_NAT); valid only as the first action inside
@@ -125,7 +128,11 @@ pub enum CtZone {
     /// `zone=N` (0 means the default zone and is not printed).
     Imm(u16),
     /// `zone=NXM_NX_REGn[ofs..ofs+nbits-1]`: bits of a field (NXM header).
-    Field { nxm_header: u32, ofs: u16, nbits: u16 },
+    Field {
+        nxm_header: u32,
+        ofs: u16,
+        nbits: u16,
+    },
 }
 
 impl Default for CtZone {
@@ -159,8 +166,14 @@ pub enum NatKind {
 /// Address range of a NAT action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum NatAddrs {
-    V4 { min: Ipv4Addr, max: Option<Ipv4Addr> },
-    V6 { min: Ipv6Addr, max: Option<Ipv6Addr> },
+    V4 {
+        min: Ipv4Addr,
+        max: Option<Ipv4Addr>,
+    },
+    V6 {
+        min: Ipv6Addr,
+        max: Option<Ipv6Addr>,
+    },
 }
 
 /// `nat[(src|dst[=ADDR[-ADDR][:PORT[-PORT]]][,persistent,hash,random])]`.
@@ -374,7 +387,10 @@ fn decode_actions_at(r: &mut Reader<'_>, depth: usize) -> Result<Vec<Action>> {
         let len = usize::from(head.u16()?);
         let len = check_len("action", len, 8, r.remaining())?;
         if len % 8 != 0 {
-            return Err(Error::BadLength { what: "action", len });
+            return Err(Error::BadLength {
+                what: "action",
+                len,
+            });
         }
         let mut a = r.sub(len, "action")?;
         out.push(decode_action(&mut a, depth)?);
@@ -489,7 +505,11 @@ fn decode_nat(a: &mut Reader<'_>) -> Result<Action> {
     };
     let ports = if present & PROTO_MIN != 0 {
         let min = a.u16()?;
-        let max = if present & PROTO_MAX != 0 { a.u16()? } else { 0 };
+        let max = if present & PROTO_MAX != 0 {
+            a.u16()?
+        } else {
+            0
+        };
         Some((min, max))
     } else {
         None

@@ -227,8 +227,7 @@ impl ErrorMsg {
             };
             return format!("{who}:{}", self.code);
         }
-        code_name(self.err_type, self.code)
-            .map_or_else(|| self.code.to_string(), str::to_string)
+        code_name(self.err_type, self.code).map_or_else(|| self.code.to_string(), str::to_string)
     }
 
     /// (version, type, xid) of the failed request, from the error data.

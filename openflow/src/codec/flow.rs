@@ -3,7 +3,7 @@
 use super::action::{port, Action};
 use super::buf::{check_len, len16, pad8, Put, Reader};
 use super::instruction::{decode_instructions, encode_instructions, normalize, Instruction};
-use super::oxm::Match;
+use super::matches::Match;
 use super::Version;
 use crate::error::{Error, Result};
 
@@ -213,7 +213,11 @@ impl FlowMod {
         out.put_u32(self.out_port);
         out.put_u32(self.out_group);
         out.put_u16(self.flags);
-        out.put_u16(if v >= Version::V1_5 { self.importance } else { 0 });
+        out.put_u16(if v >= Version::V1_5 {
+            self.importance
+        } else {
+            0
+        });
         self.match_.encode(out)?;
         encode_instructions(out, &self.instructions)
     }
@@ -371,7 +375,10 @@ fn decode_oxs(r: &mut Reader<'_>) -> Result<Oxs> {
     r.skip(2)?;
     let len = usize::from(r.u16()?);
     if len < 4 {
-        return Err(Error::BadLength { what: "OXS stats", len });
+        return Err(Error::BadLength {
+            what: "OXS stats",
+            len,
+        });
     }
     let mut body = r.sub(len - 4, "OXS stats")?;
     r.skip(pad8(len) - len)?;

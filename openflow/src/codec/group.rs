@@ -211,7 +211,12 @@ impl GroupMod {
                 bucket.bucket_id = Some(bucket_id);
                 while !b.is_empty() {
                     let ptype = b.u16()?;
-                    let plen = check_len("bucket property", usize::from(b.u16()?), 4, b.remaining() + 4)?;
+                    let plen = check_len(
+                        "bucket property",
+                        usize::from(b.u16()?),
+                        4,
+                        b.remaining() + 4,
+                    )?;
                     let mut p = b.sub(plen - 4, "bucket property")?;
                     match ptype {
                         0 => bucket.weight = p.u16()?,

@@ -67,7 +67,11 @@ pub(crate) fn encode_instructions(out: &mut Vec<u8>, instructions: &[Instruction
                 out.put_u64(*mask);
             }
             Instruction::WriteActions(a) | Instruction::ApplyActions(a) => {
-                out.put_u16(if matches!(i, Instruction::WriteActions(_)) { 3 } else { 4 });
+                out.put_u16(if matches!(i, Instruction::WriteActions(_)) {
+                    3
+                } else {
+                    4
+                });
                 out.put_u16(0);
                 out.put_zeros(4);
                 encode_actions(out, a)?;

@@ -12,6 +12,7 @@ mod errmsg;
 mod flow;
 mod group;
 mod instruction;
+mod matches;
 mod multipart;
 mod nicira;
 mod oxm;
@@ -26,11 +27,12 @@ pub use flow::{
 };
 pub use group::{Bucket, GroupCommand, GroupMod, GroupType, ALL_GROUPS, ANY_GROUP};
 pub use instruction::Instruction;
+pub use matches::Match;
 pub use multipart::{MultipartReply, MultipartRequest};
 pub use nicira::{bundle_flags, BundleControl, BundleCtrlType, CtFlush, CtTuple};
 pub use oxm::{
-    class, ct_state, narrow_port, widen_port, Field, MacAddr, Match, MatchField, OxmId,
-    NX_EXPERIMENTER, ONF_EXPERIMENTER, OFPVID_PRESENT,
+    class, ct_state, narrow_port, widen_port, Field, MacAddr, MatchField, OxmId, NX_EXPERIMENTER,
+    OFPVID_PRESENT, ONF_EXPERIMENTER,
 };
 pub use packet::{Features, Hello, PacketIn, PacketOut};
 pub use ports::{PortDesc, PortReason, PortStats, PortStatus};
@@ -145,7 +147,10 @@ pub enum Message {
         data: Vec<u8>,
     },
     /// A message type this crate does not decode.
-    Unknown { msg_type: u8, body: Vec<u8> },
+    Unknown {
+        msg_type: u8,
+        body: Vec<u8>,
+    },
 }
 
 impl Message {
@@ -334,7 +339,13 @@ fn encode_at(out: &mut Vec<u8>, v: Version, xid: u32, m: &Message, depth: usize)
             if v >= Version::V1_5 {
                 header(out, w, BUNDLE_ADD_MESSAGE, xid);
             } else {
-                experimenter_header(out, v, xid, ONF_EXPERIMENTER, nicira::ONFT_BUNDLE_ADD_MESSAGE);
+                experimenter_header(
+                    out,
+                    v,
+                    xid,
+                    ONF_EXPERIMENTER,
+                    nicira::ONFT_BUNDLE_ADD_MESSAGE,
+                );
             }
             out.put_u32(*bundle_id);
             out.put_zeros(2);

@@ -3,7 +3,9 @@
 //! client concatenates them.
 
 use super::buf::{Put, Reader};
-use super::flow::{decode_flow_stats, encode_flow_stats, AggregateStats, FlowStats, FlowStatsRequest};
+use super::flow::{
+    decode_flow_stats, encode_flow_stats, AggregateStats, FlowStats, FlowStatsRequest,
+};
 use super::ports::{PortDesc, PortStats};
 use super::Version;
 use crate::error::Result;
@@ -21,19 +23,37 @@ pub enum MultipartRequest {
     Flow(FlowStatsRequest),
     Aggregate(FlowStatsRequest),
     /// Counters of one port, or all (`port::ANY`).
-    PortStats { port_no: u32 },
+    PortStats {
+        port_no: u32,
+    },
     PortDesc,
-    Unknown { mp_type: u16, body: Vec<u8> },
+    Unknown {
+        mp_type: u16,
+        body: Vec<u8>,
+    },
 }
 
 /// Multipart reply bodies (one message's worth).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum MultipartReply {
-    Flow { flows: Vec<FlowStats>, more: bool },
+    Flow {
+        flows: Vec<FlowStats>,
+        more: bool,
+    },
     Aggregate(AggregateStats),
-    PortStats { ports: Vec<PortStats>, more: bool },
-    PortDesc { ports: Vec<PortDesc>, more: bool },
-    Unknown { mp_type: u16, more: bool, body: Vec<u8> },
+    PortStats {
+        ports: Vec<PortStats>,
+        more: bool,
+    },
+    PortDesc {
+        ports: Vec<PortDesc>,
+        more: bool,
+    },
+    Unknown {
+        mp_type: u16,
+        more: bool,
+        body: Vec<u8>,
+    },
 }
 
 impl MultipartReply {

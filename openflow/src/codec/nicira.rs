@@ -199,7 +199,12 @@ impl CtFlush {
         r.skip(7)?;
         while !r.is_empty() {
             let ptype = r.u16()?;
-            let plen = check_len("ct flush property", usize::from(r.u16()?), 4, r.remaining() + 4)?;
+            let plen = check_len(
+                "ct flush property",
+                usize::from(r.u16()?),
+                4,
+                r.remaining() + 4,
+            )?;
             let mut p = r.sub(plen - 4, "ct flush property")?;
             r.skip((pad8(plen) - plen).min(r.remaining()))?;
             match ptype {
@@ -224,7 +229,12 @@ fn decode_tuple(r: &mut Reader<'_>) -> Result<CtTuple> {
     let mut t = CtTuple::default();
     while !r.is_empty() {
         let ptype = r.u16()?;
-        let plen = check_len("ct tuple property", usize::from(r.u16()?), 4, r.remaining() + 4)?;
+        let plen = check_len(
+            "ct tuple property",
+            usize::from(r.u16()?),
+            4,
+            r.remaining() + 4,
+        )?;
         let mut p = r.sub(plen - 4, "ct tuple property")?;
         r.skip((pad8(plen) - plen).min(r.remaining()))?;
         let addr = |p: &mut Reader<'_>| -> Result<Option<IpAddr>> {

@@ -2,7 +2,8 @@
 
 use super::action::{decode_actions, encode_actions, port, Action};
 use super::buf::{pad8, Put, Reader};
-use super::oxm::{Field, Match};
+use super::matches::Match;
+use super::oxm::Field;
 use super::Version;
 use crate::error::{Error, Result};
 
@@ -142,7 +143,9 @@ impl PacketOut {
             let alen = usize::from(r.u16()?);
             r.skip(2)?;
             let m = Match::decode(r)?;
-            let in_port = m.value(Field::InPort).map_or(port::CONTROLLER, |p| p as u32);
+            let in_port = m
+                .value(Field::InPort)
+                .map_or(port::CONTROLLER, |p| p as u32);
             (in_port, alen)
         } else {
             let in_port = r.u32()?;

@@ -57,7 +57,12 @@ impl PortDesc {
             p.state = body.u32()?;
             while !body.is_empty() {
                 let ptype = body.u16()?;
-                let plen = check_len("port property", usize::from(body.u16()?), 4, body.remaining() + 4)?;
+                let plen = check_len(
+                    "port property",
+                    usize::from(body.u16()?),
+                    4,
+                    body.remaining() + 4,
+                )?;
                 let mut prop = body.sub(plen - 4, "port property")?;
                 if ptype == 0 {
                     prop.skip(4)?;
@@ -202,7 +207,12 @@ impl PortStats {
             s.tx_errors = e.u64()?;
             while !e.is_empty() {
                 let ptype = e.u16()?;
-                let plen = check_len("port stats property", usize::from(e.u16()?), 4, e.remaining() + 4)?;
+                let plen = check_len(
+                    "port stats property",
+                    usize::from(e.u16()?),
+                    4,
+                    e.remaining() + 4,
+                )?;
                 let mut p = e.sub(plen - 4, "port stats property")?;
                 if ptype == 0 {
                     p.skip(4)?;
@@ -257,7 +267,12 @@ impl PortStats {
             out.put_u16(0);
             out.put_u16(40);
             out.put_zeros(4);
-            for x in [self.rx_frame_err, self.rx_over_err, self.rx_crc_err, self.collisions] {
+            for x in [
+                self.rx_frame_err,
+                self.rx_over_err,
+                self.rx_crc_err,
+                self.collisions,
+            ] {
                 out.put_u64(x);
             }
         } else {
