@@ -193,3 +193,29 @@ async fn bad_flow_mod_is_a_typed_error_naming_the_request() {
         c.barrier().await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn switch_going_away_closes_the_client() {
+    let mut bed = common::switch("gone");
+    let (c, mut events) = bed.connect(Version::V1_5).await;
+    c.barrier().await.unwrap();
+    bed.sw.stop();
+    let reason = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            match events.recv().await {
+                Some(openflow::Event::Closed { reason }) => return reason,
+                Some(_) => {}
+                None => return String::new(),
+            }
+        }
+    })
+    .await
+    .expect("no Closed event after ovs-vswitchd stopped");
+    assert!(reason.contains("closed"), "{reason}");
+    assert!(!c.is_connected());
+    let err = c.barrier().await.unwrap_err();
+    assert!(matches!(err, Error::Disconnected { .. }), "{err}");
+    // Connecting again fails cleanly while the switch is down.
+    let cfg = ClientConfig::new(&bed.sw.mgmt_remote()).unwrap();
+    assert!(Client::connect(cfg).await.is_err());
+}
