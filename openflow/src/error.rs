@@ -57,9 +57,6 @@ pub enum Error {
     /// The switch answered with OFPT_ERROR for one or more requests.
     #[error("{}", describe_rejections(failures))]
     Rejected { failures: Vec<Rejection> },
-    /// The connection task is overloaded or gone (request channel closed).
-    #[error("client is closed")]
-    ClientClosed,
 }
 
 impl Error {

@@ -195,3 +195,11 @@ fn bundle_control_encodes_like_ovs_ofctl() {
         Message::BundleControl(BundleControl::new(0, BundleCtrlType::CommitReply, 0))
     );
 }
+
+#[test]
+fn importance_needs_openflow15() {
+    let fm = FlowMod::add(Match::new()).importance(3);
+    let err = encode(Version::V1_3, 1, &Message::FlowMod(fm.clone())).unwrap_err();
+    assert!(matches!(err, openflow::Error::Unsupported(_)), "{err}");
+    assert!(encode(Version::V1_5, 1, &Message::FlowMod(fm)).is_ok());
+}

@@ -83,7 +83,7 @@ pub struct FlowMod {
     pub out_port: u32,
     pub out_group: u32,
     pub flags: u16,
-    /// OpenFlow 1.4+ eviction importance (not sent in 1.3).
+    /// OpenFlow 1.4+ eviction importance (nonzero fails to encode in 1.3).
     pub importance: u16,
     pub match_: Match,
     pub instructions: Vec<Instruction>,
@@ -213,11 +213,12 @@ impl FlowMod {
         out.put_u32(self.out_port);
         out.put_u32(self.out_group);
         out.put_u16(self.flags);
-        out.put_u16(if v >= Version::V1_5 {
-            self.importance
-        } else {
-            0
-        });
+        if v < Version::V1_5 && self.importance != 0 {
+            return Err(Error::Unsupported(
+                "flow importance needs OpenFlow 1.4 or later".into(),
+            ));
+        }
+        out.put_u16(self.importance);
         self.match_.encode(out)?;
         encode_instructions(out, &self.instructions)
     }
