@@ -122,6 +122,28 @@ fn matches() -> Vec<(&'static str, Match)> {
                 .tun_ipv6_src(v6("fd01::1"))
                 .tun_ipv6_dst(v6("fd01::2")),
         ),
+        (
+            "tcp_flags masked",
+            Match::new().tcp().set_masked(Field::TcpFlags, 0x002, 0x012),
+        ),
+        (
+            "tcp_flags exact",
+            Match::new().tcp().set(Field::TcpFlags, 0x012),
+        ),
+        (
+            "any vlan",
+            Match::new().set_masked(Field::VlanVid, 0x1000, 0x1000),
+        ),
+        (
+            "vlan vid masked",
+            Match::new().set_masked(Field::VlanVid, 0x1005, 0x1f0f),
+        ),
+        (
+            "ipv6 label masked",
+            Match::new()
+                .ipv6()
+                .set_masked(Field::Ipv6Label, 0x10000, 0xf0000),
+        ),
         ("pkt_mark", Match::new().pkt_mark(0x42)),
         ("pkt_mark masked", Match::new().pkt_mark_masked(0x40, 0xf0)),
     ]

@@ -103,15 +103,11 @@ impl Match {
         }
         let width = field.width();
         if width == 0 {
-            return; // unknown fields go through `insert_raw`
+            return; // unknown fields go through `push`
         }
-        // OVS defines 8 conntrack state bits; a mask covering all of them
-        // is an exact match (it reports exact ct_state matches that way).
-        let full = if field == Field::CtState {
-            0xff
-        } else {
-            ones(width)
-        };
+        // A mask covering every meaningful bit (all 8 conntrack state bits,
+        // the 13 bits of vlan_vid, ...) is an exact match.
+        let full = field.value_mask();
         let mask = mask & full;
         self.remove(field);
         if mask == 0 {

@@ -338,6 +338,21 @@ impl Field {
         s.to_string()
     }
 
+    /// The bits of the field that carry meaning; a mask covering all of
+    /// them is an exact match (OVS reports such matches without a mask).
+    pub fn value_mask(self) -> u128 {
+        match self {
+            Field::CtState => 0xff,
+            Field::VlanVid => 0x1fff,
+            Field::VlanPcp => 0x07,
+            Field::IpDscp => 0x3f,
+            Field::IpEcn => 0x03,
+            Field::Ipv6Label => 0xf_ffff,
+            Field::TcpFlags => 0x0fff,
+            f => ones(f.width()),
+        }
+    }
+
     pub(crate) fn kind(self) -> Kind {
         match self {
             Field::EthDst | Field::EthSrc | Field::ArpSha | Field::ArpTha => Kind::Mac,
@@ -378,12 +393,13 @@ impl MatchField {
         be_u128(&self.value)
     }
 
-    /// The mask as an unsigned integer; all ones of the field's width when
-    /// there is no mask.
+    /// The mask as an unsigned integer; when there is no mask, every
+    /// meaningful bit of the field ([`Field::value_mask`]).
     pub fn mask_u128(&self) -> u128 {
         match &self.mask {
             Some(m) => be_u128(m),
-            None => ones(self.value.len()),
+            None if self.field.width() == 0 => ones(self.value.len()),
+            None => self.field.value_mask(),
         }
     }
 }

@@ -54,7 +54,7 @@ fn format_subfield(header: u32, ofs: u16, nbits: u16) -> String {
     } else if nbits == 1 {
         format!("{name}[{ofs}]")
     } else {
-        format!("{name}[{ofs}..{}]", ofs + nbits - 1)
+        format!("{name}[{ofs}..{}]", (ofs + nbits).saturating_sub(1))
     }
 }
 

@@ -106,7 +106,7 @@ pub fn format_value(f: &MatchField) -> String {
         Kind::Port => format_port(v as u32),
         Kind::Decimal => masked_hex(v.to_string()),
         Kind::Hex => masked_hex(hex(v)),
-        Kind::CtState => flags_masked(&CT_STATE_NAMES, v as u32, m as u32, u32::MAX),
+        Kind::CtState => flags_masked(&CT_STATE_NAMES, v as u32, m as u32, 0xff),
         Kind::TcpFlags => flags_masked(&TCP_FLAG_NAMES, v as u32, m as u32, 0x0fff),
     }
 }
@@ -167,7 +167,7 @@ pub fn format_match(m: &Match, priority: u16) -> String {
         let _ = write!(
             s,
             "ct_state={},",
-            flags_masked(&CT_STATE_NAMES, v as u32, mk as u32, u32::MAX)
+            flags_masked(&CT_STATE_NAMES, v as u32, mk as u32, 0xff)
         );
     }
     dec16_masked(s, "ct_zone", Field::CtZone);
