@@ -203,3 +203,36 @@ fn importance_needs_openflow15() {
     assert!(matches!(err, openflow::Error::Unsupported(_)), "{err}");
     assert!(encode(Version::V1_5, 1, &Message::FlowMod(fm)).is_ok());
 }
+
+#[test]
+fn ofctl_text_parses_back_to_the_flow() {
+    let fm = FlowMod::from_ofctl(&format!(" table=1, {BIG_FLOW_TEXT}")).unwrap();
+    assert_eq!(fm, big_flow());
+    let line = "cookie=0x5, duration=39.267s, table=2, n_packets=7, n_bytes=980, idle_timeout=50, send_flow_rem importance=7, idle_age=3, priority=100,ip,dl_vlan=100,nw_dst=10.0.0.0/8 actions=output:2";
+    let f: openflow::FlowStats = line.parse().unwrap();
+    assert_eq!(
+        (
+            f.cookie,
+            f.duration_sec,
+            f.duration_nsec,
+            f.packet_count,
+            f.byte_count
+        ),
+        (5, 39, 267_000_000, 7, 980)
+    );
+    assert_eq!(
+        (
+            f.idle_timeout,
+            f.flags,
+            f.importance,
+            f.idle_age,
+            f.priority
+        ),
+        (50, 1, 7, Some(3), 100)
+    );
+    assert_eq!(f.to_ofctl(true), line);
+    assert!("priority=1,tp_dst=80 actions=drop"
+        .parse::<openflow::FlowStats>()
+        .is_err());
+    assert!("priority=1".parse::<openflow::FlowStats>().is_err());
+}

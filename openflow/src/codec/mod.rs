@@ -18,13 +18,11 @@ mod nicira;
 mod oxm;
 mod packet;
 mod ports;
+mod stats;
 
 pub use action::{port, Action, Ct, CtZone, Nat, NatAddrs, NatKind};
 pub use errmsg::{ErrorMsg, ErrorType};
-pub use flow::{
-    flow_flags, AggregateStats, FlowMod, FlowModCommand, FlowStats, FlowStatsRequest, ALL_TABLES,
-    DEFAULT_PRIORITY, NO_BUFFER,
-};
+pub use flow::{flow_flags, FlowMod, FlowModCommand, ALL_TABLES, DEFAULT_PRIORITY, NO_BUFFER};
 pub use group::{Bucket, GroupCommand, GroupMod, GroupType, ALL_GROUPS, ANY_GROUP};
 pub use instruction::Instruction;
 pub use matches::Match;
@@ -36,8 +34,10 @@ pub use oxm::{
 };
 pub use packet::{Features, Hello, PacketIn, PacketOut};
 pub use ports::{PortDesc, PortReason, PortStats, PortStatus};
+pub use stats::{AggregateStats, FlowStats, FlowStatsRequest};
 
-pub(crate) use oxm::Kind;
+pub(crate) use instruction::normalize as normalize_instructions;
+pub(crate) use oxm::{be_u128 as oxm_be_u128, Kind};
 
 use buf::{Put, Reader};
 

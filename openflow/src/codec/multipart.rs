@@ -3,10 +3,10 @@
 //! client concatenates them.
 
 use super::buf::{Put, Reader};
-use super::flow::{
+use super::ports::{PortDesc, PortStats};
+use super::stats::{
     decode_flow_stats, encode_flow_stats, AggregateStats, FlowStats, FlowStatsRequest,
 };
-use super::ports::{PortDesc, PortStats};
 use super::Version;
 use crate::error::Result;
 

@@ -42,8 +42,9 @@ fn ip6_masked(v: u128, m: u128) -> String {
     }
 }
 
-const CT_STATE_NAMES: [&str; 8] = ["new", "est", "rel", "rpl", "inv", "trk", "snat", "dnat"];
-const TCP_FLAG_NAMES: [&str; 12] = [
+pub(super) const CT_STATE_NAMES: [&str; 8] =
+    ["new", "est", "rel", "rpl", "inv", "trk", "snat", "dnat"];
+pub(super) const TCP_FLAG_NAMES: [&str; 12] = [
     "fin", "syn", "rst", "psh", "ack", "urg", "ece", "cwr", "ns", "[800]", "[400]", "[200]",
 ];
 

@@ -14,10 +14,14 @@ use crate::codec::{
 
 mod actions;
 mod matches;
+mod parse;
+mod parse_actions;
 
 pub use actions::{format_action, format_action_list};
 use matches::hex;
 pub use matches::{format_match, format_value};
+pub use parse::{field_by_name, parse_flow};
+pub use parse_actions::{parse_action, parse_instructions};
 
 /// `IN_PORT`, `LOCAL`, ... or the number.
 pub fn format_port(p: u32) -> String {
