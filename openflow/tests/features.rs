@@ -360,3 +360,81 @@ async fn port_status_is_delivered_on_port_add_and_delete() {
         }
     }
 }
+
+/// A flow that fails only when the bundle is committed (an overlap check)
+/// makes the commit fail; the error names the bundled flow-mod, and nothing
+/// changes.
+#[tokio::test]
+async fn commit_time_failure_names_the_bundled_flow() {
+    let bed = common::switch("commitfail");
+    for v in BOTH {
+        let (c, _ev) = bed.connect(v).await;
+        let keep = flows(0xd, 2);
+        c.replace_flows(keep.clone()).await.unwrap();
+        // Overlaps the kept flows (same priority, a packet can match both).
+        let overlapping = FlowMod::add(Match::new().ip().ipv4_src(Ipv4Addr::new(1, 2, 3, 4)))
+            .priority(100)
+            .cookie(0xe)
+            .flags(openflow::flow_flags::CHECK_OVERLAP)
+            .actions(vec![Action::output(9)]);
+        let mut bundle = c.open_bundle().await.unwrap();
+        bundle
+            .add_flow_mods(vec![
+                FlowMod::add(Match::new().ip().ipv4_dst(Ipv4Addr::new(10, 9, 0, 0)))
+                    .priority(100)
+                    .cookie(0xe),
+                overlapping,
+            ])
+            .await
+            .expect("adds are valid on their own");
+        let err = bundle
+            .commit()
+            .await
+            .expect_err("overlap must fail the commit");
+        let failures = err.rejections();
+        assert!(
+            failures
+                .iter()
+                .any(|r| r.error.kind() == ErrorType::BundleFailed
+                    && r.request.starts_with("BUNDLE_CONTROL CommitRequest")
+                    && r.error.code_name().ends_with("_MSG_FAILED")),
+            "{v:?}: {err}: {failures:#?}"
+        );
+        assert!(
+            failures
+                .iter()
+                .any(|r| r.error.kind() == ErrorType::FlowModFailed
+                    && r.error.code_name() == "OFPFMFC_OVERLAP"
+                    && r.request.contains("check_overlap")
+                    && r.request.starts_with("BUNDLE_ADD_MESSAGE(FLOW_MOD add")),
+            "{v:?}: {err}\n{failures:#?}"
+        );
+        assert_eq!(
+            common::our_flows(&c).await,
+            texts(&keep),
+            "{v:?}: failed commit changed flows"
+        );
+    }
+}
+
+/// `send` does not wait; an error for it arrives as an event with its xid.
+#[tokio::test]
+async fn errors_for_sent_messages_arrive_as_events() {
+    let bed = common::switch("sendev");
+    let (c, mut events) = bed.connect(Version::V1_5).await;
+    let bad = FlowMod::add(Match::new().udp_dst(1)).priority(1);
+    let xid = c.send(openflow::Message::FlowMod(bad)).await.unwrap();
+    c.barrier().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Some(Event::Error { xid: x, error })) => {
+                assert_eq!(x, xid);
+                assert_eq!(error.kind(), ErrorType::BadMatch);
+                break;
+            }
+            Ok(Some(_)) => {}
+            other => panic!("no error event: {other:?}"),
+        }
+    }
+}

@@ -181,9 +181,22 @@ fn code_name(err_type: u16, code: u16) -> Option<&'static str> {
 }
 
 impl ErrorMsg {
-    /// The error type.
+    /// The ONF extension's bundle errors (OpenFlow 1.3) carry the
+    /// OpenFlow 1.4 bundle codes plus 2300.
+    fn onf_bundle_code(&self) -> Option<u16> {
+        match (self.experimenter, self.code) {
+            (Some(ONF_EXPERIMENTER), c @ 2300..=2315) => Some(c - 2300),
+            _ => None,
+        }
+    }
+
+    /// The error type (ONF bundle errors of OpenFlow 1.3 are
+    /// [`ErrorType::BundleFailed`], as in 1.4+).
     pub fn kind(&self) -> ErrorType {
         use ErrorType::*;
+        if self.onf_bundle_code().is_some() {
+            return BundleFailed;
+        }
         match self.err_type {
             0 => HelloFailed,
             1 => BadRequest,
@@ -219,6 +232,13 @@ impl ErrorMsg {
 
     /// `OFPBMC_BAD_PREREQ`, ... or the number.
     pub fn code_name(&self) -> String {
+        if let Some(name) = self
+            .onf_bundle_code()
+            .and_then(|c| code_name(17, c))
+            .and_then(|n| n.strip_prefix("OFPBFC_"))
+        {
+            return format!("ONFERR_ET_{name}");
+        }
         if let Some(e) = self.experimenter {
             let who = match e {
                 NX_EXPERIMENTER => "NX".to_string(),
