@@ -347,7 +347,7 @@ impl Drop for Chassis {
 }
 
 /// `ovs-vsctl --db=REMOTE --timeout=10 ARGS...` with the chassis' rundir.
-fn vsctl_command(dir: &Path, remote: &str, args: &[&str]) -> Command {
+pub(crate) fn vsctl_command(dir: &Path, remote: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new("ovs-vsctl");
     cmd.env("OVS_RUNDIR", dir)
         .arg(format!("--db={remote}"))
@@ -371,7 +371,7 @@ fn quote(value: &str) -> String {
 }
 
 /// Keeps characters that are safe in file and namespace names.
-fn sanitize(name: &str) -> String {
+pub(crate) fn sanitize(name: &str) -> String {
     let clean: String = name
         .chars()
         .map(|c| {

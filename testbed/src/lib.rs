@@ -43,6 +43,7 @@ mod cluster;
 mod netns;
 mod process;
 mod server;
+mod switch;
 mod tls;
 mod wait;
 
@@ -52,6 +53,7 @@ pub use central::{CentralOptions, OvnCentral};
 pub use chassis::{Chassis, ChassisOptions};
 pub use cluster::ClusteredDb;
 pub use server::{OvsdbServer, Schema, ServerOptions};
+pub use switch::{OvsSwitch, SwitchOptions};
 pub use tls::TlsFiles;
 pub use wait::{wait_for, wait_until};
 
