@@ -498,3 +498,34 @@ async fn refused_events_are_counted_as_failures_not_as_sent() {
     .await;
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_admin_network_policy_crds_the_controller_runs_and_asks_once() {
+    use switchyard_controller::k8s::Kind;
+    let env = Env::new(&[]).await;
+    let c = &env.cluster;
+    c.unserve(Kind::AdminNetworkPolicy);
+    c.unserve(Kind::BaselineAdminNetworkPolicy);
+    c.apply_node(node("n1"));
+    c.apply_pod(pod("ns", "p", "n1"));
+    let running = env.start();
+    eventually(T, "converged without the CRDs", || env.check()).await;
+    eventually(T, "synced", || {
+        running.synced().then_some(()).ok_or("not synced".into())
+    })
+    .await;
+    // One list each, not a retry loop.
+    let lists = |resource: &str| {
+        c.calls()
+            .iter()
+            .filter(|a| a.verb == "list" && a.resource == resource)
+            .count()
+    };
+    assert_eq!(lists("adminnetworkpolicies"), 1);
+    assert_eq!(lists("baselineadminnetworkpolicies"), 1);
+    // Everything else still works.
+    c.apply_pod(pod("ns", "later", "n1"));
+    eventually(T, "a later pod is served", || env.check()).await;
+    assert_eq!(lists("adminnetworkpolicies"), 1);
+    running.stop().await;
+}

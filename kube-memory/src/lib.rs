@@ -86,6 +86,8 @@ struct State {
     created: HashMap<String, Instant>,
     fail_patches: u32,
     refuse_events: bool,
+    /// Kinds whose CRD is not installed.
+    unserved: std::collections::BTreeSet<Kind>,
     calls: Vec<ApiCall>,
     dead: HashSet<String>,
 }
@@ -159,6 +161,13 @@ impl MemoryCluster {
         let mut obj = obj.into();
         let kind = obj.kind();
         let mut st = self.lock();
+        if st.unserved.contains(&kind) {
+            return Err(status::to_error(&status::not_found(
+                kind.group(),
+                kind.resource(),
+                obj.meta().name.as_deref().unwrap_or_default(),
+            )));
+        }
         let key = key_of(kind, obj.meta());
         if kind.namespaced() {
             obj.meta_mut().namespace = Some(key.0.clone());
@@ -322,6 +331,14 @@ impl MemoryCluster {
         if st.dead.contains(client) {
             return rx.boxed();
         }
+        if st.unserved.contains(&kind) {
+            // As the server answers a list of a resource no CRD defines.
+            let _ = tx.unbounded_send(WatchEvent::Unavailable(format!(
+                "the server could not find the requested resource ({})",
+                kind.resource()
+            )));
+            return rx.boxed();
+        }
         let list = st
             .objects
             .get(&kind)
@@ -393,6 +410,15 @@ impl MemoryCluster {
     /// quota might) until called with `false`.
     pub fn refuse_events(&self, refuse: bool) {
         self.lock().refuse_events = refuse;
+    }
+
+    /// Stops serving an optional kind, as a cluster without its CRD: lists
+    /// answer 404 and objects of it cannot be created.
+    pub fn unserve(&self, kind: Kind) {
+        assert!(kind.optional(), "{kind} is built in");
+        let mut st = self.lock();
+        st.unserved.insert(kind);
+        st.objects.remove(&kind);
     }
 
     /// Ends every open watch, as an API server restart would.

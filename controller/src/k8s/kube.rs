@@ -33,7 +33,8 @@ use serde_json::json;
 use tracing::warn;
 
 use super::{
-    status, Cluster, EventRecord, Kind, KubeError, Object, ObjectRef, WatchEvent, Written,
+    status, AdminNetworkPolicy, BaselineAdminNetworkPolicy, Cluster, EventRecord, Kind, KubeError,
+    Object, ObjectRef, WatchEvent, Written,
 };
 
 /// [`Cluster`] over a kube-rs client.
@@ -184,10 +185,35 @@ where
     )
 }
 
+/// [`watch_kind`] for a kind a CRD may not provide: when the API server
+/// answers the first list with 404, one [`WatchEvent::Unavailable`] and
+/// the end of the stream, instead of a watcher retrying forever.
+fn watch_optional<K>(client: Client) -> BoxStream<'static, WatchEvent<Object>>
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+    Object: From<K>,
+{
+    let api: Api<K> = Api::all(client.clone());
+    futures::stream::once(async move {
+        api.list_metadata(&kube::api::ListParams::default().limit(1))
+            .await
+    })
+    .flat_map(move |probe| match probe {
+        Err(kube::Error::Api(s)) if s.code == 404 => futures::stream::once(async move {
+            WatchEvent::Unavailable(format!("{} is not served: {}", K::plural(&()), s.message))
+        })
+        .boxed(),
+        _ => watch_kind::<K>(client.clone()),
+    })
+    .boxed()
+}
+
 impl Cluster for KubeCluster {
     fn watch(&self, kind: Kind) -> BoxStream<'static, WatchEvent<Object>> {
         let c = self.client.clone();
         match kind {
+            Kind::AdminNetworkPolicy => watch_optional::<AdminNetworkPolicy>(c),
+            Kind::BaselineAdminNetworkPolicy => watch_optional::<BaselineAdminNetworkPolicy>(c),
             Kind::Node => watch_kind::<Node>(c),
             Kind::Namespace => watch_kind::<Namespace>(c),
             Kind::Pod => watch_kind::<Pod>(c),
@@ -219,6 +245,12 @@ impl Cluster for KubeCluster {
             }
             Kind::NetworkPolicy => {
                 patch_with::<NetworkPolicy>(namespaced(c, &target), pp, name, patch)
+            }
+            Kind::AdminNetworkPolicy => {
+                patch_with::<AdminNetworkPolicy>(Api::all(c.clone()), pp, name, patch)
+            }
+            Kind::BaselineAdminNetworkPolicy => {
+                patch_with::<BaselineAdminNetworkPolicy>(Api::all(c.clone()), pp, name, patch)
             }
         }
     }

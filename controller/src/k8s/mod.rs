@@ -19,6 +19,8 @@
 //! - `""` namespaces, services: list, watch
 //! - `discovery.k8s.io` endpointslices: list, watch
 //! - `networking.k8s.io` networkpolicies: list, watch
+//! - `policy.networking.k8s.io` adminnetworkpolicies,
+//!   baselineadminnetworkpolicies: list, watch
 //! - `events.k8s.io` events: create, patch
 //! - `coordination.k8s.io` leases (in the controller's namespace): get, create, update
 
@@ -35,7 +37,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
 
 pub mod kube;
+pub mod policy_api;
 pub mod status;
+
+pub use policy_api::{AdminNetworkPolicy, BaselineAdminNetworkPolicy};
 
 /// The kinds the controller watches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -46,16 +51,22 @@ pub enum Kind {
     Service,
     EndpointSlice,
     NetworkPolicy,
+    /// A custom resource: may not be served.
+    AdminNetworkPolicy,
+    /// A custom resource: may not be served.
+    BaselineAdminNetworkPolicy,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Node,
         Kind::Namespace,
         Kind::Pod,
         Kind::Service,
         Kind::EndpointSlice,
         Kind::NetworkPolicy,
+        Kind::AdminNetworkPolicy,
+        Kind::BaselineAdminNetworkPolicy,
     ];
 
     /// The `kind` field of the objects.
@@ -67,6 +78,8 @@ impl Kind {
             Kind::Service => "Service",
             Kind::EndpointSlice => "EndpointSlice",
             Kind::NetworkPolicy => "NetworkPolicy",
+            Kind::AdminNetworkPolicy => "AdminNetworkPolicy",
+            Kind::BaselineAdminNetworkPolicy => "BaselineAdminNetworkPolicy",
         }
     }
 
@@ -76,6 +89,9 @@ impl Kind {
             Kind::Node | Kind::Namespace | Kind::Pod | Kind::Service => "v1",
             Kind::EndpointSlice => "discovery.k8s.io/v1",
             Kind::NetworkPolicy => "networking.k8s.io/v1",
+            Kind::AdminNetworkPolicy | Kind::BaselineAdminNetworkPolicy => {
+                "policy.networking.k8s.io/v1alpha1"
+            }
         }
     }
 
@@ -96,11 +112,27 @@ impl Kind {
             Kind::Service => "services",
             Kind::EndpointSlice => "endpointslices",
             Kind::NetworkPolicy => "networkpolicies",
+            Kind::AdminNetworkPolicy => "adminnetworkpolicies",
+            Kind::BaselineAdminNetworkPolicy => "baselineadminnetworkpolicies",
         }
     }
 
     pub fn namespaced(self) -> bool {
-        !matches!(self, Kind::Node | Kind::Namespace)
+        !matches!(
+            self,
+            Kind::Node
+                | Kind::Namespace
+                | Kind::AdminNetworkPolicy
+                | Kind::BaselineAdminNetworkPolicy
+        )
+    }
+
+    /// Whether the kind comes from a CRD that a cluster may not have.
+    pub fn optional(self) -> bool {
+        matches!(
+            self,
+            Kind::AdminNetworkPolicy | Kind::BaselineAdminNetworkPolicy
+        )
     }
 }
 
@@ -119,6 +151,8 @@ pub enum Object {
     Service(Box<Service>),
     EndpointSlice(Box<EndpointSlice>),
     NetworkPolicy(Box<NetworkPolicy>),
+    AdminNetworkPolicy(Box<AdminNetworkPolicy>),
+    BaselineAdminNetworkPolicy(Box<BaselineAdminNetworkPolicy>),
 }
 
 impl Object {
@@ -130,6 +164,8 @@ impl Object {
             Object::Service(_) => Kind::Service,
             Object::EndpointSlice(_) => Kind::EndpointSlice,
             Object::NetworkPolicy(_) => Kind::NetworkPolicy,
+            Object::AdminNetworkPolicy(_) => Kind::AdminNetworkPolicy,
+            Object::BaselineAdminNetworkPolicy(_) => Kind::BaselineAdminNetworkPolicy,
         }
     }
 
@@ -141,6 +177,8 @@ impl Object {
             Object::Service(o) => &o.metadata,
             Object::EndpointSlice(o) => &o.metadata,
             Object::NetworkPolicy(o) => &o.metadata,
+            Object::AdminNetworkPolicy(o) => &o.metadata,
+            Object::BaselineAdminNetworkPolicy(o) => &o.metadata,
         }
     }
 
@@ -152,6 +190,8 @@ impl Object {
             Object::Service(o) => &mut o.metadata,
             Object::EndpointSlice(o) => &mut o.metadata,
             Object::NetworkPolicy(o) => &mut o.metadata,
+            Object::AdminNetworkPolicy(o) => &mut o.metadata,
+            Object::BaselineAdminNetworkPolicy(o) => &mut o.metadata,
         }
     }
 
@@ -175,7 +215,16 @@ macro_rules! object_from {
         }
     )*};
 }
-object_from!(Node, Namespace, Pod, Service, EndpointSlice, NetworkPolicy);
+object_from!(
+    Node,
+    Namespace,
+    Pod,
+    Service,
+    EndpointSlice,
+    NetworkPolicy,
+    AdminNetworkPolicy,
+    BaselineAdminNetworkPolicy
+);
 
 /// What a watch reports; `Restarted` carries the complete current list (at
 /// start and after every relist), so the consumer replaces what it knew.

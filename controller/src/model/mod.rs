@@ -11,9 +11,9 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
-use crate::k8s::{Kind, Object, WatchEvent};
+use crate::k8s::{AdminNetworkPolicy, BaselineAdminNetworkPolicy, Kind, Object, WatchEvent};
 
 pub mod labels;
 pub mod objects;
@@ -57,6 +57,16 @@ pub enum Change {
         old: Option<Arc<NetworkPolicy>>,
         new: Option<Arc<NetworkPolicy>>,
     },
+    AdminNetworkPolicy {
+        name: String,
+        old: Option<Arc<AdminNetworkPolicy>>,
+        new: Option<Arc<AdminNetworkPolicy>>,
+    },
+    BaselineAdminNetworkPolicy {
+        name: String,
+        old: Option<Arc<BaselineAdminNetworkPolicy>>,
+        new: Option<Arc<BaselineAdminNetworkPolicy>>,
+    },
     /// The allocator decided, changed or dropped a pod's addresses.
     PodAddresses { key: String },
     /// The allocator decided or dropped a node's subnets.
@@ -82,6 +92,8 @@ pub struct Model {
     pub services: BTreeMap<String, Arc<Service>>,
     pub endpoint_slices: BTreeMap<String, Arc<EndpointSlice>>,
     pub network_policies: BTreeMap<String, Arc<NetworkPolicy>>,
+    pub admin_network_policies: BTreeMap<String, Arc<AdminNetworkPolicy>>,
+    pub baseline_admin_network_policies: BTreeMap<String, Arc<BaselineAdminNetworkPolicy>>,
     pods_by_node: HashMap<String, BTreeSet<String>>,
     pods_by_namespace: HashMap<String, BTreeSet<String>>,
     pod_labels: LabelIndex<String>,
@@ -116,6 +128,26 @@ fn service_of(slice: &EndpointSlice) -> Option<String> {
 /// back every object, and most are unchanged.
 fn same_version(old: Option<&str>, new: Option<&str>) -> bool {
     old.is_some() && old == new
+}
+
+type Replaced<T> = (Option<Arc<T>>, Option<Arc<T>>);
+
+/// Stores a kind kept whole; `None` when the stored one is that version.
+fn replace<T: k8s_openapi::Metadata<Ty = ObjectMeta>>(
+    map: &mut BTreeMap<String, Arc<T>>,
+    key: &str,
+    new: Box<T>,
+) -> Option<Replaced<T>> {
+    let old = map.get(key).cloned();
+    let old_rv = old
+        .as_ref()
+        .and_then(|o| o.metadata().resource_version.as_deref());
+    if same_version(old_rv, new.metadata().resource_version.as_deref()) {
+        return None;
+    }
+    let new: Arc<T> = Arc::from(new);
+    map.insert(key.to_string(), new.clone());
+    Some((old, Some(new)))
 }
 
 impl Model {
@@ -167,6 +199,12 @@ impl Model {
             Kind::Service => self.services.keys().cloned().collect(),
             Kind::EndpointSlice => self.endpoint_slices.keys().cloned().collect(),
             Kind::NetworkPolicy => self.network_policies.keys().cloned().collect(),
+            Kind::AdminNetworkPolicy => self.admin_network_policies.keys().cloned().collect(),
+            Kind::BaselineAdminNetworkPolicy => self
+                .baseline_admin_network_policies
+                .keys()
+                .cloned()
+                .collect(),
         }
     }
 
@@ -216,62 +254,47 @@ impl Model {
                     new: Some(new),
                 });
             }
-            Object::Service(s) => {
-                let old = self.services.get(&key).cloned();
-                if same_version(
-                    old.as_ref()
-                        .and_then(|o| o.metadata.resource_version.as_deref()),
-                    s.metadata.resource_version.as_deref(),
-                ) {
-                    return;
+            Object::Service(o) => {
+                if let Some((old, new)) = replace(&mut self.services, &key, o) {
+                    out.push(Change::Service { key, old, new });
                 }
-                let new: Arc<Service> = Arc::from(s);
-                self.services.insert(key.clone(), new.clone());
-                out.push(Change::Service {
-                    key,
-                    old,
-                    new: Some(new),
-                });
             }
-            Object::EndpointSlice(s) => {
-                let old = self.endpoint_slices.get(&key).cloned();
-                if same_version(
-                    old.as_ref()
-                        .and_then(|o| o.metadata.resource_version.as_deref()),
-                    s.metadata.resource_version.as_deref(),
-                ) {
+            Object::EndpointSlice(o) => {
+                let Some((old, new)) = replace(&mut self.endpoint_slices, &key, o) else {
                     return;
-                }
-                let new: Arc<EndpointSlice> = Arc::from(s);
+                };
                 if let Some(svc) = old.as_deref().and_then(service_of) {
                     index_remove(&mut self.slices_by_service, &svc, &key);
                 }
-                if let Some(svc) = service_of(&new) {
+                if let Some(svc) = new.as_deref().and_then(service_of) {
                     index_add(&mut self.slices_by_service, &svc, &key);
                 }
-                self.endpoint_slices.insert(key.clone(), new.clone());
-                out.push(Change::EndpointSlice {
-                    key,
-                    old,
-                    new: Some(new),
-                });
+                out.push(Change::EndpointSlice { key, old, new });
             }
-            Object::NetworkPolicy(p) => {
-                let old = self.network_policies.get(&key).cloned();
-                if same_version(
-                    old.as_ref()
-                        .and_then(|o| o.metadata.resource_version.as_deref()),
-                    p.metadata.resource_version.as_deref(),
-                ) {
-                    return;
+            Object::NetworkPolicy(o) => {
+                if let Some((old, new)) = replace(&mut self.network_policies, &key, o) {
+                    out.push(Change::NetworkPolicy { key, old, new });
                 }
-                let new: Arc<NetworkPolicy> = Arc::from(p);
-                self.network_policies.insert(key.clone(), new.clone());
-                out.push(Change::NetworkPolicy {
-                    key,
-                    old,
-                    new: Some(new),
-                });
+            }
+            Object::AdminNetworkPolicy(o) => {
+                if let Some((old, new)) = replace(&mut self.admin_network_policies, &key, o) {
+                    out.push(Change::AdminNetworkPolicy {
+                        name: key,
+                        old,
+                        new,
+                    });
+                }
+            }
+            Object::BaselineAdminNetworkPolicy(o) => {
+                if let Some((old, new)) =
+                    replace(&mut self.baseline_admin_network_policies, &key, o)
+                {
+                    out.push(Change::BaselineAdminNetworkPolicy {
+                        name: key,
+                        old,
+                        new,
+                    });
+                }
             }
         }
     }
@@ -332,6 +355,24 @@ impl Model {
                 if let Some(old) = self.network_policies.remove(key) {
                     out.push(Change::NetworkPolicy {
                         key: key_s,
+                        old: Some(old),
+                        new: None,
+                    });
+                }
+            }
+            Kind::AdminNetworkPolicy => {
+                if let Some(old) = self.admin_network_policies.remove(key) {
+                    out.push(Change::AdminNetworkPolicy {
+                        name: key_s,
+                        old: Some(old),
+                        new: None,
+                    });
+                }
+            }
+            Kind::BaselineAdminNetworkPolicy => {
+                if let Some(old) = self.baseline_admin_network_policies.remove(key) {
+                    out.push(Change::BaselineAdminNetworkPolicy {
+                        name: key_s,
                         old: Some(old),
                         new: None,
                     });

@@ -96,15 +96,10 @@ pub fn registry() -> &'static [&'static dyn Translator] {
     ]
 }
 
-/// The kinds the registry's translators read.
+/// The kinds the engine watches: every kind the model stores (the
+/// allocator reads Nodes and Pods whatever the translators read).
 pub fn watched_kinds() -> Vec<Kind> {
-    let mut kinds: Vec<Kind> = registry()
-        .iter()
-        .flat_map(|t| t.inputs().iter().copied())
-        .collect();
-    kinds.sort();
-    kinds.dedup();
-    kinds
+    Kind::ALL.to_vec()
 }
 
 /// A kind's parents-first rank and its `'static` name; `None` for a kind
