@@ -507,7 +507,7 @@ fn on_event(model: &mut Model, kind: Kind, ev: WatchEvent<Object>, changes: &mut
 }
 
 #[cfg(test)]
-mod tests {
+mod merge_tests {
     use super::*;
 
     #[test]
@@ -523,3 +523,5 @@ mod tests {
         assert!(merged.iter().any(|g| g.len() == 3));
     }
 }
+#[cfg(test)]
+mod tests;
