@@ -65,8 +65,10 @@ impl Harness {
         let cluster: Arc<dyn Cluster> = Arc::new(Accepting);
         let metrics = Metrics::new();
         let outbox = Outbox::new(cluster, metrics.clone(), 4);
-        let mut config = Config::default();
-        config.cluster_cidrs = vec!["10.244.0.0/16/24".parse().unwrap()];
+        let config = Config {
+            cluster_cidrs: vec!["10.244.0.0/16/24".parse().unwrap()],
+            ..Config::default()
+        };
         let mut engine = Engine {
             alloc: Allocator::new(config.clone()),
             annotator: Annotator::new(outbox.clone(), tx),
