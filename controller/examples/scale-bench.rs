@@ -216,15 +216,19 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-const TABLES: [&str; 4] = [
+const TABLES: [&str; 5] = [
     "Logical_Router",
     "Logical_Switch",
     "Logical_Router_Port",
     "Logical_Switch_Port",
+    "Address_Set",
 ];
 
+/// Namespaces the pods are spread over.
+const NAMESPACES: usize = 20;
+
 /// Rows per table in the watcher's replica.
-fn nb_rows(replica: &Replica) -> [usize; 4] {
+fn nb_rows(replica: &Replica) -> [usize; 5] {
     replica.with(|db| TABLES.map(|t| db.table(t).len()))
 }
 
@@ -259,6 +263,93 @@ async fn northd_idle(client: &Client) -> Result<(), Box<dyn std::error::Error>> 
     Err("ovn-northd did not catch up in 120 s".into())
 }
 
+/// Every row of the benchmark's tables, whole, as one `select` sees them.
+async fn snapshot(
+    client: &Client,
+) -> Result<Vec<(String, Vec<ovsdb::Row>)>, Box<dyn std::error::Error>> {
+    let mut tx = Transaction::new("OVN_Northbound");
+    for t in TABLES {
+        tx.select(t, vec![], None);
+    }
+    let r = client.transact(tx).await?;
+    Ok(TABLES
+        .iter()
+        .zip(r)
+        .map(|(t, res)| (t.to_string(), res.rows().to_vec()))
+        .collect())
+}
+
+/// The same rows written by a plain client in one transaction, UUID
+/// references turned into the transaction's own names: what OVN itself
+/// takes to ingest what the controller writes, with ovn-northd running.
+fn ingest_transaction(rows: &[(String, Vec<ovsdb::Row>)]) -> Transaction {
+    use ovsdb::{Atom, Value};
+    let mut names = std::collections::HashMap::new();
+    for (_, rs) in rows {
+        for r in rs {
+            if let Some(u) = r.uuid() {
+                names.insert(u, format!("r{}", names.len()));
+            }
+        }
+    }
+    let fix = |a: &Atom| match a {
+        Atom::Uuid(u) => names
+            .get(u)
+            .map(|n| Atom::NamedUuid(n.clone()))
+            .unwrap_or_else(|| a.clone()),
+        other => other.clone(),
+    };
+    let mut tx = Transaction::new("OVN_Northbound");
+    for (table, rs) in rows {
+        for r in rs {
+            let mut row = ovsdb::Row::new();
+            for (c, v) in r.iter() {
+                let empty = v.atoms().is_empty() && v.as_map().is_none_or(|m| m.is_empty());
+                if c.starts_with('_') || empty || (table == "Logical_Switch_Port" && c == "up") {
+                    continue;
+                }
+                let v = match v {
+                    Value::Set(s) => Value::Set(s.iter().map(fix).collect()),
+                    Value::Map(m) => Value::Map(m.iter().map(|(k, v)| (fix(k), fix(v))).collect()),
+                };
+                row.set(c.as_str(), v);
+            }
+            let name = r
+                .uuid()
+                .and_then(|u| names.get(&u))
+                .cloned()
+                .unwrap_or_default();
+            tx.insert_as(table, row, &name);
+        }
+    }
+    tx
+}
+
+/// Deletes what the controller wrote (what NB loses in a rebuild).
+async fn delete_ours(client: &Client) -> Result<(), Box<dyn std::error::Error>> {
+    let mut tx = Transaction::new("OVN_Northbound");
+    tx.delete(
+        "Logical_Switch",
+        vec![Condition::includes(
+            "external_ids",
+            ovsdb::Value::map([(names::OWNER_KIND, names::KIND_NODE)]),
+        )],
+    );
+    tx.delete(
+        "Logical_Router",
+        vec![Condition::eq("name", names::CLUSTER_ROUTER)],
+    );
+    tx.delete(
+        "Address_Set",
+        vec![Condition::includes(
+            "external_ids",
+            ovsdb::Value::map([(names::OWNER_KIND, names::KIND_NAMESPACE)]),
+        )],
+    );
+    client.transact(tx).await?;
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if std::env::var_os("RUST_LOG").is_some() {
@@ -282,7 +373,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let replica = client.monitor(spec).await?;
     // What the controller wants in NB.
-    let all_rows = [1, nodes, nodes, 2 * nodes + pods];
+    let all_rows = [1, nodes, nodes, 2 * nodes + pods, 2 * NAMESPACES];
     let mut config = Config {
         nb_remote: central.nb_remote(),
         http_addr: None,
@@ -300,7 +391,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     for i in 0..pods {
         cluster.apply_pod(pod(
-            &format!("ns{}", i % 20),
+            &format!("ns{}", i % NAMESPACES),
             &format!("pod-{i:05}"),
             &format!("node-{:03}", i % nodes),
         ));
@@ -362,22 +453,38 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut runs: Vec<(f64, f64, f64)> = Vec::new();
     let (mut heap_peak, mut watcher, mut rss_peak, mut process_cpu) = (0.0f64, 0.0, 0.0f64, 0.0);
     let (mut txns, mut ops, mut patches) = (0, 0, 0);
+    let ours = snapshot(&client).await?;
+    let mut limits: Vec<f64> = Vec::new();
+    // Any controller keeps a replica of what it writes: the limit's writer
+    // monitors the same tables and columns the controller does.
+    let limit_replica = client
+        .monitor(switchyard_controller::nb::monitor_spec())
+        .await?;
     for _ in 0..reps {
-        let mut tx = Transaction::new("OVN_Northbound");
-        tx.delete(
-            "Logical_Switch",
-            vec![Condition::includes(
-                "external_ids",
-                ovsdb::Value::map([(names::OWNER_KIND, names::KIND_NODE)]),
-            )],
-        );
-        tx.delete(
-            "Logical_Router",
-            vec![Condition::eq("name", names::CLUSTER_ROUTER)],
-        );
-        client.transact(tx).await?;
+        // The limit first, on the same rows: a plain client's one
+        // transaction, from a quiet system, until the watcher has them.
+        delete_ours(&client).await?;
         wait("NB emptied", Duration::from_secs(30), || {
-            nb_rows(&replica) == [0; 4]
+            nb_rows(&replica) == [0; 5]
+        })
+        .await;
+        northd_idle(&client).await?;
+        let tx = ingest_transaction(&ours);
+        let tl = Instant::now();
+        client.transact(tx).await?;
+        wait("bare ingest", Duration::from_secs(120), || {
+            nb_rows(&replica) == all_rows
+        })
+        .await;
+        limits.push(tl.elapsed().as_secs_f64());
+        wait("the limit's replica", Duration::from_secs(60), || {
+            limit_replica.with(|db| db.table("Logical_Switch_Port").len()) == all_rows[3]
+        })
+        .await;
+        northd_idle(&client).await?;
+        delete_ours(&client).await?;
+        wait("NB emptied", Duration::from_secs(30), || {
+            nb_rows(&replica) == [0; 5]
         })
         .await;
         // Start from a quiet system: northd done with the deletion.
@@ -416,12 +523,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         v[v.len() / 2]
     };
     let rebuild_cpu = med(|r| r.2);
+    limits.sort_by(|a, b| a.total_cmp(b));
+    let limit = limits[limits.len() / 2];
     println!(
         "NB rebuild: start → NB holds all {} rows    {:>8.2} s     (target ≤ 0.7 s; median of {reps}: {}; controller synced at {:.2} s; {txns} transactions, {ops} operations, {patches} API patches)",
         all_rows.iter().sum::<usize>(),
         med(|r| r.0),
         runs.iter().map(|r| format!("{:.2}", r.0)).collect::<Vec<_>>().join(" "),
         med(|r| r.1),
+    );
+    println!(
+        "  limit, same run: the same rows in one transaction by a plain client that monitors what the controller monitors, northd running: {limit:.2} s (median of {reps}) → Switchyard {:.2}× the limit",
+        med(|r| r.0) / limit
     );
     println!(
         "  controller CPU / per pod                  {:>8.2} s / {:.3} ms; whole process {:.2} s",
@@ -434,6 +547,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         heap_peak, watcher, rss_peak
     );
 
+    drop(limit_replica);
     if stop_after == "rebuild" {
         return Ok(());
     }
@@ -487,6 +601,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let mut want = all_rows;
     want[3] += extra;
+    want[4] += 2;
     wait("steady ports in NB", Duration::from_secs(60), || {
         nb_rows(&replica) == want
     })

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use futures::stream::{BoxStream, SelectAll};
 use futures::{FutureExt, StreamExt};
 use tokio::sync::{mpsc, watch};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::alloc::{Allocator, Recovery, Round};
 use crate::annotate::{Annotator, Next, PatchDone};
@@ -383,9 +383,10 @@ pub(crate) async fn lead(
     metrics: Metrics,
     mut stop: watch::Receiver<bool>,
 ) -> Result<()> {
+    let started = Instant::now();
     let client = crate::nb::connect(&config).await?;
     let replica = crate::nb::monitor(&client).await?;
-    info!(remote = %config.nb_remote, "connected to northbound");
+    info!(remote = %config.nb_remote, ms = started.elapsed().as_millis() as u64, "connected to northbound");
     let store = Arc::new(DesiredStore::default());
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
     let outbox = Outbox::new(cluster.clone(), metrics.clone(), config.patch_concurrency);
@@ -420,10 +421,22 @@ pub(crate) async fn lead(
             _ = stop.changed() => return Ok(()),
         }
     }
+    debug!(
+        ms = started.elapsed().as_millis() as u64,
+        "listed every kind"
+    );
     let recovery = replica.with(Recovery::from_replica);
     let round = e.alloc.rebuild(&e.model, recovery);
+    debug!(
+        ms = started.elapsed().as_millis() as u64,
+        "allocations rebuilt"
+    );
     e.publish_all();
     e.finish(round, Vec::new());
+    debug!(
+        ms = started.elapsed().as_millis() as u64,
+        "every owner translated"
+    );
 
     let (synced_tx, mut synced_rx) = watch::channel(false);
     let writer = NbWriter {
@@ -434,6 +447,7 @@ pub(crate) async fn lead(
         outbox: outbox.clone(),
         max_batch: config.max_batch_owners,
         full_resync_interval: config.full_resync_interval,
+        own: Default::default(),
     };
     let writer_task = tokio::spawn(writer.run(stop.clone(), synced_tx));
     metrics.health.set_alive(true);

@@ -25,20 +25,22 @@ pub(super) struct Inner {
 
 impl Inner {
     fn root(&self, o: &Owner) -> Owner {
-        let mut cur = o.clone();
-        while let Some(next) = self.link.get(&cur) {
-            if *next == cur {
+        let mut cur = o;
+        while let Some(next) = self.link.get(cur) {
+            if next == cur {
                 break;
             }
-            cur = next.clone();
+            cur = next;
         }
-        cur
+        cur.clone()
     }
 
+    /// Joins `b`'s group into `a`'s. Members are linked straight to the
+    /// root they join, so joining many owners to one stays linear.
     fn join(&mut self, a: &Owner, b: &Owner) {
         let (ra, rb) = (self.root(a), self.root(b));
         if ra != rb {
-            self.link.insert(ra, rb);
+            self.link.insert(rb, ra);
         }
     }
 
@@ -99,9 +101,10 @@ impl DesiredStore {
             g.dirty.insert(owner.clone());
             changed.push(owner);
         }
-        if let Some(first) = changed.first().cloned() {
+        if let Some(first) = changed.first() {
+            let root = g.root(first);
             for o in &changed[1..] {
-                g.join(&first, o);
+                g.join(&root, o);
             }
             drop(g);
             self.notify.notify_one();
@@ -131,8 +134,9 @@ impl DesiredStore {
             g.dirty.insert(o.clone());
         }
         if let Some(first) = owners.first() {
+            let root = g.root(first);
             for o in &owners[1..] {
-                g.join(first, o);
+                g.join(&root, o);
             }
         }
         drop(g);

@@ -8,11 +8,11 @@
 //! never committed in parts), given an Event and a back-off, and the rest
 //! is committed without it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ovsdb::{Client, Replica};
+use ovsdb::{Client, Replica, Uuid};
 use switchyard_api::names;
 use tokio::sync::{broadcast, watch};
 use tracing::{debug, error, info, info_span, warn, Instrument};
@@ -43,6 +43,11 @@ pub struct NbWriter {
     pub outbox: Outbox,
     pub max_batch: usize,
     pub full_resync_interval: Duration,
+    /// The rows the writer's own commits touched and that the update
+    /// stream has not shown yet: each commit comes back as one update,
+    /// which needs no diff (re-diffing 10,000 owners after a rebuild cost
+    /// more than the rebuild's own diff).
+    pub own: std::sync::Mutex<Vec<HashSet<(Table, Uuid)>>>,
 }
 
 enum Outcome {
@@ -126,6 +131,9 @@ impl NbWriter {
                     self.store.request_full();
                     return;
                 }
+                if self.is_own(&u) {
+                    return;
+                }
                 let owners = u
                     .changes
                     .iter()
@@ -142,6 +150,26 @@ impl NbWriter {
             }
             Err(broadcast::error::RecvError::Lagged(_)) => self.store.request_full(),
             Err(broadcast::error::RecvError::Closed) => {}
+        }
+    }
+
+    /// Whether `u` is one of the writer's own commits coming back (every
+    /// row it changes is one a pending commit touched); each is recognised
+    /// once.
+    fn is_own(&self, u: &ovsdb::Update) -> bool {
+        let mut own = self.own.lock().unwrap_or_else(|p| p.into_inner());
+        let found = own.iter().position(|touched| {
+            !u.changes.is_empty()
+                && u.changes.iter().all(|c| {
+                    Table::from_name(&c.table).is_some_and(|t| touched.contains(&(t, c.uuid)))
+                })
+        });
+        match found {
+            Some(i) => {
+                own.remove(i);
+                true
+            }
+            None => false,
         }
     }
 
@@ -229,7 +257,14 @@ impl NbWriter {
         while let Some(batch) = queue.pop_front() {
             let owners: Vec<Owner> = batch.iter().flatten().cloned().collect();
             let rows = self.rows_of(&owners);
+            let t = Instant::now();
             let plan = self.plan(&rows);
+            debug!(
+                owners = owners.len(),
+                ops = plan.ops.len(),
+                ms = t.elapsed().as_millis() as u64,
+                "diffed"
+            );
             if !plan.deferred.is_empty() {
                 debug!(
                     count = plan.deferred.len(),
@@ -251,7 +286,9 @@ impl NbWriter {
                 settle(backoff);
                 continue;
             }
+            let t = Instant::now();
             let built = build::build(&plan);
+            debug!(ms = t.elapsed().as_millis() as u64, "built");
             let operations = built.operations;
             let span =
                 info_span!("nb_transaction", owners = owners.len(), operations, first = %owners[0]);
@@ -325,6 +362,20 @@ impl NbWriter {
             .nb_transaction_duration
             .observe(elapsed.as_secs_f64());
         let results = result?;
+        let mut touched: HashSet<(Table, Uuid)> = built.touched;
+        for (idx, table) in &built.inserts {
+            if let Some(u) = results.get(*idx).and_then(ovsdb::OpResult::uuid) {
+                touched.insert((*table, u));
+            }
+        }
+        {
+            let mut own = self.own.lock().unwrap_or_else(|p| p.into_inner());
+            // Only the latest few can still be in flight on the stream.
+            if own.len() >= 8 {
+                own.remove(0);
+            }
+            own.push(touched);
+        }
         self.metrics.nb_transactions.inc();
         self.metrics.nb_operations.inc_by(built.operations as u64);
         self.metrics

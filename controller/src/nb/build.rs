@@ -1,6 +1,8 @@
 //! A plan as one OVSDB transaction, and what the replica must show once
 //! that transaction is visible in it.
 
+use std::collections::HashSet;
+
 use ovsdb::{Condition, Mutation, OpResult, ReplicaDb, Row, Transaction, Uuid, Value};
 
 use super::diff::{values_equal, Op, Plan, Target};
@@ -24,12 +26,15 @@ pub struct Built {
     pub expect: Vec<Expect>,
     /// Write operations (inserts, updates, mutates, deletes).
     pub operations: usize,
+    /// Rows the transaction changes (inserts are known once committed).
+    pub touched: HashSet<(Table, Uuid)>,
 }
 
 pub fn build(plan: &Plan) -> Built {
     let mut tx = Transaction::new(DB);
     let mut inserts = Vec::new();
     let mut expect = Vec::new();
+    let mut touched = HashSet::new();
     for op in &plan.ops {
         match op {
             Op::Insert { table, uname, row } => {
@@ -39,6 +44,7 @@ pub fn build(plan: &Plan) -> Built {
             Op::Update { table, uuid, row } => {
                 tx.update(table.name(), vec![Condition::uuid(*uuid)], row.clone());
                 expect.push(Expect::Columns(*table, *uuid, row.clone()));
+                touched.insert((*table, *uuid));
             }
             Op::Mutate {
                 table,
@@ -48,7 +54,10 @@ pub fn build(plan: &Plan) -> Built {
                 delete,
             } => {
                 let cond = match target {
-                    Target::Row(u) => Condition::uuid(*u),
+                    Target::Row(u) => {
+                        touched.insert((*table, *u));
+                        Condition::uuid(*u)
+                    }
                     Target::Holding(u) => Condition::includes(*column, Value::from(*u)),
                 };
                 let mut mutations = Vec::new();
@@ -63,6 +72,7 @@ pub fn build(plan: &Plan) -> Built {
             Op::Delete { table, uuid } => {
                 tx.delete(table.name(), vec![Condition::uuid(*uuid)]);
                 expect.push(Expect::Absent(*table, *uuid));
+                touched.insert((*table, *uuid));
             }
         }
     }
@@ -71,6 +81,7 @@ pub fn build(plan: &Plan) -> Built {
         tx,
         inserts,
         expect,
+        touched,
     }
 }
 
