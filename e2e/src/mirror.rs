@@ -28,6 +28,12 @@ fn pod_file(pod: &Pod) -> Option<(String, String)> {
     Some((node, format!("{ns}_{name}.json")))
 }
 
+/// Pod files are `<namespace>_<name>.json`; names and namespaces are DNS
+/// labels, so only pod files hold an underscore (not `node.json`).
+fn is_pod_file(name: &str) -> bool {
+    name.ends_with(".json") && name.contains('_')
+}
+
 fn write_pod(dirs: &Dirs, pod: &Pod) {
     if let Some((node, file)) = pod_file(pod) {
         if let Some(dir) = dirs.get(&node) {
@@ -73,18 +79,26 @@ pub async fn pods(cluster: Arc<MemoryCluster>, dirs: Dirs) {
         while let Some(ev) = stream.next().await {
             match ev {
                 WatchEvent::Restarted(list) => {
-                    for dir in dirs.values() {
+                    // Write the listed pods first, then remove the files of
+                    // pods not listed: a pod that exists never vanishes from
+                    // the directory, even for a moment (a node agent whose
+                    // ADD saw its pod and then sees it gone stops waiting).
+                    let mut keep = std::collections::HashSet::new();
+                    for pod in &list {
+                        write_pod(&dirs, pod);
+                        if let Some((node, file)) = pod_file(pod) {
+                            keep.insert((node, file));
+                        }
+                    }
+                    for (node, dir) in dirs.iter() {
                         if let Ok(entries) = std::fs::read_dir(dir) {
                             for e in entries.flatten() {
                                 let n = e.file_name().to_string_lossy().into_owned();
-                                if n != "node.json" && n.ends_with(".json") {
+                                if is_pod_file(&n) && !keep.contains(&(node.clone(), n)) {
                                     let _ = std::fs::remove_file(e.path());
                                 }
                             }
                         }
-                    }
-                    for pod in &list {
-                        write_pod(&dirs, pod);
                     }
                 }
                 WatchEvent::Applied(pod) => write_pod(&dirs, &pod),

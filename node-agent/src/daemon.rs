@@ -84,6 +84,16 @@ impl PhaseTimer {
     }
 }
 
+/// What the pod source last held under the name an ADD waits for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Seen {
+    Nothing,
+    /// The pod with the request's UID (or any UID, when it gave none).
+    Ours,
+    /// Another pod of the same name: this UID.
+    Other(String),
+}
+
 /// Everything the daemon is told on its command line.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -423,15 +433,22 @@ impl Daemon {
     /// Waits until the pod (with the runtime's UID, when it gave one)
     /// carries a network annotation: reads the pod source, then again each
     /// time it reports a change (or after its recheck interval).
+    ///
+    /// A pod the source does not hold (yet), or holds only as another pod
+    /// of the same name (its predecessor, while the local cache lags), is
+    /// waited for. Once the pod was seen, its disappearance or replacement
+    /// by another UID ends the wait at once with [`Error::PodGone`]: no
+    /// annotation will ever come for it.
     async fn wait_annotation(&self, ns: &str, name: &str, uid: Option<&str>) -> Result<PodNetwork> {
         let started = Instant::now();
         let deadline = started + self.cfg.annotation_timeout;
         let pod = format!("{ns}/{name}");
         let mut changes = self.pods.changes();
+        let mut last = Seen::Nothing;
         loop {
             // Subscribe before reading, so a change during the read is seen.
             changes.borrow_and_update();
-            match self.pods.pod(ns, name).await {
+            let now_seen = match self.pods.pod(ns, name).await {
                 Ok(Some(info)) => {
                     let same_pod = match (uid, info.uid.as_deref()) {
                         (Some(want), Some(have)) => want == have,
@@ -441,9 +458,46 @@ impl Daemon {
                         return PodNetwork::parse(&text)
                             .map_err(|source| Error::Annotation { pod, source });
                     }
+                    if same_pod {
+                        Seen::Ours
+                    } else {
+                        Seen::Other(info.uid.unwrap_or_default())
+                    }
                 }
-                Ok(None) => {}
-                Err(e) => warn!(error = %e, "pod source failed; retrying"),
+                Ok(None) => Seen::Nothing,
+                Err(e) => {
+                    warn!(error = %e, "pod source failed; retrying");
+                    last.clone()
+                }
+            };
+            // Seen, then gone or replaced: nothing will ever annotate it.
+            match (&last, &now_seen) {
+                (Seen::Ours, Seen::Nothing) => {
+                    return Err(Error::PodGone {
+                        pod,
+                        uid: uid.map(str::to_string),
+                        successor: None,
+                    })
+                }
+                (Seen::Ours, Seen::Other(other)) => {
+                    return Err(Error::PodGone {
+                        pod,
+                        uid: uid.map(str::to_string),
+                        successor: Some(other.clone()),
+                    })
+                }
+                _ => {}
+            }
+            if now_seen != last {
+                match &now_seen {
+                    Seen::Nothing => info!("pod not in the pod source yet; waiting for it"),
+                    Seen::Ours => info!("pod seen; waiting for its network annotation"),
+                    Seen::Other(have) => info!(
+                        other_uid = %have,
+                        "the pod source holds another pod of this name; waiting for ours"
+                    ),
+                }
+                last = now_seen;
             }
             let now = Instant::now();
             if now >= deadline {

@@ -217,8 +217,11 @@ pub struct KubeSource {
 
 impl KubeSource {
     /// Starts the pod reflector on the current tokio runtime. Lookups before
-    /// the first list completes see no pods, which ADD treats like a missing
-    /// annotation: it keeps waiting until its deadline.
+    /// the first list completes see no pods, which ADD treats like a pod
+    /// not created yet: it keeps waiting until its deadline. A re-list
+    /// swaps the store only once complete, so a pod that exists never
+    /// vanishes from it for a moment (an ADD that saw its pod and then sees
+    /// it gone stops waiting).
     pub fn start(client: kube::Client, node: &str) -> Arc<Self> {
         let (reader, writer) = reflector::store();
         let (tx, changes) = watch::channel(());

@@ -344,3 +344,55 @@ async fn add_for_a_new_sandbox_replaces_the_stale_port() {
         .args(["netns", "del", &old_ns])
         .status();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_stops_waiting_when_the_pod_is_deleted_or_replaced() {
+    need_root!();
+    // A long deadline: an ADD that ends must end because its pod went,
+    // never because it timed out (which answers code 100, not 107).
+    let node = Node::start_with_timeout(30_000).await;
+    let ports_before = node.ports();
+
+    // Deleted while the ADD waits for its annotation.
+    let a = node.pod(1, false).await;
+    node.write_pod_object(&a, &a.uid, false);
+    let add = node.add_in_background(&a);
+    node.wait_log(&a, "waiting for its network annotation");
+    node.delete_pod_object(&a);
+    let out = add.join().unwrap();
+    assert_eq!(out.error_code(), 107, "{}", out.stdout);
+    assert!(out.stdout.contains("deleted"), "{}", out.stdout);
+
+    // Replaced by a pod of the same name (another UID) while waiting.
+    let b = node.pod(2, false).await;
+    node.write_pod_object(&b, &b.uid, false);
+    let add = node.add_in_background(&b);
+    node.wait_log(&b, "waiting for its network annotation");
+    node.write_pod_object(&b, "uid-successor", true);
+    let out = add.join().unwrap();
+    assert_eq!(out.error_code(), 107, "{}", out.stdout);
+    assert!(out.stdout.contains("uid-successor"), "{}", out.stdout);
+    assert!(out.stdout.contains(&b.uid), "{}", out.stdout);
+
+    // Informer lag: the pod source first holds the pod's predecessor (same
+    // name, older UID), then nothing, then the pod itself. None of that
+    // is the pod going away: the ADD waits and succeeds.
+    let c = node.pod(3, false).await;
+    node.write_pod_object(&c, "uid-predecessor", true);
+    let add = node.add_in_background(&c);
+    node.wait_log(&c, "holds another pod of this name");
+    node.delete_pod_object(&c);
+    node.wait_log(&c, "not in the pod source yet");
+    node.annotate(&c);
+    let out = add.join().unwrap();
+    assert!(
+        out.ok(),
+        "{}\ndaemon log:\n{}",
+        out.stdout,
+        node.daemon_log()
+    );
+
+    // The failed ADDs left nothing behind; the third one's port is there.
+    let ports = node.ports();
+    assert_eq!(ports.len(), ports_before.len() + 1, "{ports:?}");
+}
