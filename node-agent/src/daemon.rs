@@ -34,6 +34,7 @@ use crate::metrics::{Metrics, ADD_PHASES};
 use crate::mgmt;
 use crate::naming::{self, ext};
 use crate::netlink::{self, PodInterface};
+use crate::node_publisher::{node_annotations, Annotations, NodePublisher, Published};
 use crate::ovs::{Ovs, OvsAttachment, PortSpec};
 use crate::pod_source::PodSource;
 use crate::protocol::{Reply, MAX_MESSAGE};
@@ -152,6 +153,7 @@ pub struct Daemon {
     cfg: Config,
     ovs: Ovs,
     pods: Arc<dyn PodSource>,
+    publisher: Arc<dyn NodePublisher>,
     metrics: Metrics,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     mgmt_ready: AtomicBool,
@@ -171,8 +173,12 @@ fn install_file(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
 
 impl Daemon {
     /// Runs start-up and serves until the listener fails.
-    pub async fn run(cfg: Config, pods: Arc<dyn PodSource>) -> Result<()> {
-        let daemon = Arc::new(Self::start(cfg, pods).await?);
+    pub async fn run(
+        cfg: Config,
+        pods: Arc<dyn PodSource>,
+        publisher: Arc<dyn NodePublisher>,
+    ) -> Result<()> {
+        let daemon = Arc::new(Self::start(cfg, pods, publisher).await?);
         let listener = daemon.listen()?;
         daemon.install_cni()?;
         info!(socket = %daemon.cfg.socket.display(), "serving CNI requests");
@@ -180,7 +186,11 @@ impl Daemon {
     }
 
     /// Start-up up to (not including) listening.
-    pub async fn start(cfg: Config, pods: Arc<dyn PodSource>) -> Result<Daemon> {
+    pub async fn start(
+        cfg: Config,
+        pods: Arc<dyn PodSource>,
+        publisher: Arc<dyn NodePublisher>,
+    ) -> Result<Daemon> {
         let ovs = Ovs::connect(&cfg.ovs_remote, cfg.startup_timeout).await?;
         let mut ids = BTreeMap::new();
         ids.insert("system-id".to_string(), cfg.node.clone());
@@ -203,6 +213,7 @@ impl Daemon {
             cfg,
             ovs,
             pods,
+            publisher,
             metrics: Metrics::new(),
             locks: Mutex::new(HashMap::new()),
             mgmt_ready: AtomicBool::new(false),
@@ -280,8 +291,12 @@ impl Daemon {
     }
 
     /// Accepts connections until the listener fails; also starts the
-    /// management port and metrics tasks.
+    /// management port, node publishing and metrics tasks.
     pub async fn serve(self: Arc<Self>, listener: UnixListener) -> Result<()> {
+        {
+            let d = self.clone();
+            tokio::spawn(async move { d.publish_loop().await });
+        }
         if self.cfg.mgmt_port {
             let d = self.clone();
             tokio::spawn(async move { d.mgmt_loop().await });
@@ -910,6 +925,57 @@ impl Daemon {
                 Err(_) => {}
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Publishes [`node_annotations`] on the node's Node: at start-up,
+    /// then whenever the `Open_vSwitch` row changes what they would be;
+    /// failures are retried with back-off (CNI requests do not wait for
+    /// this).
+    async fn publish_loop(&self) {
+        const BACKOFF_MIN: Duration = Duration::from_millis(200);
+        const BACKOFF_MAX: Duration = Duration::from_secs(30);
+        let mut backoff = BACKOFF_MIN;
+        let mut failing = false;
+        let mut published: Option<Annotations> = None;
+        loop {
+            let wanted = node_annotations(&self.ovs.node_ids());
+            if wanted.is_empty() {
+                // Nothing known yet (no system-id): nothing to say.
+                published = Some(wanted);
+            } else if published.as_ref() != Some(&wanted) {
+                match self.publisher.publish(&wanted).await {
+                    Ok(what) => {
+                        info!(
+                            annotations = ?wanted,
+                            written = what == Published::Written,
+                            "node annotations published"
+                        );
+                        published = Some(wanted);
+                        backoff = BACKOFF_MIN;
+                        failing = false;
+                    }
+                    Err(e) => {
+                        if !failing {
+                            warn!(error = %e, "cannot publish node annotations; retrying");
+                            failing = true;
+                        }
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(BACKOFF_MAX);
+                        continue;
+                    }
+                }
+            }
+            // Until the OVS row says something else (checked hourly too).
+            let current = published.clone().unwrap_or_default();
+            if let Err(e) = self
+                .ovs
+                .wait_node_ids_change(Duration::from_secs(3600), &current, node_annotations)
+                .await
+            {
+                warn!(error = %e, "watching the Open_vSwitch row failed");
+                tokio::time::sleep(BACKOFF_MAX).await;
+            }
         }
     }
 

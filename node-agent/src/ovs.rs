@@ -119,6 +119,45 @@ impl Ovs {
         Ok(())
     }
 
+    /// The `Open_vSwitch` row's `external_ids` (empty before the row exists).
+    pub fn node_ids(&self) -> BTreeMap<String, String> {
+        self.replica.with(|db| {
+            db.table("Open_vSwitch")
+                .iter()
+                .next()
+                .map(|(_, row)| str_map(row, "external_ids"))
+                .unwrap_or_default()
+        })
+    }
+
+    /// Waits (up to `timeout`) until `f` of the `Open_vSwitch` row's
+    /// `external_ids` differs from `than`; returns the new value, or `None`
+    /// on timeout.
+    pub async fn wait_node_ids_change<T: PartialEq>(
+        &self,
+        timeout: Duration,
+        than: &T,
+        f: impl Fn(&BTreeMap<String, String>) -> T,
+    ) -> Result<Option<T>> {
+        let r = self
+            .replica
+            .wait_for(timeout, |db| {
+                let ids = db
+                    .table("Open_vSwitch")
+                    .iter()
+                    .next()
+                    .map(|(_, row)| str_map(row, "external_ids"))
+                    .unwrap_or_default();
+                f(&ids) != *than
+            })
+            .await;
+        match r {
+            Ok(()) => Ok(Some(f(&self.node_ids()))),
+            Err(ovsdb::Error::Timeout(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Waits until the bridge exists (ovn-controller creates `br-int`).
     pub async fn wait_bridge(&self, bridge: &str, timeout: Duration) -> Result<()> {
         self.replica

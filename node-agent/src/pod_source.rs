@@ -16,7 +16,9 @@
 //!   `switchyard.io/node-subnets` with a JSON list of CIDRs). Files are read
 //!   on every lookup, so a writer may create them at any time; write to a
 //!   temporary name and rename to avoid torn reads. An inotify watch on
-//!   the directory tells waiters when to read again.
+//!   the directory tells waiters when to read again. The agent's
+//!   [`crate::node_publisher::DirPublisher`] writes `node-annotations.json`
+//!   into the same directory (the way back to the Node).
 //!
 //! Both report changes through [`PodSource::changes`], so an ADD waiting
 //! for its pod's annotation reads again the moment something changed

@@ -396,3 +396,61 @@ async fn add_stops_waiting_when_the_pod_is_deleted_or_replaced() {
     let ports = node.ports();
     assert_eq!(ports.len(), ports_before.len() + 1, "{ports:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_publishes_its_chassis_on_the_node() {
+    need_root!();
+    let mut node = Node::start().await;
+    let file = node.pods_dir.join("node-annotations.json");
+    let chassis_id = || -> Option<String> {
+        let text = std::fs::read_to_string(&file).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        v[switchyard_api::annotations::NODE_CHASSIS]
+            .as_str()
+            .map(str::to_string)
+    };
+    // The chassis name is the Open_vSwitch row's system-id.
+    let system_id = node
+        .chassis
+        .vsctl(&["get", "Open_vSwitch", ".", "external_ids:system-id"])
+        .unwrap()
+        .trim()
+        .trim_matches('"')
+        .to_string();
+    assert_eq!(system_id, node.name);
+    wait_for(
+        Duration::from_secs(30),
+        "chassis-id in node-annotations.json",
+        || chassis_id().as_deref() == Some(system_id.as_str()),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", node.daemon_log()));
+
+    // A restarted daemon finds the value there and writes nothing.
+    let ino = || std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&file).unwrap());
+    let before = ino();
+    node.kill_daemon();
+    node.start_daemon();
+    node.wait_log_line("node annotations published");
+    assert_eq!(ino(), before, "an unchanged value was rewritten");
+    let log = node.daemon_log();
+    assert!(
+        log.lines()
+            .map(strip_ansi)
+            .any(|l| l.contains("node annotations published") && l.contains("written=false")),
+        "{log}"
+    );
+
+    // The system-id changes (an operator renamed the chassis): published.
+    node.chassis
+        .vsctl(&[
+            "set",
+            "Open_vSwitch",
+            ".",
+            "external_ids:system-id=renamed-chassis",
+        ])
+        .unwrap();
+    wait_for(Duration::from_secs(30), "the new chassis-id", || {
+        chassis_id().as_deref() == Some("renamed-chassis")
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", node.daemon_log()));
+}

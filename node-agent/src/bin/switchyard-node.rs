@@ -11,6 +11,7 @@ use anyhow::Context;
 use clap::Parser;
 use ipnet::IpNet;
 use switchyard_node::daemon::{Config, Daemon};
+use switchyard_node::node_publisher::{DirPublisher, KubePublisher, NodePublisher};
 use switchyard_node::pod_source::{DirSource, KubeSource, PodSource};
 
 #[derive(Parser, Debug)]
@@ -59,8 +60,9 @@ struct Args {
     /// Do not create the management port.
     #[arg(long)]
     no_mgmt_port: bool,
-    /// `kube` (watch the API server) or `dir:/path` (JSON files; tests and
-    /// the e2e sandbox).
+    /// `kube` (watch the API server; annotate this Node through it) or
+    /// `dir:/path` (JSON files, and `node-annotations.json` written there;
+    /// tests and the e2e sandbox).
     #[arg(long, default_value = "kube")]
     pod_source: String,
     #[arg(long, default_value_t = 30_000)]
@@ -83,18 +85,25 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let pods: Arc<dyn PodSource> = match args.pod_source.as_str() {
-        "kube" => {
-            let client = kube::Client::try_default()
-                .await
-                .context("connecting to the Kubernetes API")?;
-            KubeSource::start(client, &args.node_name)
-        }
-        other => match other.strip_prefix("dir:") {
-            Some(dir) if !dir.is_empty() => Arc::new(DirSource::new(dir)),
-            _ => anyhow::bail!("--pod-source must be `kube` or `dir:/path`, not {other:?}"),
-        },
-    };
+    let (pods, publisher): (Arc<dyn PodSource>, Arc<dyn NodePublisher>) =
+        match args.pod_source.as_str() {
+            "kube" => {
+                let client = kube::Client::try_default()
+                    .await
+                    .context("connecting to the Kubernetes API")?;
+                (
+                    KubeSource::start(client.clone(), &args.node_name),
+                    Arc::new(KubePublisher::new(client, &args.node_name)),
+                )
+            }
+            other => match other.strip_prefix("dir:") {
+                Some(dir) if !dir.is_empty() => (
+                    Arc::new(DirSource::new(dir)),
+                    Arc::new(DirPublisher::new(dir)),
+                ),
+                _ => anyhow::bail!("--pod-source must be `kube` or `dir:/path`, not {other:?}"),
+            },
+        };
     let mut cfg = Config::new(args.node_name);
     cfg.socket = args.socket;
     cfg.ovs_remote = args.ovs_remote;
@@ -114,7 +123,7 @@ async fn main() -> anyhow::Result<()> {
     cfg.install_timeout = Duration::from_millis(args.ovn_install_timeout_ms);
     cfg.startup_timeout = Duration::from_millis(args.startup_timeout_ms);
     cfg.metrics_addr = args.metrics_address;
-    Daemon::run(cfg, pods)
+    Daemon::run(cfg, pods, publisher)
         .await
         .context("switchyard-node failed")
 }

@@ -309,6 +309,23 @@ impl Node {
         std::thread::spawn(move || run_cni(&bin, &env, &conf))
     }
 
+    /// Waits until the daemon's log (since its last start) has a line
+    /// containing `what`.
+    pub fn wait_log_line(&self, what: &str) {
+        let r = wait_until(WAIT, &format!("the daemon to log {what:?}"), || {
+            let log = self.daemon_log();
+            let since_start = log.rsplit("wrote node settings").next().unwrap_or("");
+            since_start
+                .lines()
+                .map(strip_ansi)
+                .any(|l| l.contains(what))
+                .then_some(())
+        });
+        if let Err(e) = r {
+            panic!("{e}\ndaemon log:\n{}", self.daemon_log());
+        }
+    }
+
     /// Waits until the daemon's log has a line about `pod` containing `what`.
     pub fn wait_log(&self, pod: &Pod, what: &str) {
         let needle = format!("pod=default/{}", pod.name);
