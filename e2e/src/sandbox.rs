@@ -21,7 +21,7 @@ use k8s_openapi::api::core::v1::Pod;
 use ovn_testbed::{CentralOptions, OvnCentral};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use switchyard_api::annotations::{NODE_SUBNETS, POD_NETWORK};
+use switchyard_api::annotations::{NODE_CHASSIS, NODE_SUBNETS, POD_NETWORK};
 use switchyard_controller::config::ClusterCidr;
 use switchyard_controller::k8s::memory::{self, MemoryCluster};
 use switchyard_controller::Config;
@@ -307,7 +307,8 @@ impl Sandbox {
             .build()?;
         let kubelet = Kubelet::new(cluster.clone(), infos, state_dir.join("pods"), index);
         rt.spawn(crate::mirror::pods(cluster.clone(), dirs.clone()));
-        rt.spawn(crate::mirror::nodes(cluster.clone(), dirs));
+        rt.spawn(crate::mirror::nodes(cluster.clone(), dirs.clone()));
+        rt.spawn(crate::mirror::node_annotations(cluster.clone(), dirs));
         rt.spawn(kubelet.clone().run());
 
         let mut sandbox = Sandbox {
@@ -346,6 +347,18 @@ impl Sandbox {
                         .annotations
                         .as_ref()?
                         .get(NODE_SUBNETS)
+                        .map(drop)
+                },
+            )?;
+            wait_for(
+                deadline.saturating_duration_since(Instant::now()),
+                &format!("the node agent of {name} to publish its chassis"),
+                || {
+                    let node = self.cluster.node(&name)?;
+                    node.metadata
+                        .annotations
+                        .as_ref()?
+                        .get(NODE_CHASSIS)
                         .map(drop)
                 },
             )?;
@@ -616,6 +629,13 @@ impl Sandbox {
             .collect();
         pods.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         pods
+    }
+
+    /// Every Node object as the API server would return it, by name.
+    pub fn nodes(&self) -> Vec<k8s_openapi::api::core::v1::Node> {
+        let mut nodes = self.cluster.nodes();
+        nodes.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        nodes
     }
 
     pub fn pod(&self, namespace: &str, name: &str) -> Option<PodSummary> {

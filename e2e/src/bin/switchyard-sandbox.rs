@@ -58,7 +58,7 @@ enum Cmd {
         /// NAMESPACE/NAME (or NAME in `default`; a Namespace's name).
         name: Option<String>,
     },
-    /// List objects: `get pods [-o wide]`.
+    /// List objects: `get pods [-o wide|json]`, `get nodes [-o json]`.
     Get {
         what: String,
         #[arg(short = 'o', long = "output")]
@@ -171,9 +171,17 @@ fn run(cmd: Cmd, dir: &Path) -> Result<ExitCode> {
             };
             r.lines.iter().for_each(|l| println!("{l}"));
         }
+        Cmd::Get { what, output } if matches!(what.as_str(), "nodes" | "node" | "no") => {
+            let r = call(dir, &Request::Nodes, Duration::from_secs(30))?;
+            match output.as_deref() {
+                None | Some("wide") => print!("{}", cli::format_nodes(&r.nodes)),
+                Some("json") => println!("{}", serde_json::to_string_pretty(&r.nodes)?),
+                Some(o) => bail!("-o {o}: only wide and json are supported"),
+            }
+        }
         Cmd::Get { what, output } => {
             if !matches!(what.as_str(), "pods" | "pod" | "po") {
-                bail!("only `get pods` is supported");
+                bail!("only `get pods` and `get nodes` are supported");
             }
             let wide = match output.as_deref() {
                 None => false,
