@@ -81,6 +81,9 @@ pub struct SandboxOptions {
     /// The sandbox index (underlay 198.18.INDEX.0/24); the first free one
     /// when `None`.
     pub index: Option<u8>,
+    /// Where `switchyard-node` and `switchyard-cni` are; see
+    /// [`util::binaries`] for where they are looked for otherwise.
+    pub bin_dir: Option<PathBuf>,
 }
 
 impl SandboxOptions {
@@ -90,6 +93,7 @@ impl SandboxOptions {
             ip_family: IpFamily::Ipv4,
             state_dir: state_dir.into(),
             index: None,
+            bin_dir: None,
         }
     }
 }
@@ -180,7 +184,7 @@ impl Sandbox {
                     .with_context(|| format!("removing stale {}", stale.display()))?;
             }
         }
-        let bins = binaries()?;
+        let bins = binaries(opts.bin_dir.as_deref())?;
         let underlay = Underlay::create(opts.index)?;
         let index = underlay.index;
         // From here on a failure drops what exists, in reverse order.

@@ -61,6 +61,7 @@ spec:
 #[test]
 fn command_line_round_trip() {
     let _serial = common::serial();
+    common::check_node_binaries();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let before = common::MachineState::now();
