@@ -19,6 +19,7 @@
 //! `$SWITCHYARD_BIN_DIR`; see [`util::binaries`]). It never builds them:
 //! `./e2e/scripts/demo` and `./e2e/scripts/test-all` do, up front.
 
+pub mod bench;
 pub mod cli;
 pub mod controller;
 pub mod kubelet;

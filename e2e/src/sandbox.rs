@@ -411,6 +411,18 @@ impl Sandbox {
         self.central.as_ref().expect("central runs until down")
     }
 
+    /// Node `i`'s chassis directory: its `conf.db`, daemons' logs, pid
+    /// files and unixctl sockets (`ovs-vswitchd.ctl`,
+    /// `ovn-controller.PID.ctl`).
+    pub fn node_dir(&self, i: usize) -> PathBuf {
+        lock(&self.nodes)[i].chassis().dir().to_path_buf()
+    }
+
+    /// Node `i`'s Open vSwitch database (`unix:...`).
+    pub fn node_ovs_remote(&self, i: usize) -> String {
+        lock(&self.nodes)[i].chassis().ovs_remote()
+    }
+
     /// `ovn-nbctl --db=NB ARGS`.
     pub fn nbctl(&self, args: &[&str]) -> Result<String> {
         Ok(self.central().nbctl(args)?)

@@ -173,7 +173,9 @@ pub fn sibling_dir(exe: &Path) -> Option<&Path> {
 /// profile directory (`target/debug`, `target/release`, ...) the cargo
 /// build of that profile; elsewhere a release build and a copy.
 pub fn build_command(dir: &Path) -> String {
-    let in_target = dir.parent().is_some_and(|t| t.join("CACHEDIR.TAG").exists());
+    let in_target = dir
+        .parent()
+        .is_some_and(|t| t.join("CACHEDIR.TAG").exists());
     match dir.file_name().and_then(|n| n.to_str()) {
         Some("debug") => "cargo build -p switchyard-node --bins".to_string(),
         Some("release") => "cargo build --release -p switchyard-node --bins".to_string(),
@@ -225,7 +227,10 @@ mod tests {
             "cargo build --profile bench -p switchyard-node --bins"
         );
         let elsewhere = build_command(Path::new("/opt/sy"));
-        assert!(elsewhere.starts_with("cargo build --release"), "{elsewhere}");
+        assert!(
+            elsewhere.starts_with("cargo build --release"),
+            "{elsewhere}"
+        );
         assert!(elsewhere.ends_with("switchyard-cni /opt/sy"), "{elsewhere}");
     }
 

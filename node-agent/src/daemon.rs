@@ -48,6 +48,8 @@ const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(30);
 struct PhaseTimer {
     last: Instant,
     done: Vec<(&'static str, Duration)>,
+    /// Open_vSwitch transactions this request committed.
+    ovs_txns: u32,
 }
 
 impl PhaseTimer {
@@ -55,6 +57,7 @@ impl PhaseTimer {
         PhaseTimer {
             last: started,
             done: Vec::with_capacity(ADD_PHASES.len()),
+            ovs_txns: 0,
         }
     }
 
@@ -396,6 +399,7 @@ impl Daemon {
                         ovs_ms = phases.ms("ovs"),
                         ovn_installed_ms = phases.ms("ovn_installed"),
                         result_ms = phases.ms("result"),
+                        ovs_txns = phases.ovs_txns,
                         "done"
                     )
                 }
@@ -589,6 +593,7 @@ impl Daemon {
         // exists: ovs-vswitchd opening it and ovn-controller binding it and
         // installing its flows (the slow part) overlap with configuring the
         // pod's end inside its namespace. ADD returns when both are done.
+        let txns = std::sync::atomic::AtomicU32::new(0);
         let attempt = async {
             let host_mac =
                 netlink::create_veth(host.clone(), temp.clone(), mtu, netns.clone()).await?;
@@ -639,6 +644,7 @@ impl Daemon {
                         &stale_ports,
                     )
                     .await?;
+                txns.fetch_add(1, Ordering::Relaxed);
                 let ovs = t.elapsed();
                 let waiting = Instant::now();
                 let installed = self
@@ -657,6 +663,7 @@ impl Daemon {
             // The first failure wins; the other half is abandoned and
             // `undo_add` removes whatever either half created.
             let (pod_took, (ovs_took, installed_took)) = tokio::try_join!(pod_side, port_side)?;
+            phases.ovs_txns += txns.load(Ordering::Relaxed);
             phases.mark("attach");
             phases.record("pod_side", pod_took);
             phases.record("ovs", ovs_took);
