@@ -331,11 +331,16 @@ pub fn binding_limit(sb: &Sandbox, pods: usize, rate: usize) -> Result<LimitRun>
         }));
     }
     // The veths exist before the clock starts: the limit is the binding.
+    // No IPv6 link-local addresses on them (whose duplicate address
+    // detection would report address and route changes to ovs-vswitchd a
+    // second later, in the middle of the measurement).
     for (k, c) in conns.iter().enumerate() {
         let mut lines = Vec::new();
         for i in (k..pods).step_by(nodes.len()) {
             let v = veth_name(i);
             lines.push(format!("link add {v} type veth peer name {v}p"));
+            lines.push(format!("link set {v} addrgenmode none"));
+            lines.push(format!("link set {v}p addrgenmode none"));
             lines.push(format!("link set {v} up"));
             lines.push(format!("link set {v}p up"));
         }
