@@ -573,7 +573,6 @@ impl Daemon {
             .ok_or_else(|| Error::Config(format!("annotation MAC {:?} is invalid", net.mac)))?;
         let mtu = net.mtu.or(req.conf.mtu).unwrap_or(self.cfg.mtu);
         let host = naming::host_veth(&req.container_id, &req.ifname);
-        let temp = naming::temp_peer(&req.container_id, &req.ifname);
         let iface_id = names::pod_port(&pod.namespace, &pod.name);
 
         // A retried ADD for this container, or an older sandbox of the same
@@ -589,20 +588,25 @@ impl Daemon {
             })
             .collect();
 
-        // The host end is all OVS needs, so the port goes in as soon as it
-        // exists: ovs-vswitchd opening it and ovn-controller binding it and
-        // installing its flows (the slow part) overlap with configuring the
-        // pod's end inside its namespace. ADD returns when both are done.
+        // The port goes in as soon as the pair's link is up (the pod end is
+        // brought up first thing in its namespace): ovs-vswitchd opening it
+        // and ovn-controller binding it and installing its flows (the slow
+        // part) overlap with the rest of the pod's configuration (addresses,
+        // routes), and OVS never sees the port's link change after it has
+        // it. ADD returns when both are done.
         let txns = std::sync::atomic::AtomicU32::new(0);
         let attempt = async {
             let host_mac =
-                netlink::create_veth(host.clone(), temp.clone(), mtu, netns.clone()).await?;
+                netlink::create_veth(host.clone(), netns.clone(), req.ifname.clone(), mac, mtu)
+                    .await?;
             phases.mark("veth");
+            // The port goes in once the pod end is up (its carrier with
+            // it): OVS then sees one port appear, not one that changes.
+            let (up_tx, up_rx) = tokio::sync::oneshot::channel();
             let pod_side = async {
                 let t = Instant::now();
                 netlink::configure_pod(
                     netns.clone(),
-                    temp.clone(),
                     PodInterface {
                         ifname: req.ifname.clone(),
                         mac,
@@ -611,6 +615,7 @@ impl Daemon {
                         gateways: net.gateways.clone(),
                         routes: net.routes.iter().map(|r| (r.dest, r.next_hop)).collect(),
                     },
+                    up_tx,
                 )
                 .await?;
                 Ok::<_, Error>(t.elapsed())
@@ -631,6 +636,8 @@ impl Daemon {
                 );
                 ids.insert(ext::OWNER.to_string(), ext::OWNER_VALUE.to_string());
                 let stale_ports: Vec<_> = stale.iter().filter_map(|a| a.port).collect();
+                // A pod side that failed before it fails the ADD anyway.
+                let _ = up_rx.await;
                 let t = Instant::now();
                 self.ovs
                     .add_port(
@@ -673,7 +680,7 @@ impl Daemon {
         let host_mac = match attempt.await {
             Ok(m) => m,
             Err(e) => {
-                self.undo_add(&host, &temp, &netns, &req.ifname).await;
+                self.undo_add(&host, &netns, &req.ifname).await;
                 return Err(e);
             }
         };
@@ -742,7 +749,7 @@ impl Daemon {
     }
 
     /// Best-effort cleanup after a failed ADD: nothing is left behind.
-    async fn undo_add(&self, host: &str, temp: &str, netns: &Path, ifname: &str) {
+    async fn undo_add(&self, host: &str, netns: &Path, ifname: &str) {
         if let Some(att) = self.ovs.interface(host) {
             if let Err(e) = self
                 .ovs
@@ -752,13 +759,12 @@ impl Daemon {
                 warn!(port = host, error = %e, "cleanup: cannot remove port");
             }
         }
-        if let Err(e) = netlink::delete_host_links(vec![host.to_string(), temp.to_string()]).await {
+        // Deleting the host end deletes the pod end with it.
+        if let Err(e) = netlink::delete_host_links(vec![host.to_string()]).await {
             warn!(veth = host, error = %e, "cleanup: cannot delete veth");
         }
         let (ns, name) = (netns.to_path_buf(), ifname.to_string());
-        let temp = temp.to_string();
         let _ = netlink::run_in(Some(&ns), move |h| async move {
-            netlink::delete_link(&h, &temp).await?;
             netlink::delete_link(&h, &name).await
         })
         .await;

@@ -67,6 +67,32 @@ async fn add_connects_pods_to_each_other_and_to_the_host() {
     assert!(ids.contains(&format!("iface-id-ver={}", a.uid)), "{ids}");
     assert!(ids.contains(&a.container_id), "{ids}");
     assert!(ids.contains("ovn-installed=\"true\""), "{ids}");
+    // The port's link came up before OVS had it: ovs-vswitchd saw a port
+    // appear, not a port appear and then change state (each link change
+    // reconfigures every bridge and port and is written back to OVS).
+    let resets = node
+        .chassis
+        .vsctl(&["get", "Interface", &host, "link_resets"])
+        .unwrap();
+    assert_eq!(
+        resets.trim(),
+        "0",
+        "link state changed after the port was added"
+    );
+    let link_state = node
+        .chassis
+        .vsctl(&["get", "Interface", &host, "link_state"])
+        .unwrap();
+    assert_eq!(link_state.trim(), "up");
+    // No IPv6 on the host end (no link-local address, so no duplicate
+    // address detection and no address or route events a second later).
+    let v6 = node.on_host(&["ip", "-6", "addr", "show", "dev", &host]);
+    assert!(v6.status.success());
+    assert!(
+        String::from_utf8_lossy(&v6.stdout).trim().is_empty(),
+        "host end has IPv6 addresses: {}",
+        String::from_utf8_lossy(&v6.stdout)
+    );
 
     // TX checksum offload is off on both ends (the userspace datapath
     // forwards unfinished checksums otherwise).
