@@ -30,6 +30,7 @@ use crate::cni::{
     self, codes, CniError, CniResult, Command, IpConfig, RawRequest, Request, RouteEntry,
 };
 use crate::error::{Error, Result};
+use crate::ethtool;
 use crate::metrics::{Metrics, ADD_PHASES};
 use crate::mgmt;
 use crate::naming::{self, ext};
@@ -38,6 +39,10 @@ use crate::node_publisher::{node_annotations, Annotations, NodePublisher, Publis
 use crate::ovs::{Ovs, OvsAttachment, PortSpec};
 use crate::pod_source::PodSource;
 use crate::protocol::{Reply, MAX_MESSAGE};
+
+/// How long an ADD waits for the kernel to report a pod's veth running
+/// before adding its port anyway.
+const LINK_RUNNING_WAIT: Duration = Duration::from_millis(200);
 
 /// How long a client may take to send its request.
 const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -577,16 +582,11 @@ impl Daemon {
 
         // A retried ADD for this container, or an older sandbox of the same
         // pod, leaves ports that must go before OVN binds the new one.
-        let stale: Vec<OvsAttachment> = self
-            .ovs
-            .attachments()
-            .into_iter()
-            .filter(|a| {
-                a.name == host
-                    || (a.iface_id.as_deref() == Some(iface_id.as_str())
-                        && a.sandbox.as_deref() != Some(req.container_id.as_str()))
-            })
-            .collect();
+        let stale: Vec<OvsAttachment> = self.ovs.attachments_where(|a| {
+            a.name == host
+                || (a.iface_id == Some(iface_id.as_str())
+                    && a.sandbox != Some(req.container_id.as_str()))
+        });
 
         // The port goes in as soon as the pair's link is up (the pod end is
         // brought up first thing in its namespace): ovs-vswitchd opening it
@@ -638,6 +638,13 @@ impl Daemon {
                 let stale_ports: Vec<_> = stale.iter().filter_map(|a| a.port).collect();
                 // A pod side that failed before it fails the ADD anyway.
                 let _ = up_rx.await;
+                // The kernel reports the carrier as running a moment after
+                // the link came up (its link watcher); OVS reads it when it
+                // opens the port, so wait (bounded) until it does.
+                let deadline = Instant::now() + LINK_RUNNING_WAIT;
+                while !ethtool::link_running(&host).unwrap_or(true) && Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
                 let t = Instant::now();
                 self.ovs
                     .add_port(
@@ -773,15 +780,9 @@ impl Daemon {
     /// The attachments OVS records for (container, ifname).
     fn attachments_of(&self, container: &str, ifname: &str) -> Vec<OvsAttachment> {
         let host = naming::host_veth(container, ifname);
-        self.ovs
-            .attachments()
-            .into_iter()
-            .filter(|a| {
-                a.name == host
-                    || (a.sandbox.as_deref() == Some(container)
-                        && a.ifname.as_deref() == Some(ifname))
-            })
-            .collect()
+        self.ovs.attachments_where(|a| {
+            a.name == host || (a.sandbox == Some(container) && a.ifname == Some(ifname))
+        })
     }
 
     async fn teardown(&self, atts: &[OvsAttachment], extra_veth: Option<String>) -> Result<()> {
