@@ -17,8 +17,9 @@ pub const REQUESTED_IPS: &str = "switchyard.io/ip-addresses";
 /// Kubernetes did not set `spec.podCIDRs`.
 pub const NODE_SUBNETS: &str = "switchyard.io/node-subnets";
 
-/// Node annotation written by the node agent: its OVN chassis name
-/// (Open_vSwitch `external_ids:system-id`).
+/// Node annotation written by the node agent on its own Node: its OVN
+/// chassis name (the node's Open_vSwitch `external_ids:system-id`, which is
+/// the SB `Chassis` row's `name`). Republished when the system-id changes.
 pub const NODE_CHASSIS: &str = "switchyard.io/chassis-id";
 
 /// A pod's network configuration, as the node agent applies it.

@@ -1,6 +1,18 @@
 //! Pod-ready latency: how long from a pod being applied to the API until
 //! CNI ADD returned on its node (the network part of a pod start), over
-//! 300 pods created at a steady rate across a 3-node sandbox of real OVN.
+//! 300 pods created at a steady rate across a 3-node sandbox of real OVN,
+//! read against the binding limit measured on the same sandbox at the same
+//! rate just before.
+//!
+//! The limit ([`switchyard_e2e::bench::binding_limit`]): the same number of
+//! ports, spread the same way, each written directly and at once as
+//! Switchyard writes a pod's (the logical switch port in NB, the OVS port
+//! with `iface-id` on a veth made beforehand), no controller, no agent,
+//! timed from the writes to `ovn-installed`. Switchyard's figures are then
+//! printed as ratios to it, and per pod beside it: what the OVS/OVN
+//! daemons did (ovs-vswitchd bridge reconfigurations and transactions,
+//! ovn-controller transactions and engine runs) and the CPU each program
+//! used. What Switchyard costs beyond the limit is in those differences.
 //!
 //! The split: "annotation" is applied -> the controller's
 //! `switchyard.io/pod-network` patch (IPAM, NB write queued); "node" is
@@ -13,9 +25,12 @@
 //! shared 2-core machine the figures mean little when "other" is large.
 //!
 //! ```sh
-//! cargo run --release -p switchyard-e2e --example pod_ready [-- --pods 300 --rate 20 --nodes 3 --state-dir DIR]
+//! cargo build --release -p switchyard-node -p switchyard-e2e --bins --example pod_ready
+//! target/release/examples/pod_ready [--pods 300 --rate 20 --nodes 3 --rounds 1 --state-dir DIR --hold SECONDS]
 //! ```
-//! Needs root. Figures, not a test: nothing fails on a clock.
+//! (`cargo run --release -p switchyard-e2e --example pod_ready` works too
+//! once the node binaries are built in release.) Needs root. Figures, not
+//! a test: nothing fails on a clock.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -23,7 +38,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use switchyard_api::annotations::POD_NETWORK;
-use switchyard_e2e::load::{pids_under, CpuSample};
+use switchyard_e2e::bench::{binding_limit, per_pod, Counters, PER_POD_ROWS};
+use switchyard_e2e::load::{pids_under, CpuSample, CpuUse};
 use switchyard_e2e::{pod_spec, Sandbox, SandboxOptions};
 
 /// The daemon's per-ADD split, from its `done` log line.
@@ -37,6 +53,7 @@ struct AgentAdd {
     ovs: f64,
     installed: f64,
     result: f64,
+    ovs_txns: f64,
 }
 
 fn strip_ansi(line: &str) -> String {
@@ -82,6 +99,7 @@ fn agent_adds(logs: &[PathBuf]) -> HashMap<String, AgentAdd> {
                     "ovs_ms" => a.ovs = num(),
                     "ovn_installed_ms" => a.installed = num(),
                     "result_ms" => a.result = num(),
+                    "ovs_txns" => a.ovs_txns = num(),
                     _ => {}
                 }
             }
@@ -114,10 +132,51 @@ fn ms(d: Duration) -> String {
     format!("{:7.1} ms", d.as_secs_f64() * 1000.0)
 }
 
+/// CPU milliseconds by program, summed over rounds.
+#[derive(Default)]
+struct CpuMs {
+    by_program: std::collections::BTreeMap<String, f64>,
+    own: f64,
+    machine: f64,
+    other: f64,
+}
+
+impl CpuMs {
+    fn add(&mut self, c: &CpuUse) {
+        let ms = |cores: f64| cores * c.seconds * 1e3;
+        for (p, cores) in &c.by_program {
+            *self.by_program.entry(p.clone()).or_default() += ms(*cores);
+        }
+        self.own += ms(c.own);
+        self.machine += ms(c.machine);
+        self.other += ms(c.other);
+    }
+}
+
+/// Pooled over rounds.
+#[derive(Default)]
+struct Pooled {
+    latencies: Vec<Duration>,
+    counters: Counters,
+    cpu: CpuMs,
+    wall: Duration,
+}
+
+impl Pooled {
+    fn add_counters(&mut self, c: &Counters) {
+        for (k, v) in &c.0 {
+            *self.counters.0.entry(k.clone()).or_default() += v;
+        }
+    }
+}
+
 fn main() -> Result<()> {
     let pods = arg("--pods", 300);
     let rate = arg("--rate", 20).max(1);
     let nodes = arg("--nodes", 3);
+    // Rounds alternate the limit and Switchyard on the same sandbox, so
+    // that load from outside falls on both alike; figures are pooled.
+    let rounds = arg("--rounds", 1).max(1);
     // `--state-dir DIR` keeps the sandbox's files (daemon logs) afterwards.
     let args: Vec<String> = std::env::args().collect();
     let kept = args
@@ -136,26 +195,57 @@ fn main() -> Result<()> {
     }
     sb.wait_pods_ready(Duration::from_secs(60))?;
 
-    eprintln!("creating {pods} pods at {rate}/s ...");
-    let mut watched = sb.pids();
-    watched.extend(pids_under(sb.state_dir()));
-    watched.sort();
-    watched.dedup();
-    let cpu_before = CpuSample::take(&watched);
-    let interval = Duration::from_secs_f64(1.0 / rate as f64);
-    let start = Instant::now();
-    let mut uids = Vec::new();
-    for i in 0..pods {
-        let due = start + interval * i as u32;
-        if let Some(wait) = due.checked_duration_since(Instant::now()) {
-            std::thread::sleep(wait);
+    let mut limit = Pooled::default();
+    let mut sy = Pooled::default();
+    let mut bench_pods: Vec<(String, String)> = Vec::new(); // (uid, ns/name)
+    for round in 0..rounds {
+        eprintln!(
+            "round {}/{rounds}: binding limit, {pods} ports at {rate}/s written directly ...",
+            round + 1
+        );
+        let l = binding_limit(&sb, pods, rate)?;
+        limit.latencies.extend(l.latencies.iter().copied());
+        limit.add_counters(&l.counters);
+        limit.cpu.add(&l.cpu);
+        limit.wall += l.wall;
+
+        eprintln!(
+            "round {}/{rounds}: Switchyard, {pods} pods at {rate}/s ...",
+            round + 1
+        );
+        let ns = format!("bench-r{round}");
+        let mut watched = sb.pids();
+        watched.extend(pids_under(sb.state_dir()));
+        watched.sort();
+        watched.dedup();
+        let counters_before = Counters::read(&sb)?;
+        let cpu_before = CpuSample::take(&watched);
+        let interval = Duration::from_secs_f64(1.0 / rate as f64);
+        let start = Instant::now();
+        let mut uids = Vec::new();
+        for i in 0..pods {
+            let due = start + interval * i as u32;
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            let pod = sb.create_pod(pod_spec(&ns, &format!("p{i}"), None, vec![]))?;
+            let uid = pod.metadata.uid.context("uid")?;
+            uids.push(uid.clone());
+            bench_pods.push((uid, format!("{ns}/p{i}")));
         }
-        let pod = sb.create_pod(pod_spec("bench", &format!("p{i}"), None, vec![]))?;
-        uids.push(pod.metadata.uid.context("uid")?);
+        sb.wait_pods_ready(Duration::from_secs(300))?;
+        sy.wall += start.elapsed();
+        sy.cpu.add(&cpu_before.until(&CpuSample::take(&watched)));
+        sy.add_counters(&counters_before.until(&Counters::read(&sb)?));
+        if round + 1 < rounds {
+            // Back to the state the round started from.
+            for i in 0..pods {
+                sb.delete_pod_nowait(&ns, &format!("p{i}"));
+            }
+            sb.wait_torn_down(&uids, Duration::from_secs(300))?;
+        }
     }
-    sb.wait_pods_ready(Duration::from_secs(300))?;
-    let wall = start.elapsed();
-    let cpu = cpu_before.until(&CpuSample::take(&watched));
+    limit.latencies.sort();
 
     let cluster = sb.cluster();
     let annotated: HashMap<String, Instant> = cluster
@@ -174,7 +264,7 @@ fn main() -> Result<()> {
         .collect();
     let agent = agent_adds(&sb.agent_logs());
     let ms_f = |v: f64| Duration::from_secs_f64(v.max(0.0) / 1e3);
-    let (mut total, mut ann, mut node) = (vec![], vec![], vec![]);
+    let (mut ann, mut node) = (vec![], vec![]);
     let mut split: Vec<(&str, Vec<Duration>)> = [
         "kubelet: applied -> watch event",
         "kubelet: netns created",
@@ -195,14 +285,15 @@ fn main() -> Result<()> {
     .map(|l| (l, vec![]))
     .collect();
     let mut retried = 0;
-    for (uid, i) in uids.iter().zip(0..) {
+    let mut agent_txns = (0.0, 0usize);
+    for (uid, key) in &bench_pods {
         let (Some(created), Some(a), Some(s)) =
             (cluster.created_at(uid), annotated.get(uid), starts.get(uid))
         else {
             continue;
         };
         let r = s.add_returned;
-        total.push(r.saturating_duration_since(created));
+        sy.latencies.push(r.saturating_duration_since(created));
         ann.push(a.saturating_duration_since(created));
         node.push(r.saturating_duration_since(*a));
         if s.add_attempts > 1 {
@@ -215,7 +306,9 @@ fn main() -> Result<()> {
             s.exec_started.saturating_duration_since(s.netns_ready),
             exec,
         ];
-        if let Some(d) = agent.get(&format!("bench/p{i}")) {
+        if let Some(d) = agent.get(key) {
+            agent_txns.0 += d.ovs_txns;
+            agent_txns.1 += 1;
             row.extend([
                 exec.saturating_sub(ms_f(d.took)),
                 ms_f(d.took),
@@ -233,21 +326,23 @@ fn main() -> Result<()> {
             slot.1.push(v);
         }
     }
-    for v in [&mut total, &mut ann, &mut node] {
+    let total = &mut sy.latencies;
+    for v in [&mut *total, &mut ann, &mut node] {
         v.sort();
     }
     for (_, v) in split.iter_mut() {
         v.sort();
     }
+    let total = &sy.latencies;
     println!();
     println!(
-        "Pod-ready latency (pod applied -> CNI ADD returned), {} pods at {rate}/s over {nodes} nodes, {:.1} s wall",
+        "Pod-ready latency (pod applied -> CNI ADD returned), {} pods at {rate}/s over {nodes} nodes in {rounds} round(s), {:.1} s wall",
         total.len(),
-        wall.as_secs_f64()
+        sy.wall.as_secs_f64()
     );
     println!("                                     p50         p99         max");
     for (label, v) in [
-        ("total (applied -> ADD returned)", &total),
+        ("total (applied -> ADD returned)", total),
         ("  controller annotation", &ann),
         ("  node agent + ovn-installed", &node),
     ] {
@@ -270,10 +365,72 @@ fn main() -> Result<()> {
         );
     }
     println!();
-    println!("{cpu}");
+    let l = &limit.latencies;
+    println!(
+        "Binding limit on this sandbox, same rate ({} ports at {rate}/s, {:.1} s wall): NB port + OVS port with iface-id written at once -> ovn-installed",
+        l.len(),
+        limit.wall.as_secs_f64()
+    );
+    println!("                                     p50         p99         max");
+    println!(
+        "{:<32} {}  {}  {}",
+        "limit (writes -> ovn-installed)",
+        ms(pct(l, 0.50)),
+        ms(pct(l, 0.99)),
+        ms(l.last().copied().unwrap_or_default())
+    );
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-9);
+    println!(
+        "Switchyard / limit: p50 {:.2}x, p99 {:.2}x (applied -> ADD returned over writes -> ovn-installed)",
+        ratio(pct(total, 0.50), pct(l, 0.50)),
+        ratio(pct(total, 0.99), pct(l, 0.99)),
+    );
     println!();
-    println!("Anchors (not like for like):");
-    println!("  OVN on this machine: OVS port with iface-id -> ovn-installed p50 22 ms, p99 34 ms");
+    println!("Per pod, summed over the nodes               Switchyard         limit");
+    println!(
+        "  {:<44} {:>10}  {:>12}",
+        "node agent Open_vSwitch transactions / ADD",
+        format!("{:.2}", agent_txns.0 / agent_txns.1.max(1) as f64),
+        "-"
+    );
+    for (label, key) in PER_POD_ROWS {
+        println!(
+            "  {label:<44} {:>10}  {:>12}",
+            per_pod(&sy.counters, key, total.len()),
+            per_pod(&limit.counters, key, l.len())
+        );
+    }
+    println!("  CPU ms per pod, by program:");
+    let (n_sy, n_l) = (total.len().max(1) as f64, l.len().max(1) as f64);
+    let mut programs: Vec<&String> = sy
+        .cpu
+        .by_program
+        .keys()
+        .chain(limit.cpu.by_program.keys())
+        .collect();
+    programs.sort();
+    programs.dedup();
+    let get = |c: &CpuMs, p: &str| c.by_program.get(p).copied().unwrap_or(0.0);
+    for p in programs {
+        println!(
+            "    {p:<42} {:>10.2}  {:>12.2}",
+            get(&sy.cpu, p) / n_sy,
+            get(&limit.cpu, p) / n_l
+        );
+    }
+    for (label, a, b) in [
+        (
+            "this process (controller, kubelet, CNI execs)",
+            sy.cpu.own,
+            limit.cpu.own,
+        ),
+        ("outside the sandbox", sy.cpu.other, limit.cpu.other),
+        ("machine (everyone)", sy.cpu.machine, limit.cpu.machine),
+    ] {
+        println!("    {label:<42} {:>10.2}  {:>12.2}", a / n_sy, b / n_l);
+    }
+    println!();
+    println!("Other anchors:");
     println!("  Switchyard target: applied -> ADD returned p99 <= 150 ms (3-node sandbox)");
     println!("  Kubernetes pod-startup SLO: p99 <= 5 s for the whole pod start (image pull excluded), all of it, not just the network");
     println!("  ovn-kubernetes CI on kind: about 1.2 s average pod-ready");

@@ -51,6 +51,7 @@ pub enum Request {
         name: String,
     },
     Pods,
+    Nodes,
     WaitReady {
         timeout_secs: u64,
     },
@@ -66,6 +67,9 @@ pub struct Response {
     pub lines: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pods: Vec<PodSummary>,
+    /// Node objects as the API server would return them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<Status>,
 }
@@ -228,6 +232,13 @@ fn answer(sb: &Sandbox, req: Request) -> Result<Response> {
             r.lines = vec![format!("{} \"{name}\" deleted", kind.to_lowercase())];
         }
         Request::Pods => r.pods = sb.pods(),
+        Request::Nodes => {
+            r.nodes = sb
+                .nodes()
+                .iter()
+                .map(serde_json::to_value)
+                .collect::<std::result::Result<_, _>>()?
+        }
         Request::WaitReady { timeout_secs } => {
             sb.wait_pods_ready(Duration::from_secs(timeout_secs))?
         }
@@ -268,6 +279,42 @@ pub fn format_pods(pods: &[PodSummary], wide: bool) -> String {
         rows.push(row);
     }
     let widths: Vec<usize> = (0..rows[0].len())
+        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(v, w)| format!("{v:<w$}"))
+            .collect();
+        out.push_str(line.join("   ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `kubectl get nodes`-style table, with what Switchyard annotates.
+pub fn format_nodes(nodes: &[serde_json::Value]) -> String {
+    use switchyard_api::annotations::{NODE_CHASSIS, NODE_SUBNETS};
+    let mut rows = vec![vec![
+        "NAME".to_string(),
+        "CHASSIS".to_string(),
+        "SUBNETS".to_string(),
+    ]];
+    for n in nodes {
+        let ann = &n["metadata"]["annotations"];
+        let get = |k: &str| ann[k].as_str().unwrap_or("<none>").to_string();
+        rows.push(vec![
+            n["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            get(NODE_CHASSIS),
+            get(NODE_SUBNETS),
+        ]);
+    }
+    let widths: Vec<usize> = (0..3)
         .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();

@@ -14,9 +14,12 @@
 //! The `switchyard-sandbox` command-line tool wraps the same API (see
 //! [`cli`]); tests in `e2e/tests/` use it directly.
 //!
-//! Binaries: the sandbox executes `switchyard-node` and `switchyard-cni`;
-//! see [`util::binaries`] for how they are found (or built).
+//! Binaries: the sandbox executes `switchyard-node` and `switchyard-cni`,
+//! found beside its own executable (or in `--bin-dir` /
+//! `$SWITCHYARD_BIN_DIR`; see [`util::binaries`]). It never builds them:
+//! `./e2e/scripts/demo` and `./e2e/scripts/test-all` do, up front.
 
+pub mod bench;
 pub mod cli;
 pub mod controller;
 pub mod kubelet;

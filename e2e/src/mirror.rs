@@ -5,15 +5,21 @@
 //!
 //! The node agent's `KubeSource` watches pods with
 //! `fieldSelector=spec.nodeName=<node>`; this is the same view.
+//!
+//! The other way, [`node_annotations`] applies what each agent publishes
+//! about its node (`node-annotations.json`, written by its `DirPublisher`)
+//! to its Node as the merge patch `KubePublisher` sends would.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube_memory::MemoryCluster;
+use switchyard_controller::k8s::Cluster;
 use switchyard_controller::k8s::WatchEvent;
 
 use crate::util::write_atomic;
@@ -26,6 +32,12 @@ fn pod_file(pod: &Pod) -> Option<(String, String)> {
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let name = pod.metadata.name.clone()?;
     Some((node, format!("{ns}_{name}.json")))
+}
+
+/// Pod files are `<namespace>_<name>.json`; names and namespaces are DNS
+/// labels, so only pod files hold an underscore (not `node.json`).
+fn is_pod_file(name: &str) -> bool {
+    name.ends_with(".json") && name.contains('_')
 }
 
 fn write_pod(dirs: &Dirs, pod: &Pod) {
@@ -73,18 +85,26 @@ pub async fn pods(cluster: Arc<MemoryCluster>, dirs: Dirs) {
         while let Some(ev) = stream.next().await {
             match ev {
                 WatchEvent::Restarted(list) => {
-                    for dir in dirs.values() {
+                    // Write the listed pods first, then remove the files of
+                    // pods not listed: a pod that exists never vanishes from
+                    // the directory, even for a moment (a node agent whose
+                    // ADD saw its pod and then sees it gone stops waiting).
+                    let mut keep = HashSet::new();
+                    for pod in &list {
+                        write_pod(&dirs, pod);
+                        if let Some((node, file)) = pod_file(pod) {
+                            keep.insert((node, file));
+                        }
+                    }
+                    for (node, dir) in dirs.iter() {
                         if let Ok(entries) = std::fs::read_dir(dir) {
                             for e in entries.flatten() {
                                 let n = e.file_name().to_string_lossy().into_owned();
-                                if n != "node.json" && n.ends_with(".json") {
+                                if is_pod_file(&n) && !keep.contains(&(node.clone(), n)) {
                                     let _ = std::fs::remove_file(e.path());
                                 }
                             }
                         }
-                    }
-                    for pod in &list {
-                        write_pod(&dirs, pod);
                     }
                 }
                 WatchEvent::Unavailable(_) => {}
@@ -108,5 +128,127 @@ pub async fn nodes(cluster: Arc<MemoryCluster>, dirs: Dirs) {
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The file each node agent's `DirPublisher` writes in its pod directory.
+pub const NODE_ANNOTATIONS_FILE: &str = "node-annotations.json";
+
+struct InotifyFd(nix::sys::inotify::Inotify);
+
+impl AsRawFd for InotifyFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_fd().as_raw_fd()
+    }
+}
+
+/// Merges `dir/node-annotations.json` into the Node `node`'s annotations
+/// (one merge patch, only when a value differs).
+fn apply_node_annotations(cluster: &MemoryCluster, node: &str, dir: &Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let path = dir.join(NODE_ANNOTATIONS_FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let wanted: BTreeMap<String, String> =
+        serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))?;
+    let n = cluster
+        .node(node)
+        .with_context(|| format!("node {node} does not exist"))?;
+    let current = n.metadata.annotations.clone().unwrap_or_default();
+    if wanted.iter().all(|(k, v)| current.get(k) == Some(v)) {
+        return Ok(());
+    }
+    let uid = n.metadata.uid.clone().unwrap_or_default();
+    let wanted = wanted.into_iter().map(|(k, v)| (k, Some(v))).collect();
+    let target = switchyard_controller::k8s::ObjectRef::node(node, &uid);
+    futures::executor::block_on(cluster.patch_annotations(target, None, wanted))
+        .map(|_| ())
+        .map_err(|e| anyhow::anyhow!("patching node {node}: {e}"))
+}
+
+/// Applies every node agent's published annotations to its Node, now and
+/// whenever the file changes (inotify on each pod directory); a failed
+/// patch is retried. Runs until the runtime stops.
+pub async fn node_annotations(cluster: Arc<MemoryCluster>, dirs: Dirs) {
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+    use tokio::io::unix::AsyncFd;
+    let watch = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).and_then(|ino| {
+        let mut by_wd = HashMap::new();
+        for (node, dir) in dirs.iter() {
+            let wd = ino.add_watch(
+                dir.as_path(),
+                AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_CLOSE_WRITE,
+            )?;
+            by_wd.insert(wd, node.clone());
+        }
+        Ok((ino, by_wd))
+    });
+    let (fd, by_wd) = match watch {
+        // SAFETY: `InotifyFd` owns the inotify descriptor and always returns
+        // it; it stays open until the AsyncFd (which owns it) is dropped.
+        Ok((ino, by_wd)) => match unsafe {
+            AsyncFd::register_with_interest(InotifyFd(ino), tokio::io::Interest::READABLE)
+        } {
+            Ok(fd) => (Some(fd), by_wd),
+            Err(e) => {
+                let e = e.into_parts().1;
+                tracing::warn!(error = %e, "cannot poll inotify; polling node annotations");
+                (None, HashMap::new())
+            }
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch pod directories; polling node annotations");
+            (None, HashMap::new())
+        }
+    };
+    // Watches are in place: whatever was written before is read now.
+    let mut pending: HashSet<String> = dirs.keys().cloned().collect();
+    loop {
+        pending.retain(|node| match dirs.get(node) {
+            Some(dir) => match apply_node_annotations(&cluster, node, dir) {
+                Ok(()) => false,
+                Err(e) => {
+                    tracing::warn!(%node, error = %format!("{e:#}"), "node annotations not applied; retrying");
+                    true
+                }
+            },
+            None => false,
+        });
+        let retry = tokio::time::sleep(Duration::from_millis(
+            if pending.is_empty() && fd.is_some() {
+                3_600_000
+            } else {
+                200
+            },
+        ));
+        let Some(fd) = fd.as_ref() else {
+            retry.await;
+            pending.extend(dirs.keys().cloned());
+            continue;
+        };
+        tokio::select! {
+            _ = retry => {}
+            ready = fd.readable() => {
+                let Ok(mut guard) = ready else {
+                    continue;
+                };
+                match guard.get_inner().0.read_events() {
+                    Ok(events) => {
+                        for ev in events {
+                            let ours = ev.name.as_deref().and_then(|n| n.to_str())
+                                == Some(NODE_ANNOTATIONS_FILE);
+                            if let (true, Some(node)) = (ours, by_wd.get(&ev.wd)) {
+                                pending.insert(node.clone());
+                            }
+                        }
+                    }
+                    Err(nix::errno::Errno::EAGAIN) => guard.clear_ready(),
+                    Err(e) => tracing::warn!(error = %e, "reading inotify events"),
+                }
+            }
+        }
     }
 }

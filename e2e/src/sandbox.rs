@@ -22,7 +22,7 @@ use kube_memory::{self as memory, MemoryCluster};
 use ovn_testbed::{CentralOptions, OvnCentral};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use switchyard_api::annotations::{NODE_SUBNETS, POD_NETWORK};
+use switchyard_api::annotations::{NODE_CHASSIS, NODE_SUBNETS, POD_NETWORK};
 use switchyard_controller::config::ClusterCidr;
 use switchyard_controller::k8s::Object;
 use switchyard_controller::Config;
@@ -82,6 +82,9 @@ pub struct SandboxOptions {
     /// The sandbox index (underlay 198.18.INDEX.0/24); the first free one
     /// when `None`.
     pub index: Option<u8>,
+    /// Where `switchyard-node` and `switchyard-cni` are; see
+    /// [`util::binaries`] for where they are looked for otherwise.
+    pub bin_dir: Option<PathBuf>,
 }
 
 impl SandboxOptions {
@@ -91,6 +94,7 @@ impl SandboxOptions {
             ip_family: IpFamily::Ipv4,
             state_dir: state_dir.into(),
             index: None,
+            bin_dir: None,
         }
     }
 }
@@ -181,7 +185,7 @@ impl Sandbox {
                     .with_context(|| format!("removing stale {}", stale.display()))?;
             }
         }
-        let bins = binaries()?;
+        let bins = binaries(opts.bin_dir.as_deref())?;
         let underlay = Underlay::create(opts.index)?;
         let index = underlay.index;
         // From here on a failure drops what exists, in reverse order.
@@ -308,7 +312,8 @@ impl Sandbox {
             .build()?;
         let kubelet = Kubelet::new(cluster.clone(), infos, state_dir.join("pods"), index);
         rt.spawn(crate::mirror::pods(cluster.clone(), dirs.clone()));
-        rt.spawn(crate::mirror::nodes(cluster.clone(), dirs));
+        rt.spawn(crate::mirror::nodes(cluster.clone(), dirs.clone()));
+        rt.spawn(crate::mirror::node_annotations(cluster.clone(), dirs));
         rt.spawn(kubelet.clone().run());
 
         let mut sandbox = Sandbox {
@@ -347,6 +352,18 @@ impl Sandbox {
                         .annotations
                         .as_ref()?
                         .get(NODE_SUBNETS)
+                        .map(drop)
+                },
+            )?;
+            wait_for(
+                deadline.saturating_duration_since(Instant::now()),
+                &format!("the node agent of {name} to publish its chassis"),
+                || {
+                    let node = self.cluster.node(&name)?;
+                    node.metadata
+                        .annotations
+                        .as_ref()?
+                        .get(NODE_CHASSIS)
                         .map(drop)
                 },
             )?;
@@ -393,6 +410,18 @@ impl Sandbox {
 
     pub fn central(&self) -> &OvnCentral {
         self.central.as_ref().expect("central runs until down")
+    }
+
+    /// Node `i`'s chassis directory: its `conf.db`, daemons' logs, pid
+    /// files and unixctl sockets (`ovs-vswitchd.ctl`,
+    /// `ovn-controller.PID.ctl`).
+    pub fn node_dir(&self, i: usize) -> PathBuf {
+        lock(&self.nodes)[i].chassis().dir().to_path_buf()
+    }
+
+    /// Node `i`'s Open vSwitch database (`unix:...`).
+    pub fn node_ovs_remote(&self, i: usize) -> String {
+        lock(&self.nodes)[i].chassis().ovs_remote()
     }
 
     /// `ovn-nbctl --db=NB ARGS`.
@@ -626,6 +655,13 @@ impl Sandbox {
             .collect();
         pods.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         pods
+    }
+
+    /// Every Node object as the API server would return it, by name.
+    pub fn nodes(&self) -> Vec<k8s_openapi::api::core::v1::Node> {
+        let mut nodes = self.cluster.nodes();
+        nodes.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        nodes
     }
 
     pub fn pod(&self, namespace: &str, name: &str) -> Option<PodSummary> {

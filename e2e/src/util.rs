@@ -1,9 +1,8 @@
 //! Small helpers: running commands with useful errors, finding the
-//! Switchyard binaries, polling until a deadline.
+//! Switchyard binaries (never building them), polling until a deadline.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -93,25 +92,9 @@ pub struct Binaries {
     pub cni: PathBuf,
 }
 
-/// Finds `switchyard-node` and `switchyard-cni`:
-///
-/// 1. `$SWITCHYARD_BIN_DIR` when set;
-/// 2. otherwise the Cargo profile directory of the running executable
-///    (`target/debug` for `target/debug/deps/TEST` and
-///    `target/debug/examples/EXAMPLE`, or the directory of
-///    `switchyard-sandbox` itself). When the workspace this crate was
-///    built from is still there, `cargo build -p switchyard-node --bins`
-///    (same profile, same target directory) runs first, once per process:
-///    a no-op when they are fresh, and it means `cargo test -p
-///    switchyard-e2e` never runs a stale or missing agent. (Cargo releases
-///    the build lock while it runs test binaries, so this does not block.)
-pub fn binaries() -> Result<Binaries> {
-    static FOUND: OnceLock<std::result::Result<Binaries, String>> = OnceLock::new();
-    FOUND
-        .get_or_init(|| find_binaries().map_err(|e| format!("{e:#}")))
-        .clone()
-        .map_err(anyhow::Error::msg)
-}
+/// The environment variable naming the directory that holds
+/// `switchyard-node` and `switchyard-cni`.
+pub const BIN_DIR_ENV: &str = "SWITCHYARD_BIN_DIR";
 
 fn in_dir(dir: &Path) -> Binaries {
     Binaries {
@@ -120,71 +103,90 @@ fn in_dir(dir: &Path) -> Binaries {
     }
 }
 
-fn find_binaries() -> Result<Binaries> {
-    if let Some(dir) = std::env::var_os("SWITCHYARD_BIN_DIR") {
-        let b = in_dir(Path::new(&dir));
-        if !b.node.exists() || !b.cni.exists() {
-            bail!(
-                "SWITCHYARD_BIN_DIR={}: switchyard-node or switchyard-cni missing",
-                Path::new(&dir).display()
-            );
-        }
-        return Ok(b);
+/// Finds `switchyard-node` and `switchyard-cni`; builds nothing.
+///
+/// 1. `explicit` (`switchyard-sandbox up --bin-dir DIR`) when given;
+/// 2. otherwise `$SWITCHYARD_BIN_DIR` when set;
+/// 3. otherwise beside the running executable: the directory of
+///    `switchyard-sandbox` itself, or the Cargo profile directory
+///    (`target/debug`) for a test (`target/debug/deps/TEST`) or an example
+///    (`target/debug/examples/EXAMPLE`).
+///
+/// A missing binary is an error naming the command that builds it.
+/// `./e2e/scripts/demo` and `./e2e/scripts/test-all` build them up front
+/// (`cargo test --workspace` builds every package's binaries); a lone
+/// `cargo test -p switchyard-e2e` does not, since Cargo builds only the
+/// tested package's own binaries.
+pub fn binaries(explicit: Option<&Path>) -> Result<Binaries> {
+    if let Some(dir) = explicit {
+        return check_dir(dir, "--bin-dir");
+    }
+    if let Some(dir) = std::env::var_os(BIN_DIR_ENV) {
+        return check_dir(Path::new(&dir), BIN_DIR_ENV);
     }
     let exe = std::env::current_exe().context("finding the current executable")?;
-    let mut dir = exe.parent().context("executable without a directory")?;
-    if matches!(
-        dir.file_name().and_then(|n| n.to_str()),
-        Some("deps" | "examples")
-    ) {
-        dir = dir.parent().context("deps without a parent")?;
-    }
+    let dir = sibling_dir(&exe).context("executable without a directory")?;
     let b = in_dir(dir);
-    let root = workspace_root().filter(|r| r.join("node-agent").exists());
-    let (Some(root), Some(target)) = (root, dir.parent()) else {
-        if b.node.exists() && b.cni.exists() {
-            return Ok(b);
-        }
+    let missing: Vec<&str> = [(&b.node, "switchyard-node"), (&b.cni, "switchyard-cni")]
+        .into_iter()
+        .filter(|(p, _)| !p.is_file())
+        .map(|(_, n)| n)
+        .collect();
+    if !missing.is_empty() {
         bail!(
-            "switchyard-node/switchyard-cni not found beside {} (set SWITCHYARD_BIN_DIR)",
-            exe.display()
+            "{} not found in {} (looked beside {}); build {}: `{}` (or point {BIN_DIR_ENV} or --bin-dir at a directory that holds both)",
+            missing.join(" and "),
+            dir.display(),
+            exe.display(),
+            if missing.len() == 1 { "it" } else { "them" },
+            build_command(dir)
         );
-    };
-    let release = dir.file_name().and_then(|n| n.to_str()) == Some("release");
-    let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    build
-        .current_dir(&root)
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "switchyard-node",
-            "--bins",
-            "--target-dir",
-        ])
-        .arg(target);
-    if release {
-        build.arg("--release");
-    }
-    let status = build
-        .stdin(Stdio::null())
-        .status()
-        .with_context(|| format!("running {}", describe(&build)))?;
-    if !status.success() {
-        bail!("`{}` failed ({status})", describe(&build));
-    }
-    if !b.node.exists() || !b.cni.exists() {
-        bail!("cargo build did not produce {}", b.node.display());
     }
     Ok(b)
 }
 
-/// The workspace root this crate was compiled from, if it still exists.
-pub fn workspace_root() -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()?
-        .to_path_buf();
-    root.join("Cargo.toml").exists().then_some(root)
+fn check_dir(dir: &Path, via: &str) -> Result<Binaries> {
+    let b = in_dir(dir);
+    for p in [&b.node, &b.cni] {
+        if !p.is_file() {
+            bail!(
+                "{via}={}: {} is missing (build: `cargo build --release -p switchyard-node --bins`, then use target/release)",
+                dir.display(),
+                p.display()
+            );
+        }
+    }
+    Ok(b)
+}
+
+/// Where a binary's siblings live: its directory, or the profile
+/// directory above Cargo's `deps/` and `examples/`.
+pub fn sibling_dir(exe: &Path) -> Option<&Path> {
+    let dir = exe.parent()?;
+    match dir.file_name().and_then(|n| n.to_str()) {
+        Some("deps" | "examples") => dir.parent(),
+        _ => Some(dir),
+    }
+}
+
+/// The command that puts the node binaries into `dir`: for a Cargo
+/// profile directory (`target/debug`, `target/release`, ...) the cargo
+/// build of that profile; elsewhere a release build and a copy.
+pub fn build_command(dir: &Path) -> String {
+    let in_target = dir
+        .parent()
+        .is_some_and(|t| t.join("CACHEDIR.TAG").exists());
+    match dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") => "cargo build -p switchyard-node --bins".to_string(),
+        Some("release") => "cargo build --release -p switchyard-node --bins".to_string(),
+        Some(profile) if in_target => {
+            format!("cargo build --profile {profile} -p switchyard-node --bins")
+        }
+        _ => format!(
+            "cargo build --release -p switchyard-node --bins && cp target/release/switchyard-node target/release/switchyard-cni {}",
+            dir.display()
+        ),
+    }
 }
 
 /// Writes a file atomically: temporary name, then rename.
@@ -192,4 +194,56 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp~");
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn siblings_of_tests_and_examples_are_in_the_profile_dir() {
+        let p = Path::new("/w/target/debug/deps/cli-0123");
+        assert_eq!(sibling_dir(p), Some(Path::new("/w/target/debug")));
+        let p = Path::new("/w/target/release/examples/pod_ready");
+        assert_eq!(sibling_dir(p), Some(Path::new("/w/target/release")));
+        let p = Path::new("/usr/local/bin/switchyard-sandbox");
+        assert_eq!(sibling_dir(p), Some(Path::new("/usr/local/bin")));
+    }
+
+    #[test]
+    fn the_build_command_matches_the_profile() {
+        assert_eq!(
+            build_command(Path::new("/w/target/debug")),
+            "cargo build -p switchyard-node --bins"
+        );
+        assert_eq!(
+            build_command(Path::new("/w/target/release")),
+            "cargo build --release -p switchyard-node --bins"
+        );
+        let target = tempfile::tempdir().unwrap();
+        std::fs::write(target.path().join("CACHEDIR.TAG"), "").unwrap();
+        assert_eq!(
+            build_command(&target.path().join("bench")),
+            "cargo build --profile bench -p switchyard-node --bins"
+        );
+        let elsewhere = build_command(Path::new("/opt/sy"));
+        assert!(
+            elsewhere.starts_with("cargo build --release"),
+            "{elsewhere}"
+        );
+        assert!(elsewhere.ends_with("switchyard-cni /opt/sy"), "{elsewhere}");
+    }
+
+    #[test]
+    fn an_explicit_directory_must_hold_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = binaries(Some(dir.path())).unwrap_err().to_string();
+        assert!(e.contains("switchyard-node"), "{e}");
+        std::fs::write(dir.path().join("switchyard-node"), "").unwrap();
+        let e = binaries(Some(dir.path())).unwrap_err().to_string();
+        assert!(e.contains("switchyard-cni"), "{e}");
+        std::fs::write(dir.path().join("switchyard-cni"), "").unwrap();
+        let b = binaries(Some(dir.path())).unwrap();
+        assert_eq!(b.node, dir.path().join("switchyard-node"));
+    }
 }

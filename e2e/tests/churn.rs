@@ -68,7 +68,7 @@ fn churn_with_controller_and_agent_kills_converges_without_leaks() {
     let _serial = common::serial();
     let dir = tempfile::tempdir().unwrap();
     let before = common::MachineState::now();
-    let sb = Sandbox::up(SandboxOptions::new(3, dir.path())).expect("sandbox up");
+    let sb = common::up(SandboxOptions::new(3, dir.path())).expect("sandbox up");
     let index = sb.index();
     let ready = Duration::from_secs(180);
 

@@ -61,6 +61,7 @@ spec:
 #[test]
 fn command_line_round_trip() {
     let _serial = common::serial();
+    common::check_node_binaries();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let before = common::MachineState::now();
@@ -70,6 +71,48 @@ fn command_line_round_trip() {
     let again = sandbox(d, &["up", "--nodes", "2"], None);
     assert!(!again.status.success());
     assert!(text(&again).contains("already running"), "{}", text(&again));
+
+    // Each node agent published its chassis on its Node: the names of the
+    // SB Chassis rows, one per node.
+    let nodes = sandbox(d, &["get", "nodes", "-o", "json"], None);
+    assert!(nodes.status.success(), "get nodes: {}", text(&nodes));
+    let nodes: serde_json::Value = serde_json::from_slice(&nodes.stdout).unwrap();
+    let mut published: Vec<String> = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            n["metadata"]["annotations"][switchyard_api::annotations::NODE_CHASSIS]
+                .as_str()
+                .unwrap_or_else(|| panic!("node without chassis-id: {n}"))
+                .to_string()
+        })
+        .collect();
+    published.sort();
+    let sb = format!(
+        "unix:{}",
+        d.canonicalize().unwrap().join("central/sb.sock").display()
+    );
+    let chassis = Command::new("ovn-sbctl")
+        .args([
+            &format!("--db={sb}"),
+            "--bare",
+            "--columns=name",
+            "list",
+            "Chassis",
+        ])
+        .output()
+        .unwrap();
+    assert!(chassis.status.success(), "{}", text(&chassis));
+    let mut names: Vec<String> = String::from_utf8_lossy(&chassis.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    names.sort();
+    assert_eq!(published, names);
+    assert_eq!(published.len(), 2);
+    let table = sandbox(d, &["get", "nodes"], None);
+    assert!(text(&table).contains("CHASSIS"), "{}", text(&table));
 
     let apply = sandbox(d, &["apply", "-f", "-", "--wait"], Some(PODS));
     assert!(apply.status.success(), "apply: {}", text(&apply));

@@ -15,7 +15,7 @@ fn connectivity(family: IpFamily) {
     let dir = tempfile::tempdir().unwrap();
     let mut opts = SandboxOptions::new(3, dir.path());
     opts.ip_family = family;
-    let sb = Sandbox::up(opts).expect("sandbox up");
+    let sb = common::up(opts).expect("sandbox up");
     let mut pods = Vec::new();
     for i in 0..6 {
         let name = format!("pod-{i}");

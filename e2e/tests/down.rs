@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use switchyard_e2e::probe::echo_server_command;
-use switchyard_e2e::{pod_spec, Sandbox, SandboxOptions};
+use switchyard_e2e::{pod_spec, SandboxOptions};
 
 #[test]
 fn down_leaves_nothing_behind() {
@@ -17,7 +17,7 @@ fn down_leaves_nothing_behind() {
     let before = common::MachineState::now();
     assert!(common::our_processes(dir.path()).is_empty());
 
-    let sb = Sandbox::up(SandboxOptions::new(2, dir.path())).expect("sandbox up");
+    let sb = common::up(SandboxOptions::new(2, dir.path())).expect("sandbox up");
     let index = sb.index();
     let daemons = sb.pids();
     assert!(daemons.len() >= 8, "daemons: {daemons:?}");

@@ -55,8 +55,9 @@ pub struct Args {
     /// Do not create the management port.
     #[arg(long)]
     pub no_mgmt_port: bool,
-    /// `kube` (watch the API server) or `dir:/path` (JSON files; tests and
-    /// the e2e sandbox).
+    /// `kube` (watch the API server; annotate this Node through it) or
+    /// `dir:/path` (JSON files, and `node-annotations.json` written there;
+    /// tests and the e2e sandbox).
     #[arg(long, default_value = "kube")]
     pub pod_source: String,
     #[arg(long, default_value_t = 30_000)]

@@ -55,6 +55,9 @@ pub mod codes {
     pub const CHECK_FAILED: u32 = 105;
     /// The daemon could not be reached or answered nonsense.
     pub const DAEMON_FAILURE: u32 = 106;
+    /// The pod was deleted, or replaced by another pod of the same name
+    /// (another UID), while ADD waited for its annotation.
+    pub const POD_GONE: u32 = 107;
 }
 
 /// A CNI error result, printed on stdout with a non-zero exit status.

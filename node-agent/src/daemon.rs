@@ -30,13 +30,19 @@ use crate::cni::{
     self, codes, CniError, CniResult, Command, IpConfig, RawRequest, Request, RouteEntry,
 };
 use crate::error::{Error, Result};
+use crate::ethtool;
 use crate::metrics::{Metrics, ADD_PHASES};
 use crate::mgmt;
 use crate::naming::{self, ext};
 use crate::netlink::{self, PodInterface};
+use crate::node_publisher::{node_annotations, Annotations, NodePublisher, Published};
 use crate::ovs::{Ovs, OvsAttachment, PortSpec};
 use crate::pod_source::PodSource;
 use crate::protocol::{Reply, MAX_MESSAGE};
+
+/// How long an ADD waits for the kernel to report a pod's veth running
+/// before adding its port anyway.
+const LINK_RUNNING_WAIT: Duration = Duration::from_millis(200);
 
 /// How long a client may take to send its request.
 const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -47,6 +53,8 @@ const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(30);
 struct PhaseTimer {
     last: Instant,
     done: Vec<(&'static str, Duration)>,
+    /// Open_vSwitch transactions this request committed.
+    ovs_txns: u32,
 }
 
 impl PhaseTimer {
@@ -54,6 +62,7 @@ impl PhaseTimer {
         PhaseTimer {
             last: started,
             done: Vec::with_capacity(ADD_PHASES.len()),
+            ovs_txns: 0,
         }
     }
 
@@ -82,6 +91,16 @@ impl PhaseTimer {
             .map(|(_, d)| d.as_secs_f64() * 1e3)
             .sum()
     }
+}
+
+/// What the pod source last held under the name an ADD waits for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Seen {
+    Nothing,
+    /// The pod with the request's UID (or any UID, when it gave none).
+    Ours,
+    /// Another pod of the same name: this UID.
+    Other(String),
 }
 
 /// Everything the daemon is told on its command line.
@@ -142,6 +161,7 @@ pub struct Daemon {
     cfg: Config,
     ovs: Ovs,
     pods: Arc<dyn PodSource>,
+    publisher: Arc<dyn NodePublisher>,
     metrics: Metrics,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     mgmt_ready: AtomicBool,
@@ -161,8 +181,12 @@ fn install_file(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
 
 impl Daemon {
     /// Runs start-up and serves until the listener fails.
-    pub async fn run(cfg: Config, pods: Arc<dyn PodSource>) -> Result<()> {
-        let daemon = Arc::new(Self::start(cfg, pods).await?);
+    pub async fn run(
+        cfg: Config,
+        pods: Arc<dyn PodSource>,
+        publisher: Arc<dyn NodePublisher>,
+    ) -> Result<()> {
+        let daemon = Arc::new(Self::start(cfg, pods, publisher).await?);
         let listener = daemon.listen()?;
         daemon.install_cni()?;
         info!(socket = %daemon.cfg.socket.display(), "serving CNI requests");
@@ -170,7 +194,11 @@ impl Daemon {
     }
 
     /// Start-up up to (not including) listening.
-    pub async fn start(cfg: Config, pods: Arc<dyn PodSource>) -> Result<Daemon> {
+    pub async fn start(
+        cfg: Config,
+        pods: Arc<dyn PodSource>,
+        publisher: Arc<dyn NodePublisher>,
+    ) -> Result<Daemon> {
         let ovs = Ovs::connect(&cfg.ovs_remote, cfg.startup_timeout).await?;
         let mut ids = BTreeMap::new();
         ids.insert("system-id".to_string(), cfg.node.clone());
@@ -193,6 +221,7 @@ impl Daemon {
             cfg,
             ovs,
             pods,
+            publisher,
             metrics: Metrics::new(),
             locks: Mutex::new(HashMap::new()),
             mgmt_ready: AtomicBool::new(false),
@@ -270,8 +299,12 @@ impl Daemon {
     }
 
     /// Accepts connections until the listener fails; also starts the
-    /// management port and metrics tasks.
+    /// management port, node publishing and metrics tasks.
     pub async fn serve(self: Arc<Self>, listener: UnixListener) -> Result<()> {
+        {
+            let d = self.clone();
+            tokio::spawn(async move { d.publish_loop().await });
+        }
         if self.cfg.mgmt_port {
             let d = self.clone();
             tokio::spawn(async move { d.mgmt_loop().await });
@@ -371,6 +404,7 @@ impl Daemon {
                         ovs_ms = phases.ms("ovs"),
                         ovn_installed_ms = phases.ms("ovn_installed"),
                         result_ms = phases.ms("result"),
+                        ovs_txns = phases.ovs_txns,
                         "done"
                     )
                 }
@@ -423,15 +457,22 @@ impl Daemon {
     /// Waits until the pod (with the runtime's UID, when it gave one)
     /// carries a network annotation: reads the pod source, then again each
     /// time it reports a change (or after its recheck interval).
+    ///
+    /// A pod the source does not hold (yet), or holds only as another pod
+    /// of the same name (its predecessor, while the local cache lags), is
+    /// waited for. Once the pod was seen, its disappearance or replacement
+    /// by another UID ends the wait at once with [`Error::PodGone`]: no
+    /// annotation will ever come for it.
     async fn wait_annotation(&self, ns: &str, name: &str, uid: Option<&str>) -> Result<PodNetwork> {
         let started = Instant::now();
         let deadline = started + self.cfg.annotation_timeout;
         let pod = format!("{ns}/{name}");
         let mut changes = self.pods.changes();
+        let mut last = Seen::Nothing;
         loop {
             // Subscribe before reading, so a change during the read is seen.
             changes.borrow_and_update();
-            match self.pods.pod(ns, name).await {
+            let now_seen = match self.pods.pod(ns, name).await {
                 Ok(Some(info)) => {
                     let same_pod = match (uid, info.uid.as_deref()) {
                         (Some(want), Some(have)) => want == have,
@@ -441,9 +482,46 @@ impl Daemon {
                         return PodNetwork::parse(&text)
                             .map_err(|source| Error::Annotation { pod, source });
                     }
+                    if same_pod {
+                        Seen::Ours
+                    } else {
+                        Seen::Other(info.uid.unwrap_or_default())
+                    }
                 }
-                Ok(None) => {}
-                Err(e) => warn!(error = %e, "pod source failed; retrying"),
+                Ok(None) => Seen::Nothing,
+                Err(e) => {
+                    warn!(error = %e, "pod source failed; retrying");
+                    last.clone()
+                }
+            };
+            // Seen, then gone or replaced: nothing will ever annotate it.
+            match (&last, &now_seen) {
+                (Seen::Ours, Seen::Nothing) => {
+                    return Err(Error::PodGone {
+                        pod,
+                        uid: uid.map(str::to_string),
+                        successor: None,
+                    })
+                }
+                (Seen::Ours, Seen::Other(other)) => {
+                    return Err(Error::PodGone {
+                        pod,
+                        uid: uid.map(str::to_string),
+                        successor: Some(other.clone()),
+                    })
+                }
+                _ => {}
+            }
+            if now_seen != last {
+                match &now_seen {
+                    Seen::Nothing => info!("pod not in the pod source yet; waiting for it"),
+                    Seen::Ours => info!("pod seen; waiting for its network annotation"),
+                    Seen::Other(have) => info!(
+                        other_uid = %have,
+                        "the pod source holds another pod of this name; waiting for ours"
+                    ),
+                }
+                last = now_seen;
             }
             let now = Instant::now();
             if now >= deadline {
@@ -500,35 +578,35 @@ impl Daemon {
             .ok_or_else(|| Error::Config(format!("annotation MAC {:?} is invalid", net.mac)))?;
         let mtu = net.mtu.or(req.conf.mtu).unwrap_or(self.cfg.mtu);
         let host = naming::host_veth(&req.container_id, &req.ifname);
-        let temp = naming::temp_peer(&req.container_id, &req.ifname);
         let iface_id = names::pod_port(&pod.namespace, &pod.name);
 
         // A retried ADD for this container, or an older sandbox of the same
         // pod, leaves ports that must go before OVN binds the new one.
-        let stale: Vec<OvsAttachment> = self
-            .ovs
-            .attachments()
-            .into_iter()
-            .filter(|a| {
-                a.name == host
-                    || (a.iface_id.as_deref() == Some(iface_id.as_str())
-                        && a.sandbox.as_deref() != Some(req.container_id.as_str()))
-            })
-            .collect();
+        let stale: Vec<OvsAttachment> = self.ovs.attachments_where(|a| {
+            a.name == host
+                || (a.iface_id == Some(iface_id.as_str())
+                    && a.sandbox != Some(req.container_id.as_str()))
+        });
 
-        // The host end is all OVS needs, so the port goes in as soon as it
-        // exists: ovs-vswitchd opening it and ovn-controller binding it and
-        // installing its flows (the slow part) overlap with configuring the
-        // pod's end inside its namespace. ADD returns when both are done.
+        // The port goes in as soon as the pair's link is up (the pod end is
+        // brought up first thing in its namespace): ovs-vswitchd opening it
+        // and ovn-controller binding it and installing its flows (the slow
+        // part) overlap with the rest of the pod's configuration (addresses,
+        // routes), and OVS never sees the port's link change after it has
+        // it. ADD returns when both are done.
+        let txns = std::sync::atomic::AtomicU32::new(0);
         let attempt = async {
             let host_mac =
-                netlink::create_veth(host.clone(), temp.clone(), mtu, netns.clone()).await?;
+                netlink::create_veth(host.clone(), netns.clone(), req.ifname.clone(), mac, mtu)
+                    .await?;
             phases.mark("veth");
+            // The port goes in once the pod end is up (its carrier with
+            // it): OVS then sees one port appear, not one that changes.
+            let (up_tx, up_rx) = tokio::sync::oneshot::channel();
             let pod_side = async {
                 let t = Instant::now();
                 netlink::configure_pod(
                     netns.clone(),
-                    temp.clone(),
                     PodInterface {
                         ifname: req.ifname.clone(),
                         mac,
@@ -537,6 +615,7 @@ impl Daemon {
                         gateways: net.gateways.clone(),
                         routes: net.routes.iter().map(|r| (r.dest, r.next_hop)).collect(),
                     },
+                    up_tx,
                 )
                 .await?;
                 Ok::<_, Error>(t.elapsed())
@@ -557,6 +636,15 @@ impl Daemon {
                 );
                 ids.insert(ext::OWNER.to_string(), ext::OWNER_VALUE.to_string());
                 let stale_ports: Vec<_> = stale.iter().filter_map(|a| a.port).collect();
+                // A pod side that failed before it fails the ADD anyway.
+                let _ = up_rx.await;
+                // The kernel reports the carrier as running a moment after
+                // the link came up (its link watcher); OVS reads it when it
+                // opens the port, so wait (bounded) until it does.
+                let deadline = Instant::now() + LINK_RUNNING_WAIT;
+                while !ethtool::link_running(&host).unwrap_or(true) && Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
                 let t = Instant::now();
                 self.ovs
                     .add_port(
@@ -570,6 +658,7 @@ impl Daemon {
                         &stale_ports,
                     )
                     .await?;
+                txns.fetch_add(1, Ordering::Relaxed);
                 let ovs = t.elapsed();
                 let waiting = Instant::now();
                 let installed = self
@@ -588,6 +677,7 @@ impl Daemon {
             // The first failure wins; the other half is abandoned and
             // `undo_add` removes whatever either half created.
             let (pod_took, (ovs_took, installed_took)) = tokio::try_join!(pod_side, port_side)?;
+            phases.ovs_txns += txns.load(Ordering::Relaxed);
             phases.mark("attach");
             phases.record("pod_side", pod_took);
             phases.record("ovs", ovs_took);
@@ -597,7 +687,7 @@ impl Daemon {
         let host_mac = match attempt.await {
             Ok(m) => m,
             Err(e) => {
-                self.undo_add(&host, &temp, &netns, &req.ifname).await;
+                self.undo_add(&host, &netns, &req.ifname).await;
                 return Err(e);
             }
         };
@@ -666,7 +756,7 @@ impl Daemon {
     }
 
     /// Best-effort cleanup after a failed ADD: nothing is left behind.
-    async fn undo_add(&self, host: &str, temp: &str, netns: &Path, ifname: &str) {
+    async fn undo_add(&self, host: &str, netns: &Path, ifname: &str) {
         if let Some(att) = self.ovs.interface(host) {
             if let Err(e) = self
                 .ovs
@@ -676,13 +766,12 @@ impl Daemon {
                 warn!(port = host, error = %e, "cleanup: cannot remove port");
             }
         }
-        if let Err(e) = netlink::delete_host_links(vec![host.to_string(), temp.to_string()]).await {
+        // Deleting the host end deletes the pod end with it.
+        if let Err(e) = netlink::delete_host_links(vec![host.to_string()]).await {
             warn!(veth = host, error = %e, "cleanup: cannot delete veth");
         }
         let (ns, name) = (netns.to_path_buf(), ifname.to_string());
-        let temp = temp.to_string();
         let _ = netlink::run_in(Some(&ns), move |h| async move {
-            netlink::delete_link(&h, &temp).await?;
             netlink::delete_link(&h, &name).await
         })
         .await;
@@ -691,15 +780,9 @@ impl Daemon {
     /// The attachments OVS records for (container, ifname).
     fn attachments_of(&self, container: &str, ifname: &str) -> Vec<OvsAttachment> {
         let host = naming::host_veth(container, ifname);
-        self.ovs
-            .attachments()
-            .into_iter()
-            .filter(|a| {
-                a.name == host
-                    || (a.sandbox.as_deref() == Some(container)
-                        && a.ifname.as_deref() == Some(ifname))
-            })
-            .collect()
+        self.ovs.attachments_where(|a| {
+            a.name == host || (a.sandbox == Some(container) && a.ifname == Some(ifname))
+        })
     }
 
     async fn teardown(&self, atts: &[OvsAttachment], extra_veth: Option<String>) -> Result<()> {
@@ -856,6 +939,57 @@ impl Daemon {
                 Err(_) => {}
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Publishes [`node_annotations`] on the node's Node: at start-up,
+    /// then whenever the `Open_vSwitch` row changes what they would be;
+    /// failures are retried with back-off (CNI requests do not wait for
+    /// this).
+    async fn publish_loop(&self) {
+        const BACKOFF_MIN: Duration = Duration::from_millis(200);
+        const BACKOFF_MAX: Duration = Duration::from_secs(30);
+        let mut backoff = BACKOFF_MIN;
+        let mut failing = false;
+        let mut published: Option<Annotations> = None;
+        loop {
+            let wanted = node_annotations(&self.ovs.node_ids());
+            if wanted.is_empty() {
+                // Nothing known yet (no system-id): nothing to say.
+                published = Some(wanted);
+            } else if published.as_ref() != Some(&wanted) {
+                match self.publisher.publish(&wanted).await {
+                    Ok(what) => {
+                        info!(
+                            annotations = ?wanted,
+                            written = what == Published::Written,
+                            "node annotations published"
+                        );
+                        published = Some(wanted);
+                        backoff = BACKOFF_MIN;
+                        failing = false;
+                    }
+                    Err(e) => {
+                        if !failing {
+                            warn!(error = %e, "cannot publish node annotations; retrying");
+                            failing = true;
+                        }
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(BACKOFF_MAX);
+                        continue;
+                    }
+                }
+            }
+            // Until the OVS row says something else (checked hourly too).
+            let current = published.clone().unwrap_or_default();
+            if let Err(e) = self
+                .ovs
+                .wait_node_ids_change(Duration::from_secs(3600), &current, node_annotations)
+                .await
+            {
+                warn!(error = %e, "watching the Open_vSwitch row failed");
+                tokio::time::sleep(BACKOFF_MAX).await;
+            }
         }
     }
 

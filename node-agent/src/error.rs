@@ -15,6 +15,15 @@ pub enum Error {
         #[source]
         source: switchyard_api::annotations::AnnotationError,
     },
+    /// The pod was deleted, or replaced by another of the same name, while
+    /// an ADD waited for its annotation.
+    #[error("pod {pod}: {}", gone_reason(uid.as_deref(), successor.as_deref()))]
+    PodGone {
+        pod: String,
+        uid: Option<String>,
+        /// The UID of the pod that now has the name, when replaced.
+        successor: Option<String>,
+    },
     #[error("port {port}: ovn-controller did not set ovn-installed within {waited_ms} ms")]
     OvnInstallTimeout { port: String, waited_ms: u128 },
     #[error("Open vSwitch database: {0}")]
@@ -77,6 +86,7 @@ impl Error {
             Error::Cni(e) => return e.clone().version(version),
             Error::AnnotationTimeout { .. } => codes::ANNOTATION_TIMEOUT,
             Error::Annotation { .. } => codes::INVALID_ANNOTATION,
+            Error::PodGone { .. } => codes::POD_GONE,
             Error::OvnInstallTimeout { .. } => codes::OVN_INSTALL_TIMEOUT,
             Error::Ovs(_) | Error::OvsState(_) => codes::OVS_FAILURE,
             Error::Netlink { .. } | Error::Sys { .. } => codes::NETLINK_FAILURE,
@@ -88,6 +98,9 @@ impl Error {
         let msg = match self {
             Error::AnnotationTimeout { .. } => "timed out waiting for the pod's network annotation",
             Error::Annotation { .. } => "the pod's network annotation is invalid",
+            Error::PodGone { .. } => {
+                "the pod was deleted or replaced while waiting for its network annotation"
+            }
             Error::OvnInstallTimeout { .. } => {
                 "timed out waiting for OVN to install the pod's port"
             }
@@ -116,6 +129,16 @@ impl Error {
             Error::Sys { source, .. } => *source == nix::Error::ENOENT,
             _ => false,
         }
+    }
+}
+
+fn gone_reason(uid: Option<&str>, successor: Option<&str>) -> String {
+    let ours = uid.map(|u| format!(" (uid {u})")).unwrap_or_default();
+    match successor {
+        Some(s) => format!(
+            "the pod{ours} was replaced by another pod of the same name (uid {s}) before its network annotation came"
+        ),
+        None => format!("the pod{ours} was deleted before its network annotation came"),
     }
 }
 

@@ -1,4 +1,5 @@
-//! Turning off TX checksum offload on an interface.
+//! Turning off TX checksum offload on an interface, and reading whether
+//! its link is running.
 //!
 //! Why: with Open vSwitch's userspace (`netdev`) datapath, packets a veth
 //! sends with offloaded (unfinished) checksums are forwarded as they are, and
@@ -41,13 +42,7 @@ fn ethtool_value(ifname: &str, cmd: u32, data: u32) -> io::Result<u32> {
             "bad interface name",
         ));
     }
-    // SAFETY: plain socket(2); the result is checked and owned immediately.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fd is a fresh, valid descriptor nobody else owns.
-    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    let sock = inet_socket()?;
     let mut value = EthtoolValue { cmd, data };
     let mut req = IfReq {
         name: [0; libc::IFNAMSIZ],
@@ -62,6 +57,53 @@ fn ethtool_value(ifname: &str, cmd: u32, data: u32) -> io::Result<u32> {
         return Err(io::Error::last_os_error());
     }
     Ok(value.data)
+}
+
+const SIOCGIFFLAGS: libc::c_ulong = 0x8913;
+
+/// `struct ifreq` with the union used as `ifr_flags`.
+#[repr(C)]
+struct IfReqFlags {
+    name: [u8; libc::IFNAMSIZ],
+    flags: libc::c_short,
+    _pad: [u8; 22],
+}
+
+fn inet_socket() -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2); the result is checked and owned immediately.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh, valid descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Whether the interface's link is running (`IFF_RUNNING`: up, carrier
+/// on, and the kernel's operational state caught up, which it does a
+/// moment after the carrier changes).
+pub fn link_running(ifname: &str) -> io::Result<bool> {
+    let bytes = ifname.as_bytes();
+    if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "bad interface name",
+        ));
+    }
+    let sock = inet_socket()?;
+    let mut req = IfReqFlags {
+        name: [0; libc::IFNAMSIZ],
+        flags: 0,
+        _pad: [0; 22],
+    };
+    req.name[..bytes.len()].copy_from_slice(bytes);
+    // SAFETY: req lives across the call and has the layout the kernel
+    // expects for SIOCGIFFLAGS.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), SIOCGIFFLAGS as _, &mut req) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(req.flags as libc::c_int & libc::IFF_RUNNING != 0)
 }
 
 /// `ethtool -K ifname tx off`.
@@ -81,6 +123,16 @@ mod tests {
     #[test]
     fn ifreq_has_the_kernel_layout() {
         assert_eq!(std::mem::size_of::<IfReq>(), 40);
+        assert_eq!(std::mem::size_of::<IfReqFlags>(), 40);
+    }
+
+    #[test]
+    fn loopback_runs_and_unknown_interfaces_are_errors() {
+        // `lo` exists in every namespace; it runs when it is up.
+        let lo = link_running("lo");
+        assert!(lo.is_ok(), "{lo:?}");
+        assert!(link_running("sy-no-such-if").is_err());
+        assert!(link_running("").is_err());
     }
 
     #[test]

@@ -6,9 +6,27 @@
 //! - [`daemon`]: start-up and the ADD/DEL/CHECK/GC/STATUS handlers;
 //! - [`netlink`], [`ethtool`]: kernel interfaces and namespaces;
 //! - [`ovs`]: the node's Open vSwitch database;
-//! - [`pod_source`]: the Kubernetes boundary (kube-rs, or a directory);
+//! - [`pod_source`]: the Kubernetes boundary, inbound (kube-rs, or a
+//!   directory): pods on this node and the node's subnets;
+//! - [`node_publisher`]: the Kubernetes boundary, outbound: annotations on
+//!   this node's Node (`switchyard.io/chassis-id`);
 //! - [`mgmt`]: the management port's addressing;
 //! - [`metrics`]: Prometheus metrics.
+//!
+//! # RBAC
+//!
+//! What the node agent's ServiceAccount needs (`--pod-source=kube`), for
+//! the manifests; nothing else is read or written:
+//!
+//! | API group | resource | verbs | why |
+//! |---|---|---|---|
+//! | `""` | pods | list, watch | [`pod_source::KubeSource`]: the reflector over this node's pods (`fieldSelector=spec.nodeName=<node>`), where ADD finds the pod's annotation |
+//! | `""` | nodes | get | [`pod_source::KubeSource`]: the node's pod subnets (management port); [`node_publisher::KubePublisher`]: the current annotations |
+//! | `""` | nodes | patch | [`node_publisher::KubePublisher`]: one merge patch of `switchyard.io/chassis-id` on its own Node, only when the value differs |
+//!
+//! RBAC cannot limit a ServiceAccount to "its own" Node or to the pods of
+//! one node; the agent asks only for those, but the grant is cluster-wide
+//! (as for kube-proxy and every CNI agent).
 pub mod cli;
 pub mod cni;
 pub mod daemon;
@@ -18,6 +36,7 @@ pub mod metrics;
 pub mod mgmt;
 pub mod naming;
 pub mod netlink;
+pub mod node_publisher;
 pub mod ovs;
 pub mod pod_source;
 pub mod protocol;

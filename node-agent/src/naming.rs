@@ -28,12 +28,6 @@ pub fn host_veth(container_id: &str, ifname: &str) -> String {
     format!("sy{}", tag(container_id, ifname))
 }
 
-/// Temporary name of the pod end while it is still in the host namespace,
-/// before it is moved and renamed to `CNI_IFNAME`.
-pub fn temp_peer(container_id: &str, ifname: &str) -> String {
-    format!("sp{}", tag(container_id, ifname))
-}
-
 /// OVS `external_ids` keys the agent writes on pod interfaces, beside OVN's
 /// own `iface-id` / `iface-id-ver` / `attached-mac`.
 pub mod ext {
@@ -66,7 +60,6 @@ mod tests {
         assert_eq!(a, host_veth("0123456789abcdef0123456789abcdef", "eth0"));
         assert_ne!(a, host_veth("0123456789abcdef0123456789abcdef", "eth1"));
         assert_ne!(a, host_veth("x", "eth0"));
-        assert_eq!(&temp_peer("c", "eth0")[2..], &host_veth("c", "eth0")[2..]);
         // The hash is fixed: a new build must find an old build's names.
         assert_eq!(host_veth("c", "eth0"), host_veth("c", "eth0"));
         assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);

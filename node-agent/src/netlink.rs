@@ -19,7 +19,10 @@ use futures::TryStreamExt;
 use ipnet::IpNet;
 use nix::sched::{setns, CloneFlags};
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
-use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkMessage};
+use rtnetlink::packet_route::link::{
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoVeth, LinkAttribute, LinkFlags,
+    LinkMessage,
+};
 use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use crate::error::{Error, Result};
@@ -113,50 +116,118 @@ pub async fn delete_link(handle: &Handle, name: &str) -> Result<bool> {
     }
 }
 
-/// Creates the veth pair with its peer directly in the pod's namespace
-/// (still under its temporary name) and the host end up, in one netlink
-/// request, and turns TX checksum offload off on the host end (needed by
-/// the userspace datapath, harmless for the kernel one; the pod end's is
-/// turned off by [`configure_pod`]).
+/// Creates the pod's veth pair, the pod end in the pod's namespace with its
+/// final name (`CNI_IFNAME`), MAC and MTU, the host end up:
 ///
-/// Creating the peer in place rather than moving it there afterwards
-/// spares the kernel a namespace change, which costs 10-20 ms under the
-/// RTNL lock (so concurrent ADDs queue behind it), and spares the node's
-/// namespace the link events ovs-vswitchd reacts to.
+/// 1. one request creates both ends (down: a veth end cannot be opened
+///    before its pair exists), the pod end directly in the pod's namespace;
+/// 2. one request brings the host end up with IPv6 address generation off:
+///    it is only ever an OVS port, and a link-local address would cost
+///    duplicate address detection, then address and route notifications
+///    that ovs-vswitchd reacts to a second later, and stray IPv6 traffic
+///    into the pod. IPv6 configures an interface only once its carrier is
+///    up, which happens later (when [`configure_pod`] brings the pod end
+///    up), so no address is ever made;
+/// 3. TX checksum offload off on the host end (needed by the userspace
+///    datapath, harmless for the kernel one; the pod end's is turned off
+///    by [`configure_pod`]).
+///
+/// Creating the pod end in place rather than moving it there spares the
+/// kernel a namespace change, which costs 10-20 ms under the RTNL lock.
+///
+/// A leftover host end (an interrupted ADD) is deleted first, which deletes
+/// its pod end too; an unrelated interface already named `CNI_IFNAME` in
+/// the pod is replaced.
 pub async fn create_veth(
     host: String,
-    peer: String,
-    mtu: u32,
     pod_netns: PathBuf,
+    ifname: String,
+    mac: [u8; 6],
+    mtu: u32,
 ) -> Result<Option<[u8; 6]>> {
-    run_in(None, move |h| async move {
-        let ns = File::open(&pod_netns)
-            .map_err(|e| Error::io(format!("opening netns {}", pod_netns.display()), e))?;
-        // A leftover from an interrupted ADD would make the add fail
-        // (deleting a host end deletes its peer wherever it is).
-        delete_link(&h, &host).await?;
-        delete_link(&h, &peer).await?;
-        let peer_msg = LinkMessageBuilder::<LinkUnspec>::new()
-            .name(peer.clone())
-            .mtu(mtu)
-            .setns_by_fd(ns.as_raw_fd())
-            .build();
-        h.link()
-            .add(
-                LinkVeth::new(&host, &peer)
-                    .mtu(mtu)
-                    .up()
-                    .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
-                    .build(),
-            )
-            .execute()
-            .await
-            .map_err(|e| Error::netlink(format!("creating veth {host}"), e))?;
-        ethtool::disable_tx_checksum(&host)
-            .map_err(|e| Error::io(format!("turning off TX checksum on {host}"), e))?;
-        Ok(inspect(&h, &host).await?.and_then(|s| s.mac))
-    })
-    .await
+    for attempt in 0..2 {
+        let (host2, ns2, if2) = (host.clone(), pod_netns.clone(), ifname.clone());
+        let created = run_in(None, move |h| async move {
+            let ns = File::open(&ns2)
+                .map_err(|e| Error::io(format!("opening netns {}", ns2.display()), e))?;
+            delete_link(&h, &host2).await?;
+            // Down: a veth end cannot be opened before its pair exists.
+            let peer_msg = LinkMessageBuilder::<LinkUnspec>::new()
+                .name(if2.clone())
+                .address(mac.to_vec())
+                .mtu(mtu)
+                .setns_by_fd(ns.as_raw_fd())
+                .build();
+            let r = h
+                .link()
+                .add(
+                    LinkVeth::new(&host2, &if2)
+                        .mtu(mtu)
+                        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
+                        .build(),
+                )
+                .execute()
+                .await;
+            match r {
+                Ok(()) => {}
+                Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code().abs() == libc::EEXIST => {
+                    return Ok(None);
+                }
+                Err(e) => return Err(Error::netlink(format!("creating veth {host2}"), e)),
+            }
+            let index = link_index(&h, &host2).await?.ok_or_else(|| {
+                Error::OvsState(format!("veth {host2} vanished after its creation"))
+            })?;
+            let up = h
+                .link()
+                .change(
+                    LinkUnspec::new_with_index(index)
+                        .up()
+                        .append_extra_attribute(LinkAttribute::AfSpecUnspec(vec![
+                            AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(
+                                In6AddrGenMode::None,
+                            )]),
+                        ]))
+                        .build(),
+                )
+                .execute()
+                .await;
+            match up {
+                Ok(()) => {}
+                // A kernel without IPv6 makes no addresses anyway.
+                Err(rtnetlink::Error::NetlinkError(m))
+                    if m.raw_code().abs() == libc::EAFNOSUPPORT =>
+                {
+                    h.link()
+                        .change(LinkUnspec::new_with_index(index).up().build())
+                        .execute()
+                        .await
+                        .map_err(|e| Error::netlink(format!("bringing {host2} up"), e))?;
+                }
+                Err(e) => return Err(Error::netlink(format!("bringing {host2} up"), e)),
+            }
+            ethtool::disable_tx_checksum(&host2)
+                .map_err(|e| Error::io(format!("turning off TX checksum on {host2}"), e))?;
+            Ok(Some(inspect(&h, &host2).await?.and_then(|s| s.mac)))
+        })
+        .await?;
+        match created {
+            Some(mac) => return Ok(mac),
+            // The pod already has an interface of that name: replace it.
+            None if attempt == 0 => {
+                let name = ifname.clone();
+                run_in(Some(&pod_netns), move |h| async move {
+                    delete_link(&h, &name).await
+                })
+                .await?;
+            }
+            None => {}
+        }
+    }
+    Err(Error::OvsState(format!(
+        "cannot create {ifname} in {}: the name stays taken",
+        pod_netns.display()
+    )))
 }
 
 /// Whether a link exists in the daemon's namespace.
@@ -237,35 +308,31 @@ pub struct PodInterface {
     pub routes: Vec<(IpNet, IpAddr)>,
 }
 
-/// Inside the pod's namespace: turns TX checksum offload off on the peer,
-/// renames it to `CNI_IFNAME`, sets its MAC and MTU, adds the addresses and routes, and brings it and `lo` up.
-pub async fn configure_pod(netns: PathBuf, temp: String, spec: PodInterface) -> Result<()> {
+/// Inside the pod's namespace, on the interface [`create_veth`] made: brings
+/// it up and says so on `up` (the host end's carrier comes up with it:
+/// the caller adds the OVS port after that, so that ovs-vswitchd and
+/// ovn-controller see a port appear, not a port appear and then change
+/// state, since a link event in the node's namespace makes ovs-vswitchd
+/// reconfigure every bridge and port); then turns TX checksum offload off,
+/// adds the addresses and routes, and brings `lo` up.
+pub async fn configure_pod(
+    netns: PathBuf,
+    spec: PodInterface,
+    up: tokio::sync::oneshot::Sender<()>,
+) -> Result<()> {
     run_in(Some(&netns), move |h| async move {
-        if spec.ifname != temp {
-            delete_link(&h, &spec.ifname).await?;
-        }
-        let index = link_index(&h, &temp).await?.ok_or_else(|| {
-            Error::OvsState(format!("{temp} did not arrive in the pod namespace"))
+        let index = link_index(&h, &spec.ifname).await?.ok_or_else(|| {
+            Error::OvsState(format!("{} is missing in the pod namespace", spec.ifname))
         })?;
-        ethtool::disable_tx_checksum(&temp)
-            .map_err(|e| Error::io(format!("turning off TX checksum on {temp}"), e))?;
         h.link()
-            .change(
-                LinkUnspec::new_with_index(index)
-                    .name(spec.ifname.clone())
-                    .address(spec.mac.to_vec())
-                    .mtu(spec.mtu)
-                    .build(),
-            )
-            .execute()
-            .await
-            .map_err(|e| Error::netlink(format!("configuring {}", spec.ifname), e))?;
-        add_addresses(&h, index, &spec.ifname, &spec.ips).await?;
-        h.link()
-            .change(LinkUnspec::new_with_index(index).up().build())
+            .set(LinkUnspec::new_with_index(index).up().build())
             .execute()
             .await
             .map_err(|e| Error::netlink(format!("bringing {} up", spec.ifname), e))?;
+        let _ = up.send(());
+        ethtool::disable_tx_checksum(&spec.ifname)
+            .map_err(|e| Error::io(format!("turning off TX checksum on {}", spec.ifname), e))?;
+        add_addresses(&h, index, &spec.ifname, &spec.ips).await?;
         if let Some(lo) = link_index(&h, "lo").await? {
             h.link()
                 .change(LinkUnspec::new_with_index(lo).up().build())

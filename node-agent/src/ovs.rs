@@ -6,7 +6,7 @@
 //! `external_ids` it wrote on each Interface), which is why a restarted
 //! daemon needs no state file: OVS is the state.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use ovsdb::{
@@ -33,6 +33,16 @@ pub struct OvsAttachment {
     pub pod: Option<String>,
     pub installed: bool,
     pub mac: Option<String>,
+}
+
+/// What [`Ovs::attachments_where`] judges an attachment by.
+#[derive(Clone, Copy, Debug)]
+pub struct AttachmentKeys<'a> {
+    /// Interface name (the host veth).
+    pub name: &'a str,
+    pub iface_id: Option<&'a str>,
+    pub sandbox: Option<&'a str>,
+    pub ifname: Option<&'a str>,
 }
 
 /// What to write on a new port's Interface row.
@@ -119,6 +129,45 @@ impl Ovs {
         Ok(())
     }
 
+    /// The `Open_vSwitch` row's `external_ids` (empty before the row exists).
+    pub fn node_ids(&self) -> BTreeMap<String, String> {
+        self.replica.with(|db| {
+            db.table("Open_vSwitch")
+                .iter()
+                .next()
+                .map(|(_, row)| str_map(row, "external_ids"))
+                .unwrap_or_default()
+        })
+    }
+
+    /// Waits (up to `timeout`) until `f` of the `Open_vSwitch` row's
+    /// `external_ids` differs from `than`; returns the new value, or `None`
+    /// on timeout.
+    pub async fn wait_node_ids_change<T: PartialEq>(
+        &self,
+        timeout: Duration,
+        than: &T,
+        f: impl Fn(&BTreeMap<String, String>) -> T,
+    ) -> Result<Option<T>> {
+        let r = self
+            .replica
+            .wait_for(timeout, |db| {
+                let ids = db
+                    .table("Open_vSwitch")
+                    .iter()
+                    .next()
+                    .map(|(_, row)| str_map(row, "external_ids"))
+                    .unwrap_or_default();
+                f(&ids) != *than
+            })
+            .await;
+        match r {
+            Ok(()) => Ok(Some(f(&self.node_ids()))),
+            Err(ovsdb::Error::Timeout(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Waits until the bridge exists (ovn-controller creates `br-int`).
     pub async fn wait_bridge(&self, bridge: &str, timeout: Duration) -> Result<()> {
         self.replica
@@ -144,11 +193,25 @@ impl Ovs {
             .map(|(u, _)| *u)
     }
 
-    fn attachment(db: &ReplicaDb, uuid: Uuid, row: &Row) -> OvsAttachment {
+    /// Interface -> its Port, for every port: one pass instead of one per
+    /// interface.
+    fn port_index(db: &ReplicaDb) -> HashMap<Uuid, Uuid> {
+        let mut out = HashMap::new();
+        for (port, row) in db.table("Port").iter() {
+            if let Some(v) = row.get("interfaces") {
+                for iface in v.uuids() {
+                    out.insert(iface, *port);
+                }
+            }
+        }
+        out
+    }
+
+    fn attachment(port: Option<Uuid>, uuid: Uuid, row: &Row) -> OvsAttachment {
         let ids = str_map(row, "external_ids");
         OvsAttachment {
             iface: uuid,
-            port: Self::port_of(db, uuid),
+            port,
             name: row.str("name").unwrap_or_default().to_string(),
             iface_id: ids.get(ext::IFACE_ID).cloned(),
             sandbox: ids.get(ext::SANDBOX).cloned(),
@@ -162,13 +225,44 @@ impl Ovs {
 
     /// Every pod attachment this agent created (marked with its owner key).
     pub fn attachments(&self) -> Vec<OvsAttachment> {
+        self.attachments_where(|_| true)
+    }
+
+    /// The pod attachments this agent created for which `pred` holds,
+    /// judged on the row's name and keys before anything is copied (an ADD
+    /// looks for one or two among every pod on the node).
+    pub fn attachments_where(
+        &self,
+        pred: impl Fn(AttachmentKeys<'_>) -> bool,
+    ) -> Vec<OvsAttachment> {
         self.replica.with(|db| {
-            db.table("Interface")
+            let rows: Vec<(Uuid, &Row)> = db
+                .table("Interface")
                 .iter()
                 .filter(|(_, row)| {
                     row.map_get("external_ids", ext::OWNER) == Some(ext::OWNER_VALUE)
+                        && pred(AttachmentKeys {
+                            name: row.str("name").unwrap_or_default(),
+                            iface_id: row.map_get("external_ids", ext::IFACE_ID),
+                            sandbox: row.map_get("external_ids", ext::SANDBOX),
+                            ifname: row.map_get("external_ids", ext::IFNAME),
+                        })
                 })
-                .map(|(u, row)| Self::attachment(db, *u, row))
+                .map(|(u, row)| (*u, row))
+                .collect();
+            let ports = if rows.len() > 4 {
+                Some(Self::port_index(db))
+            } else {
+                None
+            };
+            rows.into_iter()
+                .map(|(u, row)| {
+                    let port = match &ports {
+                        Some(index) => index.get(&u).copied(),
+                        None => Self::port_of(db, u),
+                    };
+                    Self::attachment(port, u, row)
+                })
                 .collect()
         })
     }
@@ -177,9 +271,8 @@ impl Ovs {
     pub fn interface(&self, name: &str) -> Option<OvsAttachment> {
         self.replica.with(|db| {
             db.table("Interface")
-                .iter()
-                .find(|(_, row)| row.str("name") == Some(name))
-                .map(|(u, row)| Self::attachment(db, *u, row))
+                .by_name(name)
+                .map(|(u, row)| Self::attachment(Self::port_of(db, u), u, row))
         })
     }
 
@@ -258,9 +351,11 @@ impl Ovs {
         let done = self
             .replica
             .wait_for(timeout, |db| {
-                db.table("Interface").iter().any(|(_, r)| {
-                    r.str("name") == Some(name)
-                        && r.map_get("external_ids", ext::OVN_INSTALLED) == Some("true")
+                let t = db.table("Interface");
+                t.all_by_name(name).iter().any(|u| {
+                    t.get(u)
+                        .and_then(|r| r.map_get("external_ids", ext::OVN_INSTALLED))
+                        == Some("true")
                 })
             })
             .await;

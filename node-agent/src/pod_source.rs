@@ -16,7 +16,9 @@
 //!   `switchyard.io/node-subnets` with a JSON list of CIDRs). Files are read
 //!   on every lookup, so a writer may create them at any time; write to a
 //!   temporary name and rename to avoid torn reads. An inotify watch on
-//!   the directory tells waiters when to read again.
+//!   the directory tells waiters when to read again. The agent's
+//!   [`crate::node_publisher::DirPublisher`] writes `node-annotations.json`
+//!   into the same directory (the way back to the Node).
 //!
 //! Both report changes through [`PodSource::changes`], so an ADD waiting
 //! for its pod's annotation reads again the moment something changed
@@ -217,8 +219,11 @@ pub struct KubeSource {
 
 impl KubeSource {
     /// Starts the pod reflector on the current tokio runtime. Lookups before
-    /// the first list completes see no pods, which ADD treats like a missing
-    /// annotation: it keeps waiting until its deadline.
+    /// the first list completes see no pods, which ADD treats like a pod
+    /// not created yet: it keeps waiting until its deadline. A re-list
+    /// swaps the store only once complete, so a pod that exists never
+    /// vanishes from it for a moment (an ADD that saw its pod and then sees
+    /// it gone stops waiting).
     pub fn start(client: kube::Client, node: &str) -> Arc<Self> {
         let (reader, writer) = reflector::store();
         let (tx, changes) = watch::channel(());

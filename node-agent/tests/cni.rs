@@ -67,6 +67,32 @@ async fn add_connects_pods_to_each_other_and_to_the_host() {
     assert!(ids.contains(&format!("iface-id-ver={}", a.uid)), "{ids}");
     assert!(ids.contains(&a.container_id), "{ids}");
     assert!(ids.contains("ovn-installed=\"true\""), "{ids}");
+    // The port's link came up before OVS had it: ovs-vswitchd saw a port
+    // appear, not a port appear and then change state (each link change
+    // reconfigures every bridge and port and is written back to OVS).
+    let resets = node
+        .chassis
+        .vsctl(&["get", "Interface", &host, "link_resets"])
+        .unwrap();
+    assert_eq!(
+        resets.trim(),
+        "0",
+        "link state changed after the port was added"
+    );
+    let link_state = node
+        .chassis
+        .vsctl(&["get", "Interface", &host, "link_state"])
+        .unwrap();
+    assert_eq!(link_state.trim(), "up");
+    // No IPv6 on the host end (no link-local address, so no duplicate
+    // address detection and no address or route events a second later).
+    let v6 = node.on_host(&["ip", "-6", "addr", "show", "dev", &host]);
+    assert!(v6.status.success());
+    assert!(
+        String::from_utf8_lossy(&v6.stdout).trim().is_empty(),
+        "host end has IPv6 addresses: {}",
+        String::from_utf8_lossy(&v6.stdout)
+    );
 
     // TX checksum offload is off on both ends (the userspace datapath
     // forwards unfinished checksums otherwise).
@@ -343,4 +369,114 @@ async fn add_for_a_new_sandbox_replaces_the_stale_port() {
     let _ = std::process::Command::new("ip")
         .args(["netns", "del", &old_ns])
         .status();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_stops_waiting_when_the_pod_is_deleted_or_replaced() {
+    need_root!();
+    // A long deadline: an ADD that ends must end because its pod went,
+    // never because it timed out (which answers code 100, not 107).
+    let node = Node::start_with_timeout(30_000).await;
+    let ports_before = node.ports();
+
+    // Deleted while the ADD waits for its annotation.
+    let a = node.pod(1, false).await;
+    node.write_pod_object(&a, &a.uid, false);
+    let add = node.add_in_background(&a);
+    node.wait_log(&a, "waiting for its network annotation");
+    node.delete_pod_object(&a);
+    let out = add.join().unwrap();
+    assert_eq!(out.error_code(), 107, "{}", out.stdout);
+    assert!(out.stdout.contains("deleted"), "{}", out.stdout);
+
+    // Replaced by a pod of the same name (another UID) while waiting.
+    let b = node.pod(2, false).await;
+    node.write_pod_object(&b, &b.uid, false);
+    let add = node.add_in_background(&b);
+    node.wait_log(&b, "waiting for its network annotation");
+    node.write_pod_object(&b, "uid-successor", true);
+    let out = add.join().unwrap();
+    assert_eq!(out.error_code(), 107, "{}", out.stdout);
+    assert!(out.stdout.contains("uid-successor"), "{}", out.stdout);
+    assert!(out.stdout.contains(&b.uid), "{}", out.stdout);
+
+    // Informer lag: the pod source first holds the pod's predecessor (same
+    // name, older UID), then nothing, then the pod itself. None of that
+    // is the pod going away: the ADD waits and succeeds.
+    let c = node.pod(3, false).await;
+    node.write_pod_object(&c, "uid-predecessor", true);
+    let add = node.add_in_background(&c);
+    node.wait_log(&c, "holds another pod of this name");
+    node.delete_pod_object(&c);
+    node.wait_log(&c, "not in the pod source yet");
+    node.annotate(&c);
+    let out = add.join().unwrap();
+    assert!(
+        out.ok(),
+        "{}\ndaemon log:\n{}",
+        out.stdout,
+        node.daemon_log()
+    );
+
+    // The failed ADDs left nothing behind; the third one's port is there.
+    let ports = node.ports();
+    assert_eq!(ports.len(), ports_before.len() + 1, "{ports:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_publishes_its_chassis_on_the_node() {
+    need_root!();
+    let mut node = Node::start().await;
+    let file = node.pods_dir.join("node-annotations.json");
+    let chassis_id = || -> Option<String> {
+        let text = std::fs::read_to_string(&file).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        v[switchyard_api::annotations::NODE_CHASSIS]
+            .as_str()
+            .map(str::to_string)
+    };
+    // The chassis name is the Open_vSwitch row's system-id.
+    let system_id = node
+        .chassis
+        .vsctl(&["get", "Open_vSwitch", ".", "external_ids:system-id"])
+        .unwrap()
+        .trim()
+        .trim_matches('"')
+        .to_string();
+    assert_eq!(system_id, node.name);
+    wait_for(
+        Duration::from_secs(30),
+        "chassis-id in node-annotations.json",
+        || chassis_id().as_deref() == Some(system_id.as_str()),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", node.daemon_log()));
+
+    // A restarted daemon finds the value there and writes nothing.
+    let ino = || std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&file).unwrap());
+    let before = ino();
+    node.kill_daemon();
+    node.start_daemon();
+    node.wait_log_line("node annotations published");
+    assert_eq!(ino(), before, "an unchanged value was rewritten");
+    let log = node.daemon_log();
+    assert!(
+        log.lines()
+            .map(strip_ansi)
+            .any(|l| l.contains("node annotations published") && l.contains("written=false")),
+        "{log}"
+    );
+
+    // The system-id changes (an operator renamed the chassis): published.
+    node.chassis
+        .vsctl(&[
+            "set",
+            "Open_vSwitch",
+            ".",
+            "external_ids:system-id=renamed-chassis",
+        ])
+        .unwrap();
+    wait_for(Duration::from_secs(30), "the new chassis-id", || {
+        chassis_id().as_deref() == Some("renamed-chassis")
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", node.daemon_log()));
 }

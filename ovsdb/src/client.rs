@@ -384,11 +384,29 @@ async fn supervise(inner: Weak<Inner>, shutdown: CancellationToken) {
                 strong.current.send_replace(Some(conn.clone()));
                 drop(strong);
                 tokio::select! {
-                    _ = shutdown.cancelled() => { conn.close("client shut down"); return; }
+                    // Dropping the client cancels `shutdown` before it
+                    // closes the connection: both are ready then, and the
+                    // shutdown must win.
+                    biased;
+                    _ = shutdown.cancelled() => {
+                        conn.close("client shut down");
+                        let reason = conn.close_reason().unwrap_or_default();
+                        info!(remote = %remote, %reason, "OVSDB connection closed");
+                        return;
+                    }
                     _ = conn.closed() => {}
                 }
                 let reason = conn.close_reason().unwrap_or_default();
-                warn!(remote = %remote, %reason, "lost OVSDB connection; reconnecting");
+                if shutdown.is_cancelled() {
+                    info!(remote = %remote, %reason, "OVSDB connection closed");
+                    return;
+                }
+                if conn.closed_on_purpose() {
+                    // E.g. the server stopped being the cluster leader.
+                    info!(remote = %remote, %reason, "OVSDB connection closed; reconnecting");
+                } else {
+                    warn!(remote = %remote, %reason, "lost OVSDB connection; reconnecting");
+                }
                 if let Some(s) = inner.upgrade() {
                     s.current.send_replace(None);
                     *lock(&s.last_error) = Some(format!("{remote}: {reason}"));

@@ -10,7 +10,7 @@
 //! the client's reconnect loop takes over.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -50,6 +50,9 @@ pub(crate) struct Connection {
     monitors: Mutex<HashMap<String, Arc<ReplicaShared>>>,
     closed: CancellationToken,
     close_reason: Mutex<Option<String>>,
+    /// Set when this side closed the connection on purpose ([`Connection::close`]),
+    /// as opposed to the connection failing ([`Connection::fail`]).
+    closed_on_purpose: AtomicBool,
 }
 
 pub(crate) struct Options {
@@ -70,6 +73,7 @@ impl Connection {
             monitors: Mutex::new(HashMap::new()),
             closed: CancellationToken::new(),
             close_reason: Mutex::new(None),
+            closed_on_purpose: AtomicBool::new(false),
         });
         tokio::spawn(writer(wr, rx, conn.clone()));
         tokio::spawn(reader(rd, conn.clone(), opts));
@@ -84,11 +88,31 @@ impl Connection {
         self.closed.cancelled().await
     }
 
+    /// Closes the connection on purpose (the client is shutting down, or
+    /// the server is not one it may use).
     pub(crate) fn close(&self, reason: &str) {
-        if !self.closed.is_cancelled() {
-            lock(&self.close_reason).get_or_insert_with(|| reason.to_string());
-            self.closed.cancel();
+        self.close_as(reason, true);
+    }
+
+    /// Closes the connection because it failed (read or write error,
+    /// protocol violation, unanswered probe).
+    pub(crate) fn fail(&self, reason: &str) {
+        self.close_as(reason, false);
+    }
+
+    fn close_as(&self, reason: &str, on_purpose: bool) {
+        let mut r = lock(&self.close_reason);
+        if r.is_none() {
+            *r = Some(reason.to_string());
+            self.closed_on_purpose.store(on_purpose, Ordering::Relaxed);
         }
+        drop(r);
+        self.closed.cancel();
+    }
+
+    /// Whether the first close was deliberate (see [`Connection::close`]).
+    pub(crate) fn closed_on_purpose(&self) -> bool {
+        self.closed_on_purpose.load(Ordering::Relaxed)
     }
 
     pub(crate) fn close_reason(&self) -> Option<String> {
@@ -308,7 +332,7 @@ async fn writer(
             msg = rx.recv() => {
                 let Some(msg) = msg else { break };
                 if let Err(e) = wr.write_all(&msg).await {
-                    conn.close(&format!("write failed: {e}"));
+                    conn.fail(&format!("write failed: {e}"));
                     break;
                 }
             }
@@ -327,6 +351,9 @@ async fn reader(mut rd: ReadHalf<BoxStream>, conn: Arc<Connection>, opts: Option
     let mut probe_sent = false;
     let reason = loop {
         tokio::select! {
+            // A close from this side wins over what the socket says next
+            // (the server answers our own shutdown with EOF).
+            biased;
             _ = conn.closed.cancelled() => break None,
             _ = ticker.tick() => {
                 if let Some(p) = probe {
@@ -372,9 +399,17 @@ async fn reader(mut rd: ReadHalf<BoxStream>, conn: Arc<Connection>, opts: Option
             }
         }
     };
-    if let Some(r) = reason {
-        warn!(remote = %conn.remote, reason = %r, "OVSDB connection closed");
-        conn.close(&r);
+    match reason {
+        // Closed by this side while the read was already done: the EOF
+        // is the server's answer to our own close, not a failure.
+        Some(r) if conn.is_closed() => {
+            debug!(remote = %conn.remote, reason = %r, "read after close");
+        }
+        Some(r) => {
+            warn!(remote = %conn.remote, reason = %r, "OVSDB connection failed");
+            conn.fail(&r);
+        }
+        None => {}
     }
     conn.fail_all();
 }

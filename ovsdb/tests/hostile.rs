@@ -72,7 +72,7 @@ async fn expect_close_reason(server: &FakeServer, reason: &str) {
         let lines = log_lines(&server.remote);
         if lines
             .lines()
-            .any(|l| l.contains("OVSDB connection closed") && l.contains(reason))
+            .any(|l| l.contains("OVSDB connection failed") && l.contains(reason))
         {
             return;
         }

@@ -40,6 +40,10 @@ enum Cmd {
         /// Sandbox index (underlay 198.18.INDEX.0/24); default: first free.
         #[arg(long)]
         index: Option<u8>,
+        /// Directory holding switchyard-node and switchyard-cni (default:
+        /// $SWITCHYARD_BIN_DIR, else beside this program).
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
     },
     /// Apply Kubernetes YAML (Namespace, Pod, Service, NetworkPolicy).
     Apply {
@@ -58,7 +62,7 @@ enum Cmd {
         /// NAMESPACE/NAME (or NAME in `default`; a Namespace's name).
         name: Option<String>,
     },
-    /// List objects: `get pods [-o wide]`.
+    /// List objects: `get pods [-o wide|json]`, `get nodes [-o json]`.
     Get {
         what: String,
         #[arg(short = 'o', long = "output")]
@@ -98,6 +102,8 @@ enum Cmd {
         ip_family: String,
         #[arg(long)]
         index: Option<u8>,
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
     },
 }
 
@@ -122,11 +128,13 @@ fn run(cmd: Cmd, dir: &Path) -> Result<ExitCode> {
             nodes,
             ip_family,
             index,
-        } => up(dir, nodes, &ip_family, index)?,
+            bin_dir,
+        } => up(dir, nodes, &ip_family, index, bin_dir)?,
         Cmd::Serve {
             nodes,
             ip_family,
             index,
+            bin_dir,
         } => {
             tracing_subscriber::fmt()
                 .with_env_filter(
@@ -137,6 +145,7 @@ fn run(cmd: Cmd, dir: &Path) -> Result<ExitCode> {
             let mut opts = SandboxOptions::new(nodes, dir);
             opts.ip_family = ip_family.parse()?;
             opts.index = index;
+            opts.bin_dir = bin_dir;
             cli::serve(opts)?;
         }
         Cmd::Apply { files, wait } => {
@@ -171,9 +180,17 @@ fn run(cmd: Cmd, dir: &Path) -> Result<ExitCode> {
             };
             r.lines.iter().for_each(|l| println!("{l}"));
         }
+        Cmd::Get { what, output } if matches!(what.as_str(), "nodes" | "node" | "no") => {
+            let r = call(dir, &Request::Nodes, Duration::from_secs(30))?;
+            match output.as_deref() {
+                None | Some("wide") => print!("{}", cli::format_nodes(&r.nodes)),
+                Some("json") => println!("{}", serde_json::to_string_pretty(&r.nodes)?),
+                Some(o) => bail!("-o {o}: only wide and json are supported"),
+            }
+        }
         Cmd::Get { what, output } => {
             if !matches!(what.as_str(), "pods" | "pod" | "po") {
-                bail!("only `get pods` is supported");
+                bail!("only `get pods` and `get nodes` are supported");
             }
             let wide = match output.as_deref() {
                 None => false,
@@ -228,8 +245,16 @@ fn wait_ready(dir: &Path, timeout: u64) -> Result<()> {
     Ok(())
 }
 
-fn up(dir: &Path, nodes: usize, ip_family: &str, index: Option<u8>) -> Result<()> {
+fn up(
+    dir: &Path,
+    nodes: usize,
+    ip_family: &str,
+    index: Option<u8>,
+    bin_dir: Option<PathBuf>,
+) -> Result<()> {
     let _: IpFamily = ip_family.parse()?;
+    // Before anything starts: the node binaries must be there.
+    let bins = switchyard_e2e::util::binaries(bin_dir.as_deref())?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let dir = dir.canonicalize()?;
     if let Some(st) = read_state(&dir) {
@@ -254,6 +279,9 @@ fn up(dir: &Path, nodes: usize, ip_family: &str, index: Option<u8>) -> Result<()
         .arg(format!("--ip-family={ip_family}"));
     if let Some(i) = index {
         cmd.arg(format!("--index={i}"));
+    }
+    if let Some(d) = bins.node.parent() {
+        cmd.arg("--bin-dir").arg(d);
     }
     cmd.stdin(Stdio::null())
         .stdout(log.try_clone()?)

@@ -2,11 +2,77 @@
 #![allow(dead_code)]
 
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use switchyard_e2e::probe::{self, Proto};
-use switchyard_e2e::Sandbox;
+use switchyard_e2e::{Sandbox, SandboxOptions};
+
+/// Checks that the node binaries the sandbox will execute are there and
+/// newer than every source they are built from; panics naming the command
+/// that builds them. `cargo test` builds only the tested package's own
+/// binaries: `./e2e/scripts/test-all` (and `cargo test --workspace`) build
+/// `switchyard-node` and `switchyard-cni` too, a lone `cargo test -p
+/// switchyard-e2e` does not.
+pub fn check_node_binaries() {
+    let bins = switchyard_e2e::util::binaries(None).unwrap_or_else(|e| panic!("{e:#}"));
+    if std::env::var_os(switchyard_e2e::util::BIN_DIR_ENV).is_some() {
+        return; // chosen by the caller
+    }
+    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let built = [&bins.node, &bins.cni]
+        .iter()
+        .filter_map(|p| mtime(p))
+        .min()
+        .expect("binaries have a modification time");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root");
+    let mut newest: Option<(SystemTime, PathBuf)> = None;
+    // (Not Cargo.lock: a lock change need not rebuild these binaries.)
+    let mut stack: Vec<PathBuf> = [
+        "node-agent/Cargo.toml",
+        "node-agent/src",
+        "api/Cargo.toml",
+        "api/src",
+        "ovsdb/Cargo.toml",
+        "ovsdb/build.rs",
+        "ovsdb/build",
+        "ovsdb/src",
+        "ovsdb/schemas",
+    ]
+    .iter()
+    .map(|p| root.join(p))
+    .collect();
+    while let Some(p) = stack.pop() {
+        if p.is_dir() {
+            if let Ok(rd) = std::fs::read_dir(&p) {
+                stack.extend(rd.flatten().map(|e| e.path()));
+            }
+        } else if let Some(t) = mtime(&p) {
+            if newest.as_ref().is_none_or(|(n, _)| t > *n) {
+                newest = Some((t, p));
+            }
+        }
+    }
+    if let Some((t, path)) = newest {
+        let dir = bins.node.parent().expect("binary directory");
+        assert!(
+            t <= built,
+            "{} is older than {}: rebuild the node binaries with `{}` (cargo test -p switchyard-e2e does not build another package's binaries)",
+            bins.node.display(),
+            path.display(),
+            switchyard_e2e::util::build_command(dir)
+        );
+    }
+}
+
+/// [`Sandbox::up`] after [`check_node_binaries`].
+pub fn up(opts: SandboxOptions) -> anyhow::Result<Sandbox> {
+    check_node_binaries();
+    Sandbox::up(opts)
+}
 
 /// Sandboxes in one test binary run one at a time: each starts a dozen
 /// daemons, and CI machines have two cores.

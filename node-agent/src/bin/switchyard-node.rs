@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::Parser;
 use switchyard_node::cli::Args;
 use switchyard_node::daemon::{Config, Daemon};
+use switchyard_node::node_publisher::{DirPublisher, KubePublisher, NodePublisher};
 use switchyard_node::pod_source::{DirSource, KubeSource, PodSource};
 
 #[tokio::main]
@@ -20,18 +21,25 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let pods: Arc<dyn PodSource> = match args.pod_source.as_str() {
-        "kube" => {
-            let client = kube::Client::try_default()
-                .await
-                .context("connecting to the Kubernetes API")?;
-            KubeSource::start(client, &args.node_name)
-        }
-        other => match other.strip_prefix("dir:") {
-            Some(dir) if !dir.is_empty() => Arc::new(DirSource::new(dir)),
-            _ => anyhow::bail!("--pod-source must be `kube` or `dir:/path`, not {other:?}"),
-        },
-    };
+    let (pods, publisher): (Arc<dyn PodSource>, Arc<dyn NodePublisher>) =
+        match args.pod_source.as_str() {
+            "kube" => {
+                let client = kube::Client::try_default()
+                    .await
+                    .context("connecting to the Kubernetes API")?;
+                (
+                    KubeSource::start(client.clone(), &args.node_name),
+                    Arc::new(KubePublisher::new(client, &args.node_name)),
+                )
+            }
+            other => match other.strip_prefix("dir:") {
+                Some(dir) if !dir.is_empty() => (
+                    Arc::new(DirSource::new(dir)),
+                    Arc::new(DirPublisher::new(dir)),
+                ),
+                _ => anyhow::bail!("--pod-source must be `kube` or `dir:/path`, not {other:?}"),
+            },
+        };
     let mut cfg = Config::new(args.node_name);
     cfg.socket = args.socket;
     cfg.ovs_remote = args.ovs_remote;
@@ -51,7 +59,7 @@ async fn main() -> anyhow::Result<()> {
     cfg.install_timeout = Duration::from_millis(args.ovn_install_timeout_ms);
     cfg.startup_timeout = Duration::from_millis(args.startup_timeout_ms);
     cfg.metrics_addr = args.metrics_address;
-    Daemon::run(cfg, pods)
+    Daemon::run(cfg, pods, publisher)
         .await
         .context("switchyard-node failed")
 }

@@ -82,6 +82,11 @@ impl Drop for Pod {
 
 impl Node {
     pub async fn start() -> Node {
+        Self::start_with_timeout(2000).await
+    }
+
+    /// A node whose daemon waits `annotation_timeout_ms` for annotations.
+    pub async fn start_with_timeout(annotation_timeout_ms: u64) -> Node {
         let dir = tempfile::Builder::new()
             .prefix("syn")
             .tempdir_in("/tmp")
@@ -137,7 +142,7 @@ impl Node {
             metrics_port: 20000
                 + (std::process::id() % 20000) as u16
                 + COUNTER.fetch_add(1, Ordering::Relaxed) as u16,
-            annotation_timeout_ms: 2000,
+            annotation_timeout_ms,
             dir,
         };
         node.start_daemon();
@@ -257,6 +262,12 @@ impl Node {
     }
 
     pub fn annotate(&self, pod: &Pod) {
+        self.write_pod_object(pod, &pod.uid, true);
+    }
+
+    /// Writes the Pod object the daemon's pod source reads: `pod`'s name
+    /// with `uid`, with or without its network annotation.
+    pub fn write_pod_object(&self, pod: &Pod, uid: &str, annotated: bool) {
         let net = PodNetwork {
             ips: vec![format!("{}/24", pod.ip).parse().unwrap()],
             mac: pod.mac.clone(),
@@ -264,14 +275,17 @@ impl Node {
             routes: vec![],
             mtu: None,
         };
-        let obj = json!({
+        let mut obj = json!({
             "metadata": {
                 "namespace": "default",
                 "name": pod.name,
-                "uid": pod.uid,
-                "annotations": {switchyard_api::annotations::POD_NETWORK: net.to_json()},
+                "uid": uid,
             }
         });
+        if annotated {
+            obj["metadata"]["annotations"] =
+                json!({switchyard_api::annotations::POD_NETWORK: net.to_json()});
+        }
         let tmp = self.pods_dir.join(format!(".{}.tmp", pod.name));
         std::fs::write(&tmp, obj.to_string()).unwrap();
         std::fs::rename(
@@ -279,6 +293,56 @@ impl Node {
             self.pods_dir.join(format!("default_{}.json", pod.name)),
         )
         .unwrap();
+    }
+
+    /// Deletes the Pod object (the pod was deleted from the API).
+    pub fn delete_pod_object(&self, pod: &Pod) {
+        std::fs::remove_file(self.pods_dir.join(format!("default_{}.json", pod.name))).unwrap();
+    }
+
+    /// Starts an ADD for `pod` on a thread of its own (the plugin binary
+    /// blocks until the daemon answers).
+    pub fn add_in_background(&self, pod: &Pod) -> std::thread::JoinHandle<CniOutput> {
+        let bin = self.bin_dir.join("switchyard-cni");
+        let env = self.env("ADD", pod);
+        let conf = self.conf("1.1.0").to_string();
+        std::thread::spawn(move || run_cni(&bin, &env, &conf))
+    }
+
+    /// Waits until the daemon's log (since its last start) has a line
+    /// containing `what`.
+    pub fn wait_log_line(&self, what: &str) {
+        let r = wait_until(WAIT, &format!("the daemon to log {what:?}"), || {
+            let log = self.daemon_log();
+            let since_start = log.rsplit("wrote node settings").next().unwrap_or("");
+            since_start
+                .lines()
+                .map(strip_ansi)
+                .any(|l| l.contains(what))
+                .then_some(())
+        });
+        if let Err(e) = r {
+            panic!("{e}\ndaemon log:\n{}", self.daemon_log());
+        }
+    }
+
+    /// Waits until the daemon's log has a line about `pod` containing `what`.
+    pub fn wait_log(&self, pod: &Pod, what: &str) {
+        let needle = format!("pod=default/{}", pod.name);
+        let r = wait_until(
+            WAIT,
+            &format!("the daemon to log {what:?} for {needle}"),
+            || {
+                self.daemon_log()
+                    .lines()
+                    .map(strip_ansi)
+                    .any(|l| l.contains(&needle) && l.contains(what))
+                    .then_some(())
+            },
+        );
+        if let Err(e) = r {
+            panic!("{e}\ndaemon log:\n{}", self.daemon_log());
+        }
     }
 
     pub fn conf(&self, version: &str) -> Json {
@@ -351,6 +415,24 @@ impl Node {
     pub fn host_link_exists(&self, name: &str) -> bool {
         self.on_host(&["ip", "link", "show", name]).status.success()
     }
+}
+
+/// A log line without its colour escapes (`ESC [ ... letter`).
+pub fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 pub struct CniOutput {
