@@ -14,16 +14,18 @@ use std::time::Instant;
 
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::jiff::Timestamp;
 use switchyard_controller::k8s::status::{self, FieldError};
 use switchyard_controller::k8s::{
-    Cluster, EventRecord, Kind, KubeError, Object, ObjectRef, WatchEvent, Written,
+    Cluster, EventRecord, Kind, KubeError, ObjectRef, Observed, WatchEvent, Written,
 };
 use tokio::sync::watch;
 
-use crate::{invalid, key_of_lease, store, validate, MemoryCluster, PatchRecord, StoredEvent};
+use crate::{
+    invalid, key_of_lease, store, validate, MemoryCluster, PatchRecord, Payload, StoredEvent,
+};
 
 /// `reportingController` of the Events clients create, as production's.
 const REPORTING_CONTROLLER: &str = "switchyard.io/switchyard-controller";
@@ -369,7 +371,10 @@ impl MemoryClient {
 }
 
 impl Cluster for MemoryClient {
-    fn watch(&self, kind: Kind) -> BoxStream<'static, WatchEvent<Object>> {
+    /// Objects reach the client as JSON and are decoded on its side with
+    /// the decoders production uses, so a client pays what a real watch
+    /// costs and an object that would not survive the wire shows here.
+    fn watch(&self, kind: Kind) -> BoxStream<'static, WatchEvent<Observed>> {
         if !self.cluster.is_dead(&self.name) {
             let ns = None;
             self.cluster
@@ -377,7 +382,31 @@ impl Cluster for MemoryClient {
             self.cluster
                 .record(&self.name, "watch", (kind.group(), kind.resource()), ns);
         }
-        self.cluster.watch_as(&self.name, kind)
+        let decode = move |p: Payload| -> Option<Observed> {
+            match p {
+                Payload::Json(bytes) => match Observed::decode(kind, &bytes) {
+                    Ok(o) => Some(o),
+                    Err(e) => {
+                        tracing::error!(%kind, error = %e, "a watched object did not decode");
+                        None
+                    }
+                },
+                Payload::Object(o) => Some(Observed::from(o)),
+            }
+        };
+        self.cluster
+            .watch_as(&self.name, kind, true)
+            .filter_map(move |ev| {
+                futures::future::ready(match ev {
+                    WatchEvent::Restarted(l) => Some(WatchEvent::Restarted(
+                        l.into_iter().filter_map(decode).collect(),
+                    )),
+                    WatchEvent::Applied(p) => decode(p).map(WatchEvent::Applied),
+                    WatchEvent::Deleted(p) => decode(p).map(WatchEvent::Deleted),
+                    WatchEvent::Unavailable(w) => Some(WatchEvent::Unavailable(w)),
+                })
+            })
+            .boxed()
     }
 
     fn patch_annotations(
@@ -426,7 +455,7 @@ impl Cluster for MemoryClient {
 /// The cluster itself acts as one default client, for tests that need
 /// only one.
 impl Cluster for MemoryCluster {
-    fn watch(&self, kind: Kind) -> BoxStream<'static, WatchEvent<Object>> {
+    fn watch(&self, kind: Kind) -> BoxStream<'static, WatchEvent<Observed>> {
         self.default_client().watch(kind)
     }
     fn patch_annotations(

@@ -67,9 +67,49 @@ pub struct StoredEvent {
     pub count: u32,
 }
 
+/// What a watch carries: the object, or (for clients) its JSON as the API
+/// server would send it, decoded on the client's side.
+#[derive(Clone, Debug)]
+pub(crate) enum Payload {
+    Object(Object),
+    Json(Arc<Vec<u8>>),
+}
+
 struct Watcher {
     client: String,
-    tx: mpsc::UnboundedSender<WatchEvent<Object>>,
+    json: bool,
+    tx: mpsc::UnboundedSender<WatchEvent<Payload>>,
+}
+
+fn to_json(o: &Object) -> Arc<Vec<u8>> {
+    let bytes = match o {
+        Object::Node(x) => serde_json::to_vec(x),
+        Object::Namespace(x) => serde_json::to_vec(x),
+        Object::Pod(x) => serde_json::to_vec(x),
+        Object::Service(x) => serde_json::to_vec(x),
+        Object::EndpointSlice(x) => serde_json::to_vec(x),
+        Object::NetworkPolicy(x) => serde_json::to_vec(x),
+        Object::AdminNetworkPolicy(x) => serde_json::to_vec(x),
+        Object::BaselineAdminNetworkPolicy(x) => serde_json::to_vec(x),
+    };
+    // The API types always serialize.
+    Arc::new(bytes.unwrap_or_default())
+}
+
+fn payload_event(ev: &WatchEvent<Object>, json: bool) -> WatchEvent<Payload> {
+    let p = |o: &Object| {
+        if json {
+            Payload::Json(to_json(o))
+        } else {
+            Payload::Object(o.clone())
+        }
+    };
+    match ev {
+        WatchEvent::Restarted(l) => WatchEvent::Restarted(l.iter().map(p).collect()),
+        WatchEvent::Applied(o) => WatchEvent::Applied(p(o)),
+        WatchEvent::Deleted(o) => WatchEvent::Deleted(p(o)),
+        WatchEvent::Unavailable(w) => WatchEvent::Unavailable(w.clone()),
+    }
 }
 
 type Key = (String, String);
@@ -100,9 +140,27 @@ impl State {
 
     fn send(&mut self, kind: Kind, ev: WatchEvent<Object>) {
         let dead = &self.dead;
-        if let Some(ws) = self.watchers.get_mut(&kind) {
-            ws.retain(|w| !dead.contains(&w.client) && w.tx.unbounded_send(ev.clone()).is_ok());
-        }
+        let Some(ws) = self.watchers.get_mut(&kind) else {
+            return;
+        };
+        // Serialized once, as the server encodes an event once per watch
+        // cache entry.
+        let (mut as_json, mut as_object) = (None, None);
+        ws.retain(|w| {
+            if dead.contains(&w.client) {
+                return false;
+            }
+            let p = if w.json {
+                as_json
+                    .get_or_insert_with(|| payload_event(&ev, true))
+                    .clone()
+            } else {
+                as_object
+                    .get_or_insert_with(|| payload_event(&ev, false))
+                    .clone()
+            };
+            w.tx.unbounded_send(p).is_ok()
+        });
     }
 
     fn get(&self, kind: Kind, key: &Key) -> Option<&Object> {
@@ -311,7 +369,7 @@ impl MemoryCluster {
     /// Typed watch of Pods for observers that are not the controller (the
     /// sandbox's mirror): the same events a client's watch gets.
     pub fn watch_pods(&self) -> BoxStream<'static, WatchEvent<Pod>> {
-        typed(self.watch_as("observer", Kind::Pod), |o| match o {
+        typed(self.watch_objects(Kind::Pod), |o| match o {
             Object::Pod(p) => Some(*p),
             _ => None,
         })
@@ -319,13 +377,40 @@ impl MemoryCluster {
 
     /// Typed watch of Nodes; see [`MemoryCluster::watch_pods`].
     pub fn watch_nodes(&self) -> BoxStream<'static, WatchEvent<Node>> {
-        typed(self.watch_as("observer", Kind::Node), |o| match o {
+        typed(self.watch_objects(Kind::Node), |o| match o {
             Object::Node(n) => Some(*n),
             _ => None,
         })
     }
 
-    fn watch_as(&self, client: &str, kind: Kind) -> BoxStream<'static, WatchEvent<Object>> {
+    /// A watch of whole objects, for observers.
+    pub fn watch_objects(&self, kind: Kind) -> BoxStream<'static, WatchEvent<Object>> {
+        self.watch_as("observer", kind, false)
+            .filter_map(|ev| {
+                futures::future::ready(Some(match ev {
+                    WatchEvent::Restarted(l) => WatchEvent::Restarted(
+                        l.into_iter()
+                            .filter_map(|p| match p {
+                                Payload::Object(o) => Some(o),
+                                Payload::Json(_) => None,
+                            })
+                            .collect(),
+                    ),
+                    WatchEvent::Applied(Payload::Object(o)) => WatchEvent::Applied(o),
+                    WatchEvent::Deleted(Payload::Object(o)) => WatchEvent::Deleted(o),
+                    WatchEvent::Unavailable(w) => WatchEvent::Unavailable(w),
+                    _ => return futures::future::ready(None),
+                }))
+            })
+            .boxed()
+    }
+
+    pub(crate) fn watch_as(
+        &self,
+        client: &str,
+        kind: Kind,
+        json: bool,
+    ) -> BoxStream<'static, WatchEvent<Payload>> {
         let mut st = self.lock();
         let (tx, rx) = mpsc::unbounded();
         if st.dead.contains(client) {
@@ -339,16 +424,27 @@ impl MemoryCluster {
             )));
             return rx.boxed();
         }
-        let list = st
+        let list: Vec<Payload> = st
             .objects
             .get(&kind)
-            .map(|m| m.values().cloned().collect())
+            .map(|m| {
+                m.values()
+                    .map(|o| {
+                        if json {
+                            Payload::Json(to_json(o))
+                        } else {
+                            Payload::Object(o.clone())
+                        }
+                    })
+                    .collect()
+            })
             .unwrap_or_default();
         // Registered under the lock with the snapshot, so no change is lost
         // or seen twice.
         let _ = tx.unbounded_send(WatchEvent::Restarted(list));
         st.watchers.entry(kind).or_default().push(Watcher {
             client: client.to_string(),
+            json,
             tx,
         });
         rx.boxed()

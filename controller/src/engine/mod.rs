@@ -24,7 +24,7 @@ use crate::alloc::{Allocator, Recovery, Round};
 use crate::annotate::{Annotator, Next, PatchDone};
 use crate::config::Config;
 use crate::error::Result;
-use crate::k8s::{Cluster, EventRecord, Kind, Object, WatchEvent};
+use crate::k8s::{Cluster, EventRecord, Kind, Observed, WatchEvent};
 use crate::metrics::Metrics;
 use crate::model::{Change, Model};
 use crate::nb::{DesiredRow, Owner};
@@ -37,7 +37,7 @@ pub mod writer;
 pub use store::DesiredStore;
 pub use writer::NbWriter;
 
-type Watch = BoxStream<'static, (Kind, Option<WatchEvent<Object>>)>;
+type Watch = BoxStream<'static, (Kind, Option<WatchEvent<Observed>>)>;
 
 /// A kind's watch, ending with `(kind, None)` so the engine can watch
 /// again.
@@ -511,7 +511,7 @@ pub(crate) async fn lead(
     Ok(())
 }
 
-fn on_event(model: &mut Model, kind: Kind, ev: WatchEvent<Object>, changes: &mut Vec<Change>) {
+fn on_event(model: &mut Model, kind: Kind, ev: WatchEvent<Observed>, changes: &mut Vec<Change>) {
     if let WatchEvent::Unavailable(why) = &ev {
         if !model.is_unavailable(kind) {
             info!(%kind, reason = %why, "the API server does not serve this kind; running without it");

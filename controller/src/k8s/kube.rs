@@ -32,9 +32,10 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use tracing::warn;
 
+use super::wire::{NamespaceWire, NodeWire, PodWire};
 use super::{
     status, AdminNetworkPolicy, BaselineAdminNetworkPolicy, Cluster, EventRecord, Kind, KubeError,
-    Object, ObjectRef, WatchEvent, Written,
+    ObjectRef, Observed, WatchEvent, Written,
 };
 
 /// [`Cluster`] over a kube-rs client.
@@ -116,10 +117,10 @@ fn strip<K: Resource>(o: &mut K) {
     }
 }
 
-fn watch_kind<K>(client: Client) -> BoxStream<'static, WatchEvent<Object>>
+fn watch_kind<K>(client: Client) -> BoxStream<'static, WatchEvent<Observed>>
 where
     K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
-    Object: From<K>,
+    Observed: From<K>,
 {
     let api: Api<K> = Api::all(client);
     let events = watcher(api, watcher::Config::default())
@@ -128,10 +129,10 @@ where
     convert(K::plural(&()).to_string(), events)
         .map(|ev| match ev {
             WatchEvent::Restarted(list) => {
-                WatchEvent::Restarted(list.into_iter().map(Object::from).collect())
+                WatchEvent::Restarted(list.into_iter().map(Observed::from).collect())
             }
-            WatchEvent::Applied(k) => WatchEvent::Applied(Object::from(k)),
-            WatchEvent::Deleted(k) => WatchEvent::Deleted(Object::from(k)),
+            WatchEvent::Applied(k) => WatchEvent::Applied(Observed::from(k)),
+            WatchEvent::Deleted(k) => WatchEvent::Deleted(Observed::from(k)),
             WatchEvent::Unavailable(why) => WatchEvent::Unavailable(why),
         })
         .boxed()
@@ -185,13 +186,36 @@ where
     )
 }
 
+macro_rules! observed_from {
+    ($($t:ident => $v:ident $(via $f:ident)?),* $(,)?) => {$(
+        impl From<$t> for Observed {
+            fn from(o: $t) -> Observed {
+                observed_from!(@make $v o $($f)?)
+            }
+        }
+    )*};
+    (@make $v:ident $o:ident $f:ident) => { Observed::$v(Box::new($o.$f())) };
+    (@make $v:ident $o:ident) => { Observed::$v(Box::new($o)) };
+}
+
+observed_from!(
+    NodeWire => Node via into_info,
+    NamespaceWire => Namespace via into_info,
+    PodWire => Pod via into_info,
+    Service => Service,
+    EndpointSlice => EndpointSlice,
+    NetworkPolicy => NetworkPolicy,
+    AdminNetworkPolicy => AdminNetworkPolicy,
+    BaselineAdminNetworkPolicy => BaselineAdminNetworkPolicy,
+);
+
 /// [`watch_kind`] for a kind a CRD may not provide: when the API server
 /// answers the first list with 404, one [`WatchEvent::Unavailable`] and
 /// the end of the stream, instead of a watcher retrying forever.
-fn watch_optional<K>(client: Client) -> BoxStream<'static, WatchEvent<Object>>
+fn watch_optional<K>(client: Client) -> BoxStream<'static, WatchEvent<Observed>>
 where
     K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
-    Object: From<K>,
+    Observed: From<K>,
 {
     let api: Api<K> = Api::all(client.clone());
     futures::stream::once(async move {
@@ -209,14 +233,15 @@ where
 }
 
 impl Cluster for KubeCluster {
-    fn watch(&self, kind: Kind) -> BoxStream<'static, WatchEvent<Object>> {
+    fn watch(&self, kind: Kind) -> BoxStream<'static, WatchEvent<Observed>> {
         let c = self.client.clone();
         match kind {
             Kind::AdminNetworkPolicy => watch_optional::<AdminNetworkPolicy>(c),
             Kind::BaselineAdminNetworkPolicy => watch_optional::<BaselineAdminNetworkPolicy>(c),
-            Kind::Node => watch_kind::<Node>(c),
-            Kind::Namespace => watch_kind::<Namespace>(c),
-            Kind::Pod => watch_kind::<Pod>(c),
+            // Decoded slim, straight into what the model keeps.
+            Kind::Node => watch_kind::<NodeWire>(c),
+            Kind::Namespace => watch_kind::<NamespaceWire>(c),
+            Kind::Pod => watch_kind::<PodWire>(c),
             Kind::Service => watch_kind::<Service>(c),
             Kind::EndpointSlice => watch_kind::<EndpointSlice>(c),
             Kind::NetworkPolicy => watch_kind::<NetworkPolicy>(c),
