@@ -20,9 +20,16 @@
 //! every call it makes is recorded as the verb and resource RBAC would
 //! check.
 //!
+//! Services get what kube-apiserver gives them ([`services`]: defaults,
+//! validation, ClusterIPs, NodePorts), and Services with a selector get
+//! the EndpointSlices kube-controller-manager maintains
+//! ([`endpointslices`]).
+//!
 //! Simplifications, each one the real server's end state: deletion is
-//! immediate (no graceful period or finalizers), and deleting a Namespace
-//! deletes what it holds at once.
+//! immediate (no graceful period or finalizers; a pod's graceful deletion
+//! can be begun with [`MemoryCluster::begin_pod_deletion`] and ended with
+//! [`MemoryCluster::delete_pod`]), and deleting a Namespace deletes what it
+//! holds at once.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -32,7 +39,8 @@ use futures::channel::mpsc;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Namespace, Node, NodeSpec, Pod, PodSpec, PodStatus};
+use k8s_openapi::api::core::v1::{Namespace, Node, NodeSpec, Pod, PodSpec, PodStatus, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -40,6 +48,8 @@ use switchyard_controller::k8s::status::{self, FieldError};
 use switchyard_controller::k8s::{EventRecord, Kind, KubeError, Object, WatchEvent};
 
 mod client;
+pub mod endpointslices;
+pub mod services;
 pub mod validate;
 
 pub use client::{ApiCall, MemoryClient};
@@ -90,6 +100,8 @@ struct State {
     unserved: std::collections::BTreeSet<Kind>,
     calls: Vec<ApiCall>,
     dead: HashSet<String>,
+    /// ClusterIPs and NodePorts held by Services.
+    services: services::ServiceAllocator,
 }
 
 impl State {
@@ -183,10 +195,104 @@ impl MemoryCluster {
                 create(&mut st, ns.into())?;
             }
         }
-        match st.get(kind, &key).cloned() {
+        let old = st.get(kind, &key).cloned();
+        if let Object::Service(svc) = &mut obj {
+            // What the registry checks before it allocates: the version
+            // precondition and the metadata.
+            if let (Some(o), Some(rv)) = (&old, &svc.metadata.resource_version) {
+                if o.meta().resource_version.as_ref() != Some(rv) {
+                    return Err(status::to_error(&status::conflict(
+                        kind.group(),
+                        kind.resource(),
+                        &key.1,
+                    )));
+                }
+            }
+            let errs = match &old {
+                None => validate::object_meta(kind.name(), true, &svc.metadata),
+                Some(o) => validate::object_meta_update(o.meta(), &svc.metadata),
+            };
+            if !errs.is_empty() {
+                return Err(invalid(kind, &key.1, &errs));
+            }
+            let old_svc = match &old {
+                Some(Object::Service(o)) => Some((**o).clone()),
+                _ => None,
+            };
+            st.services.admit(&key, old_svc.as_ref(), svc)?;
+        }
+        let labels_before = old.as_ref().and_then(|o| o.meta().labels.clone());
+        let written = match old {
             None => create(&mut st, obj),
             Some(old) => update(&mut st, old, obj),
+        };
+        if let Ok(o) = &written {
+            after_write(&mut st, o, labels_before.as_ref());
         }
+        written
+    }
+
+    /// Sets the service CIDRs ClusterIPs come from (primary family first;
+    /// `10.96.0.0/16` until set), as kube-apiserver's
+    /// `--service-cluster-ip-range`.
+    pub fn set_service_cidrs(&self, cidrs: &[ipnet::IpNet]) {
+        self.lock().services.cidrs = cidrs.to_vec();
+    }
+
+    /// Begins a pod's graceful deletion, as `kubectl delete` does before
+    /// the kubelet has stopped it: `deletionTimestamp` is set and its
+    /// endpoints turn terminating. [`MemoryCluster::delete_pod`] ends it.
+    pub fn begin_pod_deletion(&self, namespace: &str, name: &str) -> bool {
+        let mut st = self.lock();
+        let key = (namespace.to_string(), name.to_string());
+        let Some(Object::Pod(mut pod)) = st.get(Kind::Pod, &key).cloned() else {
+            return false;
+        };
+        if pod.metadata.deletion_timestamp.is_none() {
+            pod.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
+            pod.metadata.deletion_grace_period_seconds = Some(30);
+            pod.metadata.resource_version = Some(st.next_rv());
+            let labels = pod.metadata.labels.clone();
+            store(&mut st, Object::Pod(pod));
+            endpointslices::on_pod(&mut st, namespace, labels.as_ref(), labels.as_ref());
+        }
+        true
+    }
+
+    /// A Service (with what the API server allocated).
+    pub fn service(&self, namespace: &str, name: &str) -> Option<Service> {
+        match self.get(Kind::Service, Some(namespace), name)? {
+            Object::Service(s) => Some(*s),
+            _ => None,
+        }
+    }
+
+    /// Creates or updates a Service; see [`MemoryCluster::try_apply`].
+    pub fn apply_service(&self, svc: Service) -> Service {
+        match self.apply(svc) {
+            Object::Service(s) => *s,
+            _ => unreachable!("a Service was stored"),
+        }
+    }
+
+    /// The EndpointSlices of the Service `namespace/name`.
+    pub fn endpoint_slices(&self, namespace: &str, service: &str) -> Vec<EndpointSlice> {
+        self.list(Kind::EndpointSlice)
+            .into_iter()
+            .filter_map(|o| match o {
+                Object::EndpointSlice(s) => Some(*s),
+                _ => None,
+            })
+            .filter(|s| {
+                s.metadata.namespace.as_deref() == Some(namespace)
+                    && s.metadata
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get(endpointslices::SERVICE_NAME_LABEL))
+                        .map(String::as_str)
+                        == Some(service)
+            })
+            .collect()
     }
 
     /// [`MemoryCluster::try_apply`] for fixtures; a refusal is a bug in the
@@ -270,7 +376,9 @@ impl MemoryCluster {
         let mut pod = pod;
         pod.status = Some(status);
         pod.metadata.resource_version = Some(st.next_rv());
+        let labels = pod.metadata.labels.clone();
         store(&mut st, Object::Pod(pod));
+        endpointslices::on_pod(&mut st, namespace, labels.as_ref(), labels.as_ref());
         true
     }
 
@@ -555,8 +663,36 @@ fn update(st: &mut State, old: Object, mut new: Object) -> Result<Object, KubeEr
     Ok(new)
 }
 
+/// What kube-controller-manager does after a write: the EndpointSlices of
+/// the Services a pod or Service change concerns.
+fn after_write(st: &mut State, obj: &Object, labels_before: Option<&BTreeMap<String, String>>) {
+    let m = obj.meta();
+    let (ns, name) = (
+        m.namespace.clone().unwrap_or_default(),
+        m.name.clone().unwrap_or_default(),
+    );
+    match obj {
+        Object::Service(_) => endpointslices::sync(st, &ns, &name),
+        Object::Pod(p) => {
+            endpointslices::on_pod(st, &ns, labels_before, p.metadata.labels.as_ref())
+        }
+        _ => {}
+    }
+}
+
 fn delete(st: &mut State, kind: Kind, key: &Key) -> Option<Object> {
     let mut obj = st.objects.get_mut(&kind)?.remove(key)?;
+    match &obj {
+        Object::Service(_) => {
+            st.services.release(key);
+            endpointslices::sync(st, &key.0, &key.1);
+        }
+        Object::Pod(p) => {
+            let labels = p.metadata.labels.clone();
+            endpointslices::on_pod(st, &key.0, labels.as_ref(), None);
+        }
+        _ => {}
+    }
     if kind == Kind::Namespace {
         let ns = &key.1;
         for k in Kind::ALL.into_iter().filter(|k| k.namespaced()) {
@@ -626,3 +762,5 @@ pub fn namespace(name: &str, labels: &[(&str, &str)]) -> Namespace {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_services;

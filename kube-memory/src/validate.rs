@@ -299,6 +299,42 @@ pub fn event(ev: &Event) -> Vec<FieldError> {
     errs
 }
 
+/// `ValidateLoadBalancerStatus`: ingress entries name valid IPs (and
+/// `ipMode` only with an IP).
+pub fn service_status(
+    status: Option<&k8s_openapi::api::core::v1::ServiceStatus>,
+) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let ingress = status
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|l| l.ingress.as_ref());
+    for (i, ing) in ingress.into_iter().flatten().enumerate() {
+        let f = format!("status.loadBalancer.ingress[{i}]");
+        if let Some(ip) = &ing.ip {
+            if ip.parse::<std::net::IpAddr>().is_err() {
+                errs.push(FieldError::invalid(
+                    &format!("{f}.ip"),
+                    ip,
+                    "must be a valid IP address",
+                ));
+            }
+        }
+        match ing.ip_mode.as_deref() {
+            None => {}
+            Some(_) if ing.ip.is_none() => errs.push(FieldError::forbidden(
+                &format!("{f}.ipMode"),
+                "may not be specified when `ip` is not",
+            )),
+            Some("VIP" | "Proxy") => {}
+            Some(m) => errs.push(FieldError {
+                field: format!("{f}.ipMode"),
+                detail: format!("Unsupported value: {m:?}: supported values: \"Proxy\", \"VIP\""),
+            }),
+        }
+    }
+    errs
+}
+
 /// Which kinds' objects may be stored here (the watched kinds plus what
 /// tests create around them).
 pub fn known(kind: Kind) -> bool {
