@@ -280,3 +280,22 @@ pub fn node_port(c: &MemoryCluster, name: &str) -> u16 {
         .and_then(|s| s.spec?.ports?.first()?.node_port)
         .unwrap_or_default() as u16
 }
+
+/// A node's management address and MAC, and its gateway's MAC, from
+/// the subnet Switchyard gave it: what its host sends from.
+pub fn host_side(c: &MemoryCluster, node: &str) -> (IpAddr, String, String) {
+    let n = c.node(node).expect("node");
+    let text = n.metadata.annotations.expect("annotated")
+        [switchyard_api::annotations::NODE_SUBNETS]
+        .clone();
+    let subnet = switchyard_api::NodeSubnets::parse(&text)
+        .expect("subnets")
+        .0[0];
+    let mgmt = switchyard_api::addressing::management(subnet).unwrap();
+    let gw = switchyard_api::addressing::gateway(subnet).unwrap();
+    (
+        mgmt,
+        switchyard_api::mac::from_ip(mgmt),
+        switchyard_api::mac::from_ip(gw),
+    )
+}
