@@ -357,3 +357,112 @@ async fn a_chassis_expands_node_ports_and_local_views_and_handles_hairpin() {
     running.stop().await;
     drop(chassis);
 }
+
+/// Conntrack entries of `vswitchd` at `ctl` whose text has `needle`.
+fn conntrack(ctl: &std::path::Path, needle: &str) -> Vec<String> {
+    let out = Command::new("ovs-appctl")
+        .arg("-t")
+        .arg(ctl)
+        .arg("dpctl/dump-conntrack")
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(needle))
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_udp_backend_loses_its_conntrack_entries() {
+    let env = Env::new(&[]).await;
+    let c = env.cluster.clone();
+    c.apply_node(node("n1", &["192.168.0.11"]));
+    c.apply_node(node("n2", &["192.168.0.12"]));
+    let dir = tempfile::tempdir().unwrap();
+    let chassis = Chassis::start(
+        dir.path(),
+        &env.central.sb_remote(),
+        ChassisOptions::new("n1"),
+    )
+    .expect("chassis n1");
+    chassis.wait_registered(T).unwrap();
+    let running = env.start();
+    let gone = ready_backend(&c, backend("gone", "n2", "udp", 1)).await;
+    c.apply_service(service(
+        "dns",
+        ServiceSpec {
+            type_: Some("NodePort".into()),
+            selector: selector("udp"),
+            ports: Some(vec![port("", "UDP", 53, "5353")]),
+            ..Default::default()
+        },
+    ));
+    let np = node_port(&c, "dns");
+    let (mgmt_ip, mgmt_mac, gw_mac) = host_side(&c, "n1");
+    let gw = switchyard_api::addressing::gateway(
+        format!("{mgmt_ip}/24")
+            .parse::<ipnet::IpNet>()
+            .unwrap()
+            .trunc(),
+    )
+    .unwrap();
+    // The node's host: its management interface in the chassis' namespace.
+    chassis
+        .vsctl(&[
+            "add-port",
+            "br-int",
+            "mgmt0",
+            "--",
+            "set",
+            "interface",
+            "mgmt0",
+            "type=internal",
+            "external_ids:iface-id=mgmt-n1",
+        ])
+        .unwrap();
+    let sh = |script: String| {
+        let out = chassis.exec(&["sh", "-c", &script]).unwrap();
+        assert!(
+            out.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    sh(format!(
+        "ip link set mgmt0 address {mgmt_mac} && ip addr add {mgmt_ip}/24 dev mgmt0 && ip link set mgmt0 up \
+         && ip route add 192.168.0.11/32 via {gw} && ip neigh replace {gw} lladdr {gw_mac} dev mgmt0"
+    ));
+    let ctl = chassis.dir().join("ovs-vswitchd.ctl");
+    let old = format!("src={}", gone[0]);
+    eventually(T, "UDP conntrack entries towards the backend", || {
+        // A UDP client on the host (bash picks a source port per send).
+        for _ in 0..4 {
+            let _ = chassis.exec(&[
+                "bash",
+                "-c",
+                &format!("echo q > /dev/udp/192.168.0.11/{np}"),
+            ]);
+        }
+        let n = conntrack(&ctl, &old).len();
+        (n > 0).then_some(()).ok_or(format!("no entry with {old}"))
+    })
+    .await;
+    // The backend goes (another one comes): its entries are flushed, so
+    // the client's next datagram is balanced afresh. Well within the
+    // userspace conntrack's UDP timeout (30 s), which alone would also
+    // clear them eventually.
+    ready_backend(&c, backend("next", "n2", "udp", 1)).await;
+    c.delete_pod(NS, "gone");
+    eventually(
+        Duration::from_secs(10),
+        "the removed backend's entries flushed",
+        || {
+            let left = conntrack(&ctl, &old);
+            left.is_empty().then_some(()).ok_or(format!("{left:?}"))
+        },
+    )
+    .await;
+    running.stop().await;
+    drop(chassis);
+}
