@@ -31,7 +31,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use switchyard_controller::k8s::{Kind, Object};
 
-use crate::{Key, State};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+
+use crate::{store, Key, MemoryCluster, State};
 
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 pub const MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";
@@ -367,5 +370,27 @@ pub(crate) fn on_pod(
         .collect();
     for s in services {
         sync(st, ns, &s);
+    }
+}
+
+impl MemoryCluster {
+    /// Begins a pod's graceful deletion, as `kubectl delete` does before
+    /// the kubelet has stopped it: `deletionTimestamp` is set and its
+    /// endpoints turn terminating. [`MemoryCluster::delete_pod`] ends it.
+    pub fn begin_pod_deletion(&self, namespace: &str, name: &str) -> bool {
+        let mut st = self.lock();
+        let key = (namespace.to_string(), name.to_string());
+        let Some(Object::Pod(mut pod)) = st.get(Kind::Pod, &key).cloned() else {
+            return false;
+        };
+        if pod.metadata.deletion_timestamp.is_none() {
+            pod.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
+            pod.metadata.deletion_grace_period_seconds = Some(30);
+            pod.metadata.resource_version = Some(st.next_rv());
+            let labels = pod.metadata.labels.clone();
+            store(&mut st, Object::Pod(pod));
+            on_pod(&mut st, namespace, labels.as_ref(), labels.as_ref());
+        }
+        true
     }
 }

@@ -39,8 +39,7 @@ use futures::channel::mpsc;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Namespace, Node, NodeSpec, Pod, PodSpec, PodStatus, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::core::v1::{Namespace, Node, NodeSpec, Pod, PodSpec, PodStatus};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -197,29 +196,7 @@ impl MemoryCluster {
         }
         let old = st.get(kind, &key).cloned();
         if let Object::Service(svc) = &mut obj {
-            // What the registry checks before it allocates: the version
-            // precondition and the metadata.
-            if let (Some(o), Some(rv)) = (&old, &svc.metadata.resource_version) {
-                if o.meta().resource_version.as_ref() != Some(rv) {
-                    return Err(status::to_error(&status::conflict(
-                        kind.group(),
-                        kind.resource(),
-                        &key.1,
-                    )));
-                }
-            }
-            let errs = match &old {
-                None => validate::object_meta(kind.name(), true, &svc.metadata),
-                Some(o) => validate::object_meta_update(o.meta(), &svc.metadata),
-            };
-            if !errs.is_empty() {
-                return Err(invalid(kind, &key.1, &errs));
-            }
-            let old_svc = match &old {
-                Some(Object::Service(o)) => Some((**o).clone()),
-                _ => None,
-            };
-            st.services.admit(&key, old_svc.as_ref(), svc)?;
+            services::admit(&mut st, &key, old.as_ref(), svc)?;
         }
         let labels_before = old.as_ref().and_then(|o| o.meta().labels.clone());
         let written = match old {
@@ -230,69 +207,6 @@ impl MemoryCluster {
             after_write(&mut st, o, labels_before.as_ref());
         }
         written
-    }
-
-    /// Sets the service CIDRs ClusterIPs come from (primary family first;
-    /// `10.96.0.0/16` until set), as kube-apiserver's
-    /// `--service-cluster-ip-range`.
-    pub fn set_service_cidrs(&self, cidrs: &[ipnet::IpNet]) {
-        self.lock().services.cidrs = cidrs.to_vec();
-    }
-
-    /// Begins a pod's graceful deletion, as `kubectl delete` does before
-    /// the kubelet has stopped it: `deletionTimestamp` is set and its
-    /// endpoints turn terminating. [`MemoryCluster::delete_pod`] ends it.
-    pub fn begin_pod_deletion(&self, namespace: &str, name: &str) -> bool {
-        let mut st = self.lock();
-        let key = (namespace.to_string(), name.to_string());
-        let Some(Object::Pod(mut pod)) = st.get(Kind::Pod, &key).cloned() else {
-            return false;
-        };
-        if pod.metadata.deletion_timestamp.is_none() {
-            pod.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
-            pod.metadata.deletion_grace_period_seconds = Some(30);
-            pod.metadata.resource_version = Some(st.next_rv());
-            let labels = pod.metadata.labels.clone();
-            store(&mut st, Object::Pod(pod));
-            endpointslices::on_pod(&mut st, namespace, labels.as_ref(), labels.as_ref());
-        }
-        true
-    }
-
-    /// A Service (with what the API server allocated).
-    pub fn service(&self, namespace: &str, name: &str) -> Option<Service> {
-        match self.get(Kind::Service, Some(namespace), name)? {
-            Object::Service(s) => Some(*s),
-            _ => None,
-        }
-    }
-
-    /// Creates or updates a Service; see [`MemoryCluster::try_apply`].
-    pub fn apply_service(&self, svc: Service) -> Service {
-        match self.apply(svc) {
-            Object::Service(s) => *s,
-            _ => unreachable!("a Service was stored"),
-        }
-    }
-
-    /// The EndpointSlices of the Service `namespace/name`.
-    pub fn endpoint_slices(&self, namespace: &str, service: &str) -> Vec<EndpointSlice> {
-        self.list(Kind::EndpointSlice)
-            .into_iter()
-            .filter_map(|o| match o {
-                Object::EndpointSlice(s) => Some(*s),
-                _ => None,
-            })
-            .filter(|s| {
-                s.metadata.namespace.as_deref() == Some(namespace)
-                    && s.metadata
-                        .labels
-                        .as_ref()
-                        .and_then(|l| l.get(endpointslices::SERVICE_NAME_LABEL))
-                        .map(String::as_str)
-                        == Some(service)
-            })
-            .collect()
     }
 
     /// [`MemoryCluster::try_apply`] for fixtures; a refusal is a bug in the

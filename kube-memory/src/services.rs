@@ -10,21 +10,21 @@
 //! KEP-3070, so a test that asks for a low "well-known" address (the DNS
 //! Service's `.10`) finds it free.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use k8s_openapi::api::core::v1::{ClientIPConfig, Service, ServiceSpec, SessionAffinityConfig};
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8s_openapi::api::core::v1::{Service, ServiceSpec};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use switchyard_controller::k8s::status::{self, FieldError};
 use switchyard_controller::k8s::{Kind, KubeError};
 
-use crate::validate;
-use crate::Key;
+use crate::validate::{self, number_invalid};
+use crate::{endpointslices, Key, MemoryCluster, State};
+use switchyard_controller::k8s::Object;
 
 /// The API's NodePort range.
 pub const NODE_PORTS: (u16, u16) = (30000, 32767);
-const TYPES: [&str; 4] = ["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"];
 
 /// Addresses and ports held by Services.
 #[derive(Debug)]
@@ -49,13 +49,6 @@ fn invalid(name: &str, errs: &[FieldError]) -> KubeError {
     status::to_error(&status::invalid_kind(Kind::Service, name, errs))
 }
 
-fn number_invalid(field: &str, n: i32, detail: &str) -> FieldError {
-    FieldError {
-        field: field.into(),
-        detail: format!("Invalid value: {n}: {detail}"),
-    }
-}
-
 fn family_name(ip: IpAddr) -> &'static str {
     if ip.is_ipv4() {
         "IPv4"
@@ -75,185 +68,6 @@ fn needs_node_ports(s: &ServiceSpec) -> bool {
 fn needs_health_check(s: &ServiceSpec) -> bool {
     s.type_.as_deref() == Some("LoadBalancer")
         && s.external_traffic_policy.as_deref() == Some("Local")
-}
-
-/// `SetDefaults_Service` and the registry's defaulting.
-fn defaults(s: &mut ServiceSpec) {
-    let ty = s.type_.get_or_insert_with(|| "ClusterIP".into()).clone();
-    if s.session_affinity.is_none() {
-        s.session_affinity = Some("None".into());
-    }
-    if s.session_affinity.as_deref() == Some("ClientIP") {
-        let c = s
-            .session_affinity_config
-            .get_or_insert_with(SessionAffinityConfig::default)
-            .client_ip
-            .get_or_insert_with(ClientIPConfig::default);
-        c.timeout_seconds.get_or_insert(10_800);
-    }
-    for p in s.ports.iter_mut().flatten() {
-        p.protocol.get_or_insert_with(|| "TCP".into());
-        if p.target_port.is_none() {
-            p.target_port = Some(IntOrString::Int(p.port));
-        }
-    }
-    if ty == "ExternalName" {
-        return;
-    }
-    if (ty == "NodePort" || ty == "LoadBalancer") && s.external_traffic_policy.is_none() {
-        s.external_traffic_policy = Some("Cluster".into());
-    }
-    s.internal_traffic_policy
-        .get_or_insert_with(|| "Cluster".into());
-    if ty == "LoadBalancer" {
-        s.allocate_load_balancer_node_ports.get_or_insert(true);
-    }
-}
-
-/// `IsValidPortName` (IANA_SVC_NAME), for a named `targetPort`.
-fn port_name_ok(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 15
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && s.bytes().any(|b| b.is_ascii_lowercase())
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-        && !s.contains("--")
-}
-
-/// The part of `ValidateService` a Service in these tests can break.
-fn validate_spec(s: &ServiceSpec) -> Vec<FieldError> {
-    let mut errs = Vec::new();
-    let ty = s.type_.as_deref().unwrap_or("ClusterIP");
-    if !TYPES.contains(&ty) {
-        errs.push(FieldError {
-            field: "spec.type".into(),
-            detail: format!(
-                "Unsupported value: {ty:?}: supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\""
-            ),
-        });
-    }
-    let headless = s.cluster_ip.as_deref() == Some("None");
-    let ports = s.ports.as_deref().unwrap_or_default();
-    if ports.is_empty() && !headless && ty != "ExternalName" {
-        errs.push(FieldError::required("spec.ports"));
-    }
-    let mut names = BTreeSet::new();
-    let mut pairs = BTreeSet::new();
-    for (i, p) in ports.iter().enumerate() {
-        let f = format!("spec.ports[{i}]");
-        let name = p.name.as_deref().unwrap_or_default();
-        if name.is_empty() && ports.len() > 1 {
-            errs.push(FieldError::required(&format!("{f}.name")));
-        } else if !name.is_empty() {
-            if let Some(e) = validate::dns1123_label(name) {
-                errs.push(FieldError::invalid(&format!("{f}.name"), name, &e));
-            } else if !names.insert(name) {
-                errs.push(FieldError {
-                    field: format!("{f}.name"),
-                    detail: format!("Duplicate value: {name:?}"),
-                });
-            }
-        }
-        if !(1..=65535).contains(&p.port) {
-            errs.push(number_invalid(
-                &format!("{f}.port"),
-                p.port,
-                "must be between 1 and 65535, inclusive",
-            ));
-        }
-        let proto = p.protocol.as_deref().unwrap_or("TCP");
-        if !["TCP", "UDP", "SCTP"].contains(&proto) {
-            errs.push(FieldError {
-                field: format!("{f}.protocol"),
-                detail: format!(
-                    "Unsupported value: {proto:?}: supported values: \"SCTP\", \"TCP\", \"UDP\""
-                ),
-            });
-        } else if !pairs.insert((p.port, proto)) {
-            errs.push(FieldError {
-                field: f.clone(),
-                detail: format!(
-                    "Duplicate value: {{\"port\": {}, \"protocol\": {proto:?}}}",
-                    p.port
-                ),
-            });
-        }
-        match &p.target_port {
-            Some(IntOrString::Int(n)) if !(1..=65535).contains(n) => errs.push(number_invalid(
-                &format!("{f}.targetPort"),
-                *n,
-                "must be between 1 and 65535, inclusive",
-            )),
-            Some(IntOrString::String(n)) if !port_name_ok(n) => errs.push(FieldError::invalid(
-                &format!("{f}.targetPort"),
-                n,
-                "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)",
-            )),
-            _ => {}
-        }
-        if p.node_port.unwrap_or(0) != 0 && ty == "ClusterIP" {
-            errs.push(FieldError::forbidden(
-                &format!("{f}.nodePort"),
-                "may not be used when `type` is 'ClusterIP'",
-            ));
-        }
-    }
-    for (i, ip) in s.external_ips.iter().flatten().enumerate() {
-        if ip.parse::<IpAddr>().is_err() {
-            errs.push(FieldError::invalid(
-                &format!("spec.externalIPs[{i}]"),
-                ip,
-                "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
-            ));
-        }
-    }
-    for (field, v) in [
-        ("spec.externalTrafficPolicy", &s.external_traffic_policy),
-        ("spec.internalTrafficPolicy", &s.internal_traffic_policy),
-    ] {
-        if let Some(v) = v.as_deref().filter(|v| !["Cluster", "Local"].contains(v)) {
-            errs.push(FieldError {
-                field: field.into(),
-                detail: format!(
-                    "Unsupported value: {v:?}: supported values: \"Cluster\", \"Local\""
-                ),
-            });
-        }
-    }
-    if s.external_traffic_policy.is_some()
-        && !matches!(ty, "NodePort" | "LoadBalancer")
-        && s.external_ips.iter().flatten().next().is_none()
-    {
-        errs.push(FieldError::invalid(
-            "spec.externalTrafficPolicy",
-            s.external_traffic_policy.as_deref().unwrap_or_default(),
-            "may only be set for externally-accessible services",
-        ));
-    }
-    if let Some(t) = s
-        .session_affinity_config
-        .as_ref()
-        .and_then(|c| c.client_ip.as_ref())
-        .and_then(|c| c.timeout_seconds)
-    {
-        if !(1..=86_400).contains(&t) {
-            errs.push(number_invalid(
-                "spec.sessionAffinityConfig.clientIP.timeoutSeconds",
-                t,
-                "must be greater than 0 and less than 86400",
-            ));
-        }
-    }
-    if headless && ty != "ClusterIP" {
-        errs.push(FieldError::invalid(
-            "spec.clusterIPs[0]",
-            "None",
-            "may not be set to 'None' for LoadBalancer services",
-        ));
-    }
-    errs
 }
 
 impl ServiceAllocator {
@@ -558,8 +372,8 @@ impl ServiceAllocator {
         let name = key.1.clone();
         let old_spec = old.and_then(|o| o.spec.as_ref());
         let s = svc.spec.get_or_insert_with(ServiceSpec::default);
-        defaults(s);
-        let errs = validate_spec(s);
+        validate::service_defaults(s);
+        let errs = validate::service_spec(s);
         if !errs.is_empty() {
             return Err(invalid(&name, &errs));
         }
@@ -630,5 +444,82 @@ impl ServiceAllocator {
         s.cluster_ips = Some(ips.clone());
         self.commit(key, &ips, &ports);
         Ok(())
+    }
+}
+
+/// What the registry checks before it allocates (the version
+/// precondition and the metadata), then the admission itself.
+pub(crate) fn admit(
+    st: &mut State,
+    key: &Key,
+    old: Option<&Object>,
+    svc: &mut Service,
+) -> Result<(), KubeError> {
+    let kind = Kind::Service;
+    if let (Some(o), Some(rv)) = (old, &svc.metadata.resource_version) {
+        if o.meta().resource_version.as_ref() != Some(rv) {
+            return Err(status::to_error(&status::conflict(
+                kind.group(),
+                kind.resource(),
+                &key.1,
+            )));
+        }
+    }
+    let errs = match old {
+        None => validate::object_meta(kind.name(), true, &svc.metadata),
+        Some(o) => validate::object_meta_update(o.meta(), &svc.metadata),
+    };
+    if !errs.is_empty() {
+        return Err(invalid(&key.1, &errs));
+    }
+    let old_svc = match old {
+        Some(Object::Service(o)) => Some((**o).clone()),
+        _ => None,
+    };
+    st.services.admit(key, old_svc.as_ref(), svc)
+}
+
+impl MemoryCluster {
+    /// Sets the service CIDRs ClusterIPs come from (primary family first;
+    /// `10.96.0.0/16` until set), as kube-apiserver's
+    /// `--service-cluster-ip-range`.
+    pub fn set_service_cidrs(&self, cidrs: &[ipnet::IpNet]) {
+        self.lock().services.cidrs = cidrs.to_vec();
+    }
+
+    /// A Service (with what the API server allocated).
+    pub fn service(&self, namespace: &str, name: &str) -> Option<Service> {
+        match self.get(Kind::Service, Some(namespace), name)? {
+            Object::Service(s) => Some(*s),
+            _ => None,
+        }
+    }
+
+    /// Creates or updates a Service; see [`MemoryCluster::try_apply`].
+    pub fn apply_service(&self, svc: Service) -> Service {
+        match self.apply(svc) {
+            Object::Service(s) => *s,
+            _ => unreachable!("a Service was stored"),
+        }
+    }
+
+    /// The EndpointSlices of the Service `namespace/name`.
+    pub fn endpoint_slices(&self, namespace: &str, service: &str) -> Vec<EndpointSlice> {
+        self.list(Kind::EndpointSlice)
+            .into_iter()
+            .filter_map(|o| match o {
+                Object::EndpointSlice(s) => Some(*s),
+                _ => None,
+            })
+            .filter(|s| {
+                s.metadata.namespace.as_deref() == Some(namespace)
+                    && s.metadata
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get(endpointslices::SERVICE_NAME_LABEL))
+                        .map(String::as_str)
+                        == Some(service)
+            })
+            .collect()
     }
 }

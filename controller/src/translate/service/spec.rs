@@ -149,7 +149,7 @@ pub fn read(svc: &Service, config: &Config, issues: &mut Vec<Issue>) -> Option<S
         Some(v) if !v.is_empty() => v.iter().map(String::as_str).collect(),
         _ => spec.cluster_ip.as_deref().into_iter().collect(),
     };
-    if raw_ips.iter().any(|s| *s == "None") {
+    if raw_ips.contains(&"None") {
         return None;
     }
     let exposes_node_ports = ty == "NodePort" || ty == "LoadBalancer";
