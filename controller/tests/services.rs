@@ -632,3 +632,57 @@ async fn a_deleted_service_leaves_no_row_and_a_restart_writes_nothing() {
     assert!(group_members(&env).values().all(|m| m.is_empty()));
     second.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_change_moves_load_balancers_between_groups() {
+    let env = Env::new(&[]).await;
+    let c = env.cluster.clone();
+    c.apply_node(node("n1", &["192.168.0.1"]));
+    let running = env.start();
+    ready_backend(&c, backend("b1", "n1", "app", 8080)).await;
+    let np = |policy: &str| {
+        service(
+            "np",
+            ServiceSpec {
+                type_: Some("NodePort".into()),
+                external_traffic_policy: Some(policy.into()),
+                selector: selector("app"),
+                ports: Some(vec![port("", "TCP", 80, "http")]),
+                ..Default::default()
+            },
+        )
+    };
+    let groups_are = |gateways: &[&str], what: &'static str| {
+        let env = &env;
+        let want = names(gateways);
+        async move {
+            eventually(T, what, || {
+                let g = group_members(env);
+                let switches = g.get(GROUP_SWITCHES).cloned().unwrap_or_default();
+                let ok = g.get(GROUP_GATEWAYS) == Some(&want)
+                    && switches.contains("svc:ns/np:tcp:nodeport:v4")
+                    && load_balancer_rows(env) == load_balancers(env).len();
+                ok.then_some(()).ok_or(format!("{g:?}"))
+            })
+            .await;
+        }
+    };
+    c.apply_service(np("Cluster"));
+    groups_are(
+        &["svc:ns/np:tcp:nodeport:v4"],
+        "the NodePort template on the gateways",
+    )
+    .await;
+    // ETP Local: external traffic gets the node-local view instead; the
+    // NodePort template leaves the gateways' group (its row is replaced,
+    // since the diff adds parents but never removes one).
+    c.apply_service(np("Local"));
+    groups_are(
+        &["svc:ns/np:tcp:gateway-local:v4"],
+        "the local view on the gateways",
+    )
+    .await;
+    c.apply_service(np("Cluster"));
+    groups_are(&["svc:ns/np:tcp:nodeport:v4"], "back to Cluster").await;
+    running.stop().await;
+}
