@@ -19,7 +19,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::jiff::Timestamp;
 use switchyard_controller::k8s::status::{self, FieldError};
 use switchyard_controller::k8s::{
-    Cluster, EventRecord, Kind, KubeError, ObjectRef, Observed, WatchEvent, Written,
+    Cluster, EventRecord, Kind, KubeError, Object, ObjectRef, Observed, WatchEvent, Written,
 };
 use tokio::sync::watch;
 
@@ -179,6 +179,95 @@ impl MemoryCluster {
         Ok(Some(rv))
     }
 
+    /// A merge patch of an object's `/status`, guarded as annotation
+    /// patches are; only the status changes.
+    fn patch_status_as(
+        &self,
+        client: &str,
+        target: &ObjectRef,
+        resource_version: Option<&str>,
+        patch: &serde_json::Value,
+    ) -> Result<Written, KubeError> {
+        let kind = target.kind;
+        let mut st = self.lock();
+        if st.dead.contains(client) {
+            return Err(closed());
+        }
+        st.calls.push(ApiCall {
+            client: client.to_string(),
+            verb: "patch",
+            group: kind.group().into(),
+            resource: format!("{}/status", kind.resource()),
+            namespace: target.namespace.clone(),
+        });
+        let key = (
+            target.namespace.clone().unwrap_or_default(),
+            target.name.clone(),
+        );
+        let not_found = || {
+            status::to_error(&status::not_found(
+                kind.group(),
+                kind.resource(),
+                &target.name,
+            ))
+        };
+        let Some(mut obj) = st.get(kind, &key).cloned() else {
+            return Err(not_found());
+        };
+        if resource_version.is_some_and(|rv| Some(rv) != obj.meta().resource_version.as_deref()) {
+            return Err(status::to_error(&status::conflict(
+                kind.group(),
+                kind.resource(),
+                &target.name,
+            )));
+        }
+        if let Some(uid) = &target.uid {
+            if obj.meta().uid.as_ref() != Some(uid) {
+                return Err(invalid(
+                    kind,
+                    &target.name,
+                    &[FieldError::invalid(
+                        "metadata.uid",
+                        uid,
+                        "field is immutable",
+                    )],
+                ));
+            }
+        }
+        let bad = |e: serde_json::Error| {
+            invalid(
+                kind,
+                &target.name,
+                &[FieldError::invalid(
+                    "status",
+                    &e.to_string(),
+                    "cannot be decoded",
+                )],
+            )
+        };
+        match &mut obj {
+            Object::Service(svc) => {
+                let mut v = serde_json::to_value(&svc.status).map_err(bad)?;
+                merge_patch(&mut v, patch);
+                svc.status = serde_json::from_value(v).map_err(bad)?;
+                let errs = validate::service_status(svc.status.as_ref());
+                if !errs.is_empty() {
+                    return Err(invalid(kind, &target.name, &errs));
+                }
+            }
+            Object::Pod(pod) => {
+                let mut v = serde_json::to_value(&pod.status).map_err(bad)?;
+                merge_patch(&mut v, patch);
+                pod.status = serde_json::from_value(v).map_err(bad)?;
+            }
+            _ => return Err(not_found()),
+        }
+        let rv = st.next_rv();
+        obj.meta_mut().resource_version = Some(rv.clone());
+        store(&mut st, obj);
+        Ok(Some(rv))
+    }
+
     /// What kube's recorder does: the first occurrence is created, a
     /// repeat (same object, type, reason, action and reporter) patches the
     /// first one's count.
@@ -293,6 +382,27 @@ impl MemoryCluster {
 }
 
 const LEASES: (&str, &str) = ("coordination.k8s.io", "leases");
+
+/// RFC 7386 JSON merge patch: objects merge, `null` removes, anything
+/// else replaces.
+pub fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Value) {
+    let serde_json::Value::Object(p) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = serde_json::Value::Object(serde_json::Map::new());
+    }
+    if let serde_json::Value::Object(t) = target {
+        for (k, v) in p {
+            if v.is_null() {
+                t.remove(k);
+            } else {
+                merge_patch(t.entry(k.clone()).or_insert(serde_json::Value::Null), v);
+            }
+        }
+    }
+}
 
 fn lease_call(client: &str, verb: &'static str, ns: &str) -> ApiCall {
     ApiCall {
@@ -423,6 +533,20 @@ impl Cluster for MemoryClient {
         .boxed()
     }
 
+    fn patch_status(
+        &self,
+        target: ObjectRef,
+        resource_version: Option<String>,
+        status: serde_json::Value,
+    ) -> BoxFuture<'static, Result<Written, KubeError>> {
+        let (cluster, name, gate) = (self.cluster.clone(), self.name.clone(), self.gate());
+        async move {
+            gate.await;
+            cluster.patch_status_as(&name, &target, resource_version.as_deref(), &status)
+        }
+        .boxed()
+    }
+
     fn emit_event(&self, event: EventRecord) -> BoxFuture<'static, Result<(), KubeError>> {
         let (cluster, name, gate) = (self.cluster.clone(), self.name.clone(), self.gate());
         async move {
@@ -466,6 +590,15 @@ impl Cluster for MemoryCluster {
     ) -> BoxFuture<'static, Result<Written, KubeError>> {
         self.default_client()
             .patch_annotations(target, resource_version, annotations)
+    }
+    fn patch_status(
+        &self,
+        target: ObjectRef,
+        resource_version: Option<String>,
+        status: serde_json::Value,
+    ) -> BoxFuture<'static, Result<Written, KubeError>> {
+        self.default_client()
+            .patch_status(target, resource_version, status)
     }
     fn emit_event(&self, event: EventRecord) -> BoxFuture<'static, Result<(), KubeError>> {
         self.default_client().emit_event(event)

@@ -20,9 +20,16 @@
 //! every call it makes is recorded as the verb and resource RBAC would
 //! check.
 //!
+//! Services get what kube-apiserver gives them ([`services`]: defaults,
+//! validation, ClusterIPs, NodePorts), and Services with a selector get
+//! the EndpointSlices kube-controller-manager maintains
+//! ([`endpointslices`]).
+//!
 //! Simplifications, each one the real server's end state: deletion is
-//! immediate (no graceful period or finalizers), and deleting a Namespace
-//! deletes what it holds at once.
+//! immediate (no graceful period or finalizers; a pod's graceful deletion
+//! can be begun with [`MemoryCluster::begin_pod_deletion`] and ended with
+//! [`MemoryCluster::delete_pod`]), and deleting a Namespace deletes what it
+//! holds at once.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -40,6 +47,8 @@ use switchyard_controller::k8s::status::{self, FieldError};
 use switchyard_controller::k8s::{EventRecord, Kind, KubeError, Object, WatchEvent};
 
 mod client;
+pub mod endpointslices;
+pub mod services;
 pub mod validate;
 
 pub use client::{ApiCall, MemoryClient};
@@ -130,6 +139,8 @@ struct State {
     unserved: std::collections::BTreeSet<Kind>,
     calls: Vec<ApiCall>,
     dead: HashSet<String>,
+    /// ClusterIPs and NodePorts held by Services.
+    services: services::ServiceAllocator,
 }
 
 impl State {
@@ -241,10 +252,19 @@ impl MemoryCluster {
                 create(&mut st, ns.into())?;
             }
         }
-        match st.get(kind, &key).cloned() {
+        let old = st.get(kind, &key).cloned();
+        if let Object::Service(svc) = &mut obj {
+            services::admit(&mut st, &key, old.as_ref(), svc)?;
+        }
+        let labels_before = old.as_ref().and_then(|o| o.meta().labels.clone());
+        let written = match old {
             None => create(&mut st, obj),
             Some(old) => update(&mut st, old, obj),
+        };
+        if let Ok(o) = &written {
+            after_write(&mut st, o, labels_before.as_ref());
         }
+        written
     }
 
     /// [`MemoryCluster::try_apply`] for fixtures; a refusal is a bug in the
@@ -328,7 +348,9 @@ impl MemoryCluster {
         let mut pod = pod;
         pod.status = Some(status);
         pod.metadata.resource_version = Some(st.next_rv());
+        let labels = pod.metadata.labels.clone();
         store(&mut st, Object::Pod(pod));
+        endpointslices::on_pod(&mut st, namespace, labels.as_ref(), labels.as_ref());
         true
     }
 
@@ -651,8 +673,36 @@ fn update(st: &mut State, old: Object, mut new: Object) -> Result<Object, KubeEr
     Ok(new)
 }
 
+/// What kube-controller-manager does after a write: the EndpointSlices of
+/// the Services a pod or Service change concerns.
+fn after_write(st: &mut State, obj: &Object, labels_before: Option<&BTreeMap<String, String>>) {
+    let m = obj.meta();
+    let (ns, name) = (
+        m.namespace.clone().unwrap_or_default(),
+        m.name.clone().unwrap_or_default(),
+    );
+    match obj {
+        Object::Service(_) => endpointslices::sync(st, &ns, &name),
+        Object::Pod(p) => {
+            endpointslices::on_pod(st, &ns, labels_before, p.metadata.labels.as_ref())
+        }
+        _ => {}
+    }
+}
+
 fn delete(st: &mut State, kind: Kind, key: &Key) -> Option<Object> {
     let mut obj = st.objects.get_mut(&kind)?.remove(key)?;
+    match &obj {
+        Object::Service(_) => {
+            st.services.release(key);
+            endpointslices::sync(st, &key.0, &key.1);
+        }
+        Object::Pod(p) => {
+            let labels = p.metadata.labels.clone();
+            endpointslices::on_pod(st, &key.0, labels.as_ref(), None);
+        }
+        _ => {}
+    }
     if kind == Kind::Namespace {
         let ns = &key.1;
         for k in Kind::ALL.into_iter().filter(|k| k.namespaced()) {
@@ -722,3 +772,5 @@ pub fn namespace(name: &str, labels: &[(&str, &str)]) -> Namespace {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_services;

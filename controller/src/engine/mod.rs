@@ -25,6 +25,7 @@ use crate::annotate::{Annotator, Next, PatchDone};
 use crate::config::Config;
 use crate::error::Result;
 use crate::k8s::{Cluster, EventRecord, Kind, Observed, WatchEvent};
+use crate::lb_ips::LbIps;
 use crate::metrics::Metrics;
 use crate::model::{Change, Model};
 use crate::nb::{DesiredRow, Owner};
@@ -77,6 +78,8 @@ struct Engine {
     metrics: Metrics,
     model: Model,
     alloc: Allocator,
+    /// LoadBalancer IPs from the configured pool.
+    lb_ips: LbIps,
     annotator: Annotator,
     outbox: Outbox,
     store: Arc<DesiredStore>,
@@ -98,6 +101,10 @@ impl Engine {
 
     /// One round: the changes of the events applied, decided, translated.
     fn round(&mut self, mut changes: Vec<Change>) {
+        self.lb_ips.observe(&changes);
+        for p in self.lb_ips.process(&self.model, &self.outbox) {
+            self.report(p, "AssignLoadBalancerIP");
+        }
         let mut round = Round::default();
         for c in &changes {
             self.alloc.observe(&self.model, c, &mut round);
@@ -392,6 +399,7 @@ pub(crate) async fn lead(
     let outbox = Outbox::new(cluster.clone(), metrics.clone(), config.patch_concurrency);
     let mut e = Engine {
         alloc: Allocator::new(config.clone()),
+        lb_ips: LbIps::new(config.load_balancer_pool.clone()),
         annotator: Annotator::new(outbox.clone(), done_tx),
         outbox: outbox.clone(),
         config: config.clone(),
@@ -431,6 +439,7 @@ pub(crate) async fn lead(
         ms = started.elapsed().as_millis() as u64,
         "allocations rebuilt"
     );
+    e.lb_ips.start(&e.model);
     e.publish_all();
     e.finish(round, Vec::new());
     debug!(

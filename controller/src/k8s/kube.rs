@@ -176,6 +176,42 @@ where
     .boxed()
 }
 
+fn patch_status_with<K>(
+    api: Api<K>,
+    pp: PatchParams,
+    name: String,
+    patch: serde_json::Value,
+) -> BoxFuture<'static, Result<Written, KubeError>>
+where
+    K: Resource + Clone + Debug + DeserializeOwned + Send + 'static,
+{
+    async move {
+        api.patch_status(&name, &pp, &Patch::Merge(&patch))
+            .await
+            .map(|o| o.resource_version())
+            .map_err(map_err)
+    }
+    .boxed()
+}
+
+/// The merge patch of the `/status` subresource that sets `status` only
+/// if the object still has `uid` and, when given, `resource_version`
+/// (refused with 422 and 409 as for [`annotation_patch`]).
+pub fn status_patch(
+    uid: Option<&str>,
+    resource_version: Option<&str>,
+    status: &serde_json::Value,
+) -> serde_json::Value {
+    let mut meta = serde_json::Map::new();
+    if let Some(uid) = uid {
+        meta.insert("uid".into(), json!(uid));
+    }
+    if let Some(rv) = resource_version {
+        meta.insert("resourceVersion".into(), json!(rv));
+    }
+    json!({ "metadata": meta, "status": status })
+}
+
 fn namespaced<K>(client: &Client, target: &ObjectRef) -> Api<K>
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>,
@@ -276,6 +312,25 @@ impl Cluster for KubeCluster {
             }
             Kind::BaselineAdminNetworkPolicy => {
                 patch_with::<BaselineAdminNetworkPolicy>(Api::all(c.clone()), pp, name, patch)
+            }
+        }
+    }
+
+    fn patch_status(
+        &self,
+        target: ObjectRef,
+        resource_version: Option<String>,
+        status: serde_json::Value,
+    ) -> BoxFuture<'static, Result<Written, KubeError>> {
+        let patch = status_patch(target.uid.as_deref(), resource_version.as_deref(), &status);
+        let (c, pp, name) = (&self.client, self.patch_params(), target.name.clone());
+        match target.kind {
+            Kind::Service => patch_status_with::<Service>(namespaced(c, &target), pp, name, patch),
+            Kind::Pod => patch_status_with::<Pod>(namespaced(c, &target), pp, name, patch),
+            Kind::Node => patch_status_with::<Node>(Api::all(c.clone()), pp, name, patch),
+            other => {
+                let what = format!("{other} has no status the controller writes");
+                async move { Err(KubeError::Forbidden(what)) }.boxed()
             }
         }
     }

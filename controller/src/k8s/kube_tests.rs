@@ -252,6 +252,63 @@ async fn node_patch_goes_to_the_cluster_scoped_path() {
     server.await.unwrap();
 }
 
+#[tokio::test]
+async fn service_status_patch_goes_to_the_status_subresource_guarded() {
+    let (c, mut handle) = cluster();
+    let target = ObjectRef::new(Kind::Service, Some("ns"), "lb", "su");
+    let status = json!({"loadBalancer": {"ingress": [{"ip": "198.51.100.7"}]}});
+    let fut = {
+        let c = c.clone();
+        let (t, s) = (target.clone(), status.clone());
+        tokio::spawn(async move { c.patch_status(t, Some("5".into()), s).await })
+    };
+    let server = tokio::spawn(async move {
+        let (req, send) = next(&mut handle).await;
+        assert_eq!(req.method(), "PATCH");
+        assert_eq!(req.uri().path(), "/api/v1/namespaces/ns/services/lb/status");
+        assert_eq!(
+            req.headers()["content-type"],
+            "application/merge-patch+json"
+        );
+        let v = body_json(req).await;
+        assert_eq!(v["metadata"]["uid"], "su");
+        assert_eq!(v["metadata"]["resourceVersion"], "5");
+        assert_eq!(
+            v["status"]["loadBalancer"]["ingress"][0]["ip"],
+            "198.51.100.7"
+        );
+        assert!(v.get("spec").is_none(), "only the status is sent");
+        send.send_response(json_response(
+            200,
+            json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "lb", "namespace": "ns", "uid": "su", "resourceVersion": "6"}}),
+        ));
+        // Changed meanwhile: 409; replaced: 422 on the UID.
+        let (_req, send) = next(&mut handle).await;
+        send.send_response(status_response(status::conflict("", "services", "lb")));
+        let (_req, send) = next(&mut handle).await;
+        send.send_response(status_response(status::invalid(
+            "Service",
+            "",
+            "lb",
+            &[FieldError::invalid(
+                "metadata.uid",
+                "su",
+                "field is immutable",
+            )],
+        )));
+    });
+    assert_eq!(fut.await.unwrap().unwrap(), Some("6".to_string()));
+    let err = c
+        .patch_status(target.clone(), Some("5".into()), status.clone())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, KubeError::Conflict(_)), "{err:?}");
+    let err = c.patch_status(target, None, status).await.unwrap_err();
+    assert!(err.object_replaced(), "{err:?}");
+    server.await.unwrap();
+}
+
 /// A name as kube-apiserver's `NameIsDNSSubdomain` accepts it.
 fn is_dns_subdomain(s: &str) -> bool {
     !s.is_empty()

@@ -17,6 +17,7 @@
 //! - `""` nodes: list, watch, patch
 //! - `""` pods: list, watch, patch
 //! - `""` namespaces, services: list, watch
+//! - `""` services/status: patch (LoadBalancer IPs from the pool)
 //! - `discovery.k8s.io` endpointslices: list, watch
 //! - `networking.k8s.io` networkpolicies: list, watch
 //! - `policy.networking.k8s.io` adminnetworkpolicies,
@@ -518,6 +519,25 @@ pub trait Cluster: Send + Sync + 'static {
         resource_version: Option<String>,
         annotations: BTreeMap<String, Option<String>>,
     ) -> BoxFuture<'static, Result<Written, KubeError>>;
+    /// Merges `status` into the object's status through its `/status`
+    /// subresource (nothing else of the object changes), guarded as
+    /// [`Cluster::patch_annotations`] is: only if it still has
+    /// `target.uid` and, when given, is still at `resource_version`.
+    /// `status` is a JSON merge patch of the status (`null` removes).
+    fn patch_status(
+        &self,
+        target: ObjectRef,
+        resource_version: Option<String>,
+        status: serde_json::Value,
+    ) -> BoxFuture<'static, Result<Written, KubeError>> {
+        let _ = (resource_version, status);
+        let what = target.to_string();
+        Box::pin(async move {
+            Err(KubeError::Forbidden(format!(
+                "this client does not patch status ({what})"
+            )))
+        })
+    }
     /// Creates the Event (or counts a repeat of it, as kube's recorders
     /// do); Ok only when the server accepted it.
     fn emit_event(&self, event: EventRecord) -> BoxFuture<'static, Result<(), KubeError>>;

@@ -107,6 +107,9 @@ impl Env {
         let nodes = self.cluster.nodes();
         let mut want: HashSet<(String, String)> = HashSet::new();
         want.insert(("Logical_Router".into(), names::CLUSTER_ROUTER.into()));
+        for g in switchyard_controller::translate::service::GROUPS {
+            want.insert(("Load_Balancer_Group".into(), g.into()));
+        }
         for n in &nodes {
             let name = n.metadata.name.clone().unwrap_or_default();
             want.insert(("Logical_Switch".into(), names::node_switch(&name)));
