@@ -493,19 +493,16 @@ impl Cluster for MemoryClient {
                 .record(&self.name, "watch", (kind.group(), kind.resource()), ns);
         }
         let decode = move |p: Payload| -> Option<Observed> {
-            match p {
-                Payload::Json(bytes) => match Observed::decode(kind, &bytes) {
-                    Ok(o) => Some(o),
-                    Err(e) => {
-                        tracing::error!(%kind, error = %e, "a watched object did not decode");
-                        None
-                    }
-                },
-                Payload::Object(o) => Some(Observed::from(o)),
+            match Observed::decode(kind, &crate::to_json(&p)) {
+                Ok(o) => Some(o),
+                Err(e) => {
+                    tracing::error!(%kind, error = %e, "a watched object did not decode");
+                    None
+                }
             }
         };
         self.cluster
-            .watch_as(&self.name, kind, true)
+            .watch_as(&self.name, kind)
             .filter_map(move |ev| {
                 futures::future::ready(match ev {
                     WatchEvent::Restarted(l) => Some(WatchEvent::Restarted(

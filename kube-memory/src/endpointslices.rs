@@ -348,7 +348,7 @@ fn in_namespace<'a>(st: &'a State, kind: Kind, ns: &str) -> impl Iterator<Item =
         .into_iter()
         .flat_map(move |m| m.range(from.clone()..))
         .take_while(move |((n, _), _)| *n == ns)
-        .map(|(_, o)| o)
+        .map(|(_, o)| o.as_ref())
 }
 
 /// After a pod of `ns` changed from `old` labels to `new` ones: the

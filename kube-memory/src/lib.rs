@@ -76,21 +76,17 @@ pub struct StoredEvent {
     pub count: u32,
 }
 
-/// What a watch carries: the object, or (for clients) its JSON as the API
-/// server would send it, decoded on the client's side.
-#[derive(Clone, Debug)]
-pub(crate) enum Payload {
-    Object(Object),
-    Json(Arc<Vec<u8>>),
-}
+/// What a watch carries: the stored object itself; a client encodes and
+/// decodes it on its own side, as the API server's JSON would reach it.
+pub(crate) type Payload = Arc<Object>;
 
 struct Watcher {
     client: String,
-    json: bool,
     tx: mpsc::UnboundedSender<WatchEvent<Payload>>,
 }
 
-fn to_json(o: &Object) -> Arc<Vec<u8>> {
+/// The JSON the API server would send for `o`.
+pub(crate) fn to_json(o: &Object) -> Vec<u8> {
     let bytes = match o {
         Object::Node(x) => serde_json::to_vec(x),
         Object::Namespace(x) => serde_json::to_vec(x),
@@ -102,32 +98,18 @@ fn to_json(o: &Object) -> Arc<Vec<u8>> {
         Object::BaselineAdminNetworkPolicy(x) => serde_json::to_vec(x),
     };
     // The API types always serialize.
-    Arc::new(bytes.unwrap_or_default())
-}
-
-fn payload_event(ev: &WatchEvent<Object>, json: bool) -> WatchEvent<Payload> {
-    let p = |o: &Object| {
-        if json {
-            Payload::Json(to_json(o))
-        } else {
-            Payload::Object(o.clone())
-        }
-    };
-    match ev {
-        WatchEvent::Restarted(l) => WatchEvent::Restarted(l.iter().map(p).collect()),
-        WatchEvent::Applied(o) => WatchEvent::Applied(p(o)),
-        WatchEvent::Deleted(o) => WatchEvent::Deleted(p(o)),
-        WatchEvent::Unavailable(w) => WatchEvent::Unavailable(w.clone()),
-    }
+    bytes.unwrap_or_default()
 }
 
 type Key = (String, String);
 
 #[derive(Default)]
-struct State {
+pub(crate) struct State {
     rv: u64,
     uid_seq: u64,
-    objects: BTreeMap<Kind, BTreeMap<Key, Object>>,
+    /// Shared with the watch events that carry them, as a watch cache
+    /// shares its objects.
+    objects: BTreeMap<Kind, BTreeMap<Key, Arc<Object>>>,
     watchers: BTreeMap<Kind, Vec<Watcher>>,
     patches: Vec<PatchRecord>,
     events: Vec<StoredEvent>,
@@ -149,33 +131,15 @@ impl State {
         self.rv.to_string()
     }
 
-    fn send(&mut self, kind: Kind, ev: WatchEvent<Object>) {
+    fn send(&mut self, kind: Kind, ev: WatchEvent<Payload>) {
         let dead = &self.dead;
-        let Some(ws) = self.watchers.get_mut(&kind) else {
-            return;
-        };
-        // Serialized once, as the server encodes an event once per watch
-        // cache entry.
-        let (mut as_json, mut as_object) = (None, None);
-        ws.retain(|w| {
-            if dead.contains(&w.client) {
-                return false;
-            }
-            let p = if w.json {
-                as_json
-                    .get_or_insert_with(|| payload_event(&ev, true))
-                    .clone()
-            } else {
-                as_object
-                    .get_or_insert_with(|| payload_event(&ev, false))
-                    .clone()
-            };
-            w.tx.unbounded_send(p).is_ok()
-        });
+        if let Some(ws) = self.watchers.get_mut(&kind) {
+            ws.retain(|w| !dead.contains(&w.client) && w.tx.unbounded_send(ev.clone()).is_ok());
+        }
     }
 
     fn get(&self, kind: Kind, key: &Key) -> Option<&Object> {
-        self.objects.get(&kind)?.get(key)
+        self.objects.get(&kind)?.get(key).map(|o| o.as_ref())
     }
 
     fn namespace_exists(&self, ns: &str) -> bool {
@@ -292,7 +256,7 @@ impl MemoryCluster {
         self.lock()
             .objects
             .get(&kind)
-            .map(|m| m.values().cloned().collect())
+            .map(|m| m.values().map(|o| (**o).clone()).collect())
             .unwrap_or_default()
     }
 
@@ -407,22 +371,13 @@ impl MemoryCluster {
 
     /// A watch of whole objects, for observers.
     pub fn watch_objects(&self, kind: Kind) -> BoxStream<'static, WatchEvent<Object>> {
-        self.watch_as("observer", kind, false)
-            .filter_map(|ev| {
-                futures::future::ready(Some(match ev {
-                    WatchEvent::Restarted(l) => WatchEvent::Restarted(
-                        l.into_iter()
-                            .filter_map(|p| match p {
-                                Payload::Object(o) => Some(o),
-                                Payload::Json(_) => None,
-                            })
-                            .collect(),
-                    ),
-                    WatchEvent::Applied(Payload::Object(o)) => WatchEvent::Applied(o),
-                    WatchEvent::Deleted(Payload::Object(o)) => WatchEvent::Deleted(o),
-                    WatchEvent::Unavailable(w) => WatchEvent::Unavailable(w),
-                    _ => return futures::future::ready(None),
-                }))
+        let own = |o: Payload| Arc::unwrap_or_clone(o);
+        self.watch_as("observer", kind)
+            .map(move |ev| match ev {
+                WatchEvent::Restarted(l) => WatchEvent::Restarted(l.into_iter().map(own).collect()),
+                WatchEvent::Applied(o) => WatchEvent::Applied(own(o)),
+                WatchEvent::Deleted(o) => WatchEvent::Deleted(own(o)),
+                WatchEvent::Unavailable(w) => WatchEvent::Unavailable(w),
             })
             .boxed()
     }
@@ -431,7 +386,6 @@ impl MemoryCluster {
         &self,
         client: &str,
         kind: Kind,
-        json: bool,
     ) -> BoxStream<'static, WatchEvent<Payload>> {
         let mut st = self.lock();
         let (tx, rx) = mpsc::unbounded();
@@ -449,24 +403,13 @@ impl MemoryCluster {
         let list: Vec<Payload> = st
             .objects
             .get(&kind)
-            .map(|m| {
-                m.values()
-                    .map(|o| {
-                        if json {
-                            Payload::Json(to_json(o))
-                        } else {
-                            Payload::Object(o.clone())
-                        }
-                    })
-                    .collect()
-            })
+            .map(|m| m.values().cloned().collect())
             .unwrap_or_default();
         // Registered under the lock with the snapshot, so no change is lost
         // or seen twice.
         let _ = tx.unbounded_send(WatchEvent::Restarted(list));
         st.watchers.entry(kind).or_default().push(Watcher {
             client: client.to_string(),
-            json,
             tx,
         });
         rx.boxed()
@@ -589,6 +532,7 @@ fn typed<K: Send + 'static>(
 fn store(st: &mut State, obj: Object) {
     let kind = obj.kind();
     let key = key_of(kind, obj.meta());
+    let obj = Arc::new(obj);
     st.objects.entry(kind).or_default().insert(key, obj.clone());
     st.send(kind, WatchEvent::Applied(obj));
 }
@@ -691,7 +635,7 @@ fn after_write(st: &mut State, obj: &Object, labels_before: Option<&BTreeMap<Str
 }
 
 fn delete(st: &mut State, kind: Kind, key: &Key) -> Option<Object> {
-    let mut obj = st.objects.get_mut(&kind)?.remove(key)?;
+    let mut obj = Arc::unwrap_or_clone(st.objects.get_mut(&kind)?.remove(key)?);
     match &obj {
         Object::Service(_) => {
             st.services.release(key);
@@ -717,7 +661,7 @@ fn delete(st: &mut State, kind: Kind, key: &Key) -> Option<Object> {
         }
     }
     obj.meta_mut().resource_version = Some(st.next_rv());
-    st.send(kind, WatchEvent::Deleted(obj.clone()));
+    st.send(kind, WatchEvent::Deleted(Arc::new(obj.clone())));
     Some(obj)
 }
 
