@@ -23,6 +23,7 @@ pub mod cluster;
 pub mod namespace;
 pub mod node;
 pub mod pod;
+pub mod policy;
 
 /// A pod's decided addresses.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -93,6 +94,11 @@ pub fn registry() -> &'static [&'static dyn Translator] {
         &namespace::Namespaces,
         &node::Nodes,
         &cluster::ClusterRows,
+        &policy::NetworkPolicies,
+        &policy::PolicyPods,
+        &policy::PolicyPeers,
+        &policy::PolicyHosts,
+        &policy::PolicyMeter,
     ]
 }
 
