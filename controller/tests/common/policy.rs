@@ -311,10 +311,12 @@ pub fn check_policies(env: &Env) -> Result<(), String> {
             nb.groups.keys()
         ));
     }
-    // Every peer set is used by some ACL.
+    // Every peer set is used by some ACL (one family of a pair may not
+    // be: an IPv4 block uses only the IPv4 set of its pods).
     for (name, (ids, _)) in &nb.sets {
+        let stem = name.trim_end_matches(".v4").trim_end_matches(".v6");
         if ids.get(names::OWNER_KIND).map(String::as_str) == Some(names::KIND_POLICY_PEERS)
-            && !nb.acls.iter().any(|a| a.matches.contains(&format!("${name}")))
+            && !nb.acls.iter().any(|a| a.matches.contains(&format!("${stem}.")))
         {
             return Err(format!("address set {name} is used by no ACL"));
         }

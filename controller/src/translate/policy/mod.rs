@@ -213,11 +213,12 @@ impl Translator for NetworkPolicies {
     }
     fn rows(&self, key: &str, view: &View, problems: &mut Vec<Problem>) -> Option<Vec<DesiredRow>> {
         let p = view.model.policy_index.policy(key)?;
-        for note in &p.problems {
+        // One Event listing every part, so none hides another.
+        if !p.problems.is_empty() {
             problems.push(Problem {
                 object: policy_ref(&p.namespace, &p.name, &p.uid),
                 reason: "NetworkPolicyNotEnforceable",
-                note: note.clone(),
+                note: p.problems.join("; "),
             });
         }
         Some(acl::policy_rows(p, view))

@@ -486,7 +486,8 @@ fn unenforceable_parts_fail_closed_with_a_problem() {
     let pg = pg_of(&fx, "x/bad");
     assert_eq!(set_of(named(&rows, Table::PortGroup, &pg).get("ports")), vec!["x_a"]);
     assert!(acls(&rows, names::KIND_POLICY_PODS, "x/pod=a").contains_key("deny:Ingress"));
-    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert_eq!(problems.len(), 1, "one Event per policy: {problems:?}");
+    assert!(problems[0].note.contains("allows nothing"));
     assert_eq!(problems[0].object.kind, crate::k8s::Kind::NetworkPolicy);
     assert_eq!(problems[0].object.name, "bad");
     assert!(problems[0].note.contains("10.0.0.0/33"));
