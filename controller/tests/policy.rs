@@ -438,6 +438,41 @@ async fn bad_input_gets_events_and_logging_follows_the_namespace() {
     })
     .await;
     converged(&env).await;
+    // Damage by hand is repaired: a port group (and with it its ACLs)
+    // and a peer address set deleted, an ACL's match rewritten.
+    let acls_now = || {
+        let mut v: Vec<(String, String, String)> = read_nb(&env)
+            .acls
+            .into_iter()
+            .map(|a| (a.owner, a.matches, a.held_by[0].1.clone()))
+            .collect();
+        v.sort();
+        v
+    };
+    c.apply(np("z", "peer", json!({"podSelector": {},
+        "ingress": [{"from": [{"podSelector": {"matchLabels": {"pod": "a"}}}]}]})));
+    converged(&env).await;
+    let before = acls_now();
+    let nb = read_nb(&env);
+    let group = nb.groups.keys().next().expect("a port group").clone();
+    let set = nb
+        .sets
+        .keys()
+        .find(|n| n.starts_with("peer."))
+        .expect("a peer set")
+        .clone();
+    let nbctl = |a: &[&str]| env.central.nbctl(a).expect("nbctl");
+    nbctl(&["destroy", "Port_Group", &group]);
+    nbctl(&["destroy", "Address_Set", &set]);
+    let uuid = nbctl(&["--bare", "--columns=_uuid", "find", "ACL", "priority=12000"]);
+    let uuid = uuid.split_whitespace().next().expect("an allow ACL");
+    nbctl(&["set", "ACL", uuid, "match=\"ip\""]);
+    eventually(T, "hand damage repaired", || {
+        check_policies(&env)?;
+        let now = acls_now();
+        (now == before).then_some(()).ok_or(format!("{now:?}"))
+    })
+    .await;
     // Logical flows exist for the policy ACLs (northd took them).
     env.central.sync_sb(T).expect("SB sync");
     let flows = env

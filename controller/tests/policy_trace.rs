@@ -13,6 +13,7 @@ mod common;
 use std::time::Duration;
 
 use common::policy::*;
+use common::trace::*;
 use common::{eventually, Env};
 use serde_json::json;
 use switchyard_controller::k8s::Kind;

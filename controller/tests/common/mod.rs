@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod policy;
+pub mod trace;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;

@@ -13,7 +13,7 @@ use switchyard_api::annotations;
 
 use crate::model::objects::Labels;
 use crate::model::policy::Scope;
-use crate::model::policy_index::PeerSet;
+use crate::model::policy_index::{named_ports, PeerSet};
 use crate::model::{Change, NamespaceInfo, PodInfo, PolicyInfo};
 use crate::translate::View;
 
@@ -94,12 +94,28 @@ pub fn policies(change: &Change, view: &View, out: &mut Vec<String>) {
         }
         _ => {
             for pod in pods_of(change, view) {
+                let own = format!("{}/", pod.namespace);
                 for p in &pod.ports {
-                    out.extend(idx.using_port_name(&p.name).cloned());
+                    // Ingress resolves names on the policy's own pods, so
+                    // only its namespace's policies; egress on any peer's.
+                    out.extend(
+                        idx.using_port_name(&p.name)
+                            .filter(|k| k.starts_with(&own) || egress_named(view, k))
+                            .cloned(),
+                    );
                 }
             }
         }
     }
+}
+
+/// Whether policy `key` resolves named ports on egress destinations.
+fn egress_named(view: &View, key: &str) -> bool {
+    view.model
+        .policy_index
+        .policy(key)
+        .and_then(|p| p.egress.as_ref())
+        .is_some_and(|rules| rules.iter().any(|r| named_ports(r).next().is_some()))
 }
 
 /// `PolicyPods` owners: the sets of the old and new versions of a policy;

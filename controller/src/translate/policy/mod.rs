@@ -55,9 +55,11 @@
 //!
 //! Every ACL has a `name` (`<ns>/<policy>:<Direction>:<rule>`, or
 //! `...:deny` for a default deny; shown in OVN's log lines and in
-//! `ovn-trace`), a `label` (a hash of its identity, written into conntrack
-//! by allow ACLs), and `external_ids` naming the policies, direction, rule
-//! and action ([`names::POLICY`] ...) for counters. A namespace annotated
+//! `ovn-trace`), a `label` (a 32-bit hash of its owner and key, written
+//! into conntrack by allow ACLs; `ovn-nbctl find ACL label=N` maps it back,
+//! and a collision could only merge two ACLs' counters, never their
+//! verdicts), and `external_ids` naming the policies, direction, rule and
+//! action ([`names::POLICY`] ...) for counters. A namespace annotated
 //! [`annotations::ACL_LOGGING`] logs its policies' ACLs at the given
 //! severities, rate-limited by the meter [`names::ACL_LOGGING_METER`].
 //!
@@ -366,5 +368,7 @@ pub fn acl_ids(
     m
 }
 
+#[cfg(test)]
+mod mapper_tests;
 #[cfg(test)]
 mod tests;

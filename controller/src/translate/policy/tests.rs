@@ -32,7 +32,7 @@ pub(super) fn np(ns: &str, name: &str, spec: serde_json::Value) -> NetworkPolicy
 }
 
 /// The upstream e2e pods' container ports.
-fn serve_ports() -> serde_json::Value {
+pub(super) fn serve_ports() -> serde_json::Value {
     json!([
         {"name": "serve-80-tcp", "containerPort": 80},
         {"name": "serve-81-tcp", "containerPort": 81},
@@ -50,7 +50,7 @@ pub(super) fn pod(ns: &str, name: &str, labels: serde_json::Value, ports: serde_
     .expect("a Pod")
 }
 
-fn namespace(name: &str, annotations: serde_json::Value) -> Namespace {
+pub(super) fn namespace(name: &str, annotations: serde_json::Value) -> Namespace {
     serde_json::from_value(json!({
         "metadata": {"name": name, "uid": format!("uid-{name}"), "labels": {"ns": name},
                      "annotations": annotations},
@@ -539,64 +539,6 @@ fn logging_follows_the_namespace_annotation() {
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert_eq!(problems[0].object.name, "y");
     assert_eq!(problems[0].reason, "InvalidACLLogging");
-}
-
-#[test]
-fn changes_touch_the_owners_of_the_old_and_the_new_version() {
-    let mut fx = Fx::xyz();
-    fx.apply(np("x", "to-a", json!({"podSelector": {"matchLabels": {"pod": "a"}},
-        "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"ns": "y"}}, "podSelector": {"matchLabels": {"pod": "b"}}}]}]})));
-    fx.apply(np("x", "to-b", json!({"podSelector": {"matchLabels": {"pod": "b"}},
-        "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"ns": "z"}}}]}]})));
-    fx.changes.clear();
-    // x/a relabelled to b: leaves one port group, joins the other.
-    let mut moved = pod("x", "a", json!({"pod": "b"}), serve_ports());
-    moved.metadata.resource_version = Some("2".into());
-    fx.apply(moved);
-    let changes = fx.changes.clone();
-    assert_eq!(
-        fx.touched(names::KIND_POLICY_PODS),
-        BTreeSet::from(["x/pod=a".to_string(), "x/pod=b".to_string()])
-    );
-    // y/b relabelled: leaves the cross-namespace peer set.
-    fx.changes = changes;
-    fx.changes.clear();
-    let mut yb = pod("y", "b", json!({"pod": "q"}), serve_ports());
-    yb.metadata.resource_version = Some("2".into());
-    fx.apply(yb);
-    assert_eq!(fx.touched(names::KIND_POLICY_PEERS), BTreeSet::from(["nsel:ns=y|pod=b".to_string()]));
-    // A status-only update touches nothing.
-    let mut same = pod("y", "c", json!({"pod": "c"}), serve_ports());
-    same.metadata.resource_version = Some("2".into());
-    fx.apply(same);
-    assert!(fx.touched(names::KIND_POLICY_PEERS).is_empty());
-    // Namespace z relabelled: the policy listing namespaces by label.
-    let mut z = namespace("z", json!({}));
-    z.metadata.labels = Some([("ns".to_string(), "zz".to_string())].into());
-    fx.apply(z);
-    let c = fx.changes.clone();
-    assert_eq!(fx.touched(names::KIND_NETWORK_POLICY), BTreeSet::from(["x/to-b".to_string()]));
-    fx.changes = c;
-    assert!(fx.touched(names::KIND_POLICY_PEERS).is_empty(), "no set is scoped by ns=z");
-    // An edit touches the sets of both versions, and the hosts only on
-    // create and delete.
-    let mut edited = np("x", "to-a", json!({"podSelector": {"matchLabels": {"pod": "c"}}}));
-    edited.metadata.resource_version = Some("2".into());
-    fx.apply(edited);
-    let c = fx.changes.clone();
-    assert_eq!(
-        fx.touched(names::KIND_POLICY_PODS),
-        BTreeSet::from(["x/pod=a".to_string(), "x/pod=c".to_string()])
-    );
-    fx.changes = c.clone();
-    assert_eq!(fx.touched(names::KIND_POLICY_PEERS), BTreeSet::from(["nsel:ns=y|pod=b".to_string()]));
-    fx.changes = c;
-    assert!(fx.touched(names::KIND_POLICY_HOST).is_empty());
-    fx.apply(np("z", "new", json!({})));
-    assert_eq!(fx.touched(names::KIND_POLICY_HOST), BTreeSet::from(["n1".to_string()]));
-    // Addresses decided for a pod: the sets its labels put it in.
-    fx.changes.push(Change::PodAddresses { key: "x/b".into() });
-    assert_eq!(fx.touched(names::KIND_POLICY_PODS), BTreeSet::from(["x/pod=b".to_string()]));
 }
 
 #[test]
