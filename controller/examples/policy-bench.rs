@@ -31,7 +31,9 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube_memory::{node, pod, MemoryCluster};
 use ovn_testbed::OvnCentral;
-use ovsdb::{Atom, Client, ClientConfig, Condition, MonitorSpec, Mutation, Replica, Row, Transaction, Value};
+use ovsdb::{
+    Atom, Client, ClientConfig, Condition, MonitorSpec, Mutation, Replica, Row, Transaction, Value,
+};
 use serde_json::json;
 use switchyard_api::{names, NodeSubnets, PodNetwork};
 use switchyard_controller::k8s::{Kind, Object, WatchEvent};
@@ -77,7 +79,11 @@ async fn stop(r: Run) {
 /// CPU seconds of this process's threads named `sy-ctrl*`.
 fn controller_cpu() -> f64 {
     let mut sum = 0.0;
-    for e in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
+    for e in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
         if !comm.starts_with("sy-ctrl") {
             continue;
@@ -106,13 +112,19 @@ async fn northd_idle(client: &Client) -> Result<(), Box<dyn std::error::Error>> 
     tx.mutate("NB_Global", vec![], vec![Mutation::add("nb_cfg", 1i64)]);
     tx.select("NB_Global", vec![], Some(vec!["nb_cfg".into()]));
     let r = client.transact(tx).await?;
-    let want = r[1].rows().first().and_then(|row| row.get("nb_cfg")?.as_i64());
+    let want = r[1]
+        .rows()
+        .first()
+        .and_then(|row| row.get("nb_cfg")?.as_i64());
     let end = Instant::now() + Duration::from_secs(600);
     while Instant::now() < end {
         let mut tx = Transaction::new("OVN_Northbound");
         tx.select("NB_Global", vec![], Some(vec!["sb_cfg".into()]));
         let r = client.transact(tx).await?;
-        let have = r[0].rows().first().and_then(|row| row.get("sb_cfg")?.as_i64());
+        let have = r[0]
+            .rows()
+            .first()
+            .and_then(|row| row.get("sb_cfg")?.as_i64());
         if have >= want {
             return Ok(());
         }
@@ -138,9 +150,13 @@ fn nb_shape(replica: &Replica) -> Shape {
         let aset = db.table("Address_Set");
         [
             pg.len(),
-            pg.iter().map(|(_, r)| r.get("ports").map_or(0, |v| v.atoms().len())).sum(),
+            pg.iter()
+                .map(|(_, r)| r.get("ports").map_or(0, |v| v.atoms().len()))
+                .sum(),
             aset.len(),
-            aset.iter().map(|(_, r)| r.get("addresses").map_or(0, |v| v.atoms().len())).sum(),
+            aset.iter()
+                .map(|(_, r)| r.get("addresses").map_or(0, |v| v.atoms().len()))
+                .sum(),
             db.table("ACL").len(),
         ]
     })
@@ -162,19 +178,43 @@ fn want_shape(cluster: &MemoryCluster, config: &Config, extra: &[NetworkPolicy])
     let mut decisions = Decisions::default();
     for o in cluster.list(Kind::Node) {
         let Object::Node(n) = o else { continue };
-        let text = n.metadata.annotations.as_ref().and_then(|a| a.get(switchyard_api::annotations::NODE_SUBNETS));
+        let text = n
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(switchyard_api::annotations::NODE_SUBNETS));
         if let Some(s) = text.and_then(|t| NodeSubnets::parse(t).ok()) {
-            decisions.node_subnets.insert(n.metadata.name.clone().unwrap_or_default(), s.0);
+            decisions
+                .node_subnets
+                .insert(n.metadata.name.clone().unwrap_or_default(), s.0);
         }
     }
     for p in cluster.pods() {
-        let text = p.metadata.annotations.as_ref().and_then(|a| a.get(switchyard_api::annotations::POD_NETWORK));
+        let text = p
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(switchyard_api::annotations::POD_NETWORK));
         if let Some(net) = text.and_then(|t| PodNetwork::parse(t).ok()) {
-            let key = format!("{}/{}", p.metadata.namespace.clone().unwrap_or_default(), p.metadata.name.clone().unwrap_or_default());
-            decisions.pod_addresses.insert(key, Assigned { ips: net.ips, mac: net.mac });
+            let key = format!(
+                "{}/{}",
+                p.metadata.namespace.clone().unwrap_or_default(),
+                p.metadata.name.clone().unwrap_or_default()
+            );
+            decisions.pod_addresses.insert(
+                key,
+                Assigned {
+                    ips: net.ips,
+                    mac: net.mac,
+                },
+            );
         }
     }
-    let view = View { model: &model, decisions: &decisions, config };
+    let view = View {
+        model: &model,
+        decisions: &decisions,
+        config,
+    };
     let mut shape = [0; 5];
     let mut problems = Vec::new();
     for t in registry() {
@@ -207,7 +247,7 @@ fn policy(j: usize, namespaces: usize) -> NetworkPolicy {
     let ns = format!("ns{}", j % namespaces);
     let app = (j / namespaces) % 50;
     let mut ports = vec![json!({"port": 80})];
-    if j % 5 == 0 {
+    if j.is_multiple_of(5) {
         ports.push(json!({"port": "http"}));
     }
     let mut spec = json!({
@@ -218,7 +258,7 @@ fn policy(j: usize, namespaces: usize) -> NetworkPolicy {
             {"from": [{"namespaceSelector": {"matchLabels": {"team": format!("t{}", j % 3)}}}], "ports": [{"port": 443}]},
         ],
     });
-    if j % 4 == 0 {
+    if j.is_multiple_of(4) {
         spec["policyTypes"] = json!(["Ingress", "Egress"]);
         spec["egress"] = json!([
             {"to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"tier": "db"}}}], "ports": [{"port": 5432}]},
@@ -255,20 +295,30 @@ fn restore_tx(rows: &[(String, ovsdb::Uuid, Row)]) -> Transaction {
         names::KIND_POLICY_PEERS,
         names::KIND_POLICY_HOST,
     ];
-    let ours = |r: &Row| r.map_get("external_ids", names::OWNER_KIND).is_some_and(|k| policy_kinds.contains(&k));
+    let ours = |r: &Row| {
+        r.map_get("external_ids", names::OWNER_KIND)
+            .is_some_and(|k| policy_kinds.contains(&k))
+    };
     let mut switch_acls: BTreeMap<String, Vec<ovsdb::Uuid>> = BTreeMap::new();
     for (t, u, r) in rows.iter().filter(|(_, _, r)| ours(r)) {
         let mut row = Row::new();
         for (c, v) in r.iter().filter(|(c, _)| *c != "_uuid" && *c != "_version") {
             let v = match (t.as_str(), c.as_str()) {
-                ("Port_Group", "acls") => Value::set(v.uuids().iter().map(|a| Atom::NamedUuid(named(a)))),
+                ("Port_Group", "acls") => {
+                    Value::set(v.uuids().iter().map(|a| Atom::NamedUuid(named(a))))
+                }
                 _ => v.clone(),
             };
             row.set(c.clone(), v);
         }
-        if t == "ACL" && r.map_get("external_ids", names::OWNER_KIND) == Some(names::KIND_POLICY_HOST) {
+        if t == "ACL"
+            && r.map_get("external_ids", names::OWNER_KIND) == Some(names::KIND_POLICY_HOST)
+        {
             let node = r.map_get("external_ids", names::OWNER).unwrap_or_default();
-            switch_acls.entry(names::node_switch(node)).or_default().push(*u);
+            switch_acls
+                .entry(names::node_switch(node))
+                .or_default()
+                .push(*u);
         }
         tx.insert_as(t, row, &named(u));
     }
@@ -276,7 +326,10 @@ fn restore_tx(rows: &[(String, ovsdb::Uuid, Row)]) -> Transaction {
         tx.mutate(
             "Logical_Switch",
             vec![Condition::eq("name", switch.as_str())],
-            vec![Mutation::insert("acls", Value::set(acls.iter().map(|a| Atom::NamedUuid(named(a)))))],
+            vec![Mutation::insert(
+                "acls",
+                Value::set(acls.iter().map(|a| Atom::NamedUuid(named(a)))),
+            )],
         );
     }
     tx
@@ -284,7 +337,10 @@ fn restore_tx(rows: &[(String, ovsdb::Uuid, Row)]) -> Transaction {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
     let nodes = args.first().copied().unwrap_or(100);
     let pods = args.get(1).copied().unwrap_or(10_000);
     let policies = args.get(2).copied().unwrap_or(1_000);
@@ -293,7 +349,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let central = OvnCentral::start(dir.path())?;
     let client = Client::connect(ClientConfig::new(&central.nb_remote())?).await?;
     let mut spec = MonitorSpec::new("OVN_Northbound");
-    for t in ["Port_Group", "Address_Set", "ACL", "Meter", "Meter_Band", "Logical_Switch_Port"] {
+    for t in [
+        "Port_Group",
+        "Address_Set",
+        "ACL",
+        "Meter",
+        "Meter_Band",
+        "Logical_Switch_Port",
+    ] {
         spec = spec.table(t, None);
     }
     let replica = client.monitor(spec).await?;
@@ -301,7 +364,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let lflows = || async {
         let mut tx = Transaction::new("OVN_Southbound");
         tx.select("Logical_Flow", vec![], Some(vec!["_uuid".into()]));
-        sb.transact(tx).await.map(|r| r[0].rows().len()).unwrap_or(0)
+        sb.transact(tx)
+            .await
+            .map(|r| r[0].rows().len())
+            .unwrap_or(0)
     };
     let config = Config {
         nb_remote: central.nb_remote(),
@@ -313,10 +379,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         cluster.apply_node(node(&format!("node-{n:03}")));
     }
     for i in 0..namespaces {
-        cluster.apply(kube_memory::namespace(&format!("ns{i}"), &[("team", &format!("t{}", i % 3))]));
+        cluster.apply(kube_memory::namespace(
+            &format!("ns{i}"),
+            &[("team", &format!("t{}", i % 3))],
+        ));
     }
     for i in 0..pods {
-        let mut p = pod(&format!("ns{}", i % namespaces), &format!("pod-{i:05}"), &format!("node-{:03}", i % nodes));
+        let mut p = pod(
+            &format!("ns{}", i % namespaces),
+            &format!("pod-{i:05}"),
+            &format!("node-{:03}", i % nodes),
+        );
         p.metadata.labels = Some(
             [
                 ("app".to_string(), format!("app{}", (i / namespaces) % 50)),
@@ -339,17 +412,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     })
     .await;
     let pods_only = want_shape(&cluster, &config, &[]);
-    wait("pods in NB", Duration::from_secs(120), || nb_shape(&replica) == pods_only).await;
+    wait("pods in NB", Duration::from_secs(120), || {
+        nb_shape(&replica) == pods_only
+    })
+    .await;
     stop(run).await;
     let t = Instant::now();
     let run = start(&config, &cluster);
-    wait("synced", Duration::from_secs(120), || run.metrics.health.synced()).await;
-    println!("restart without policies → ready                                        {:>7.2} s", t.elapsed().as_secs_f64());
+    wait("synced", Duration::from_secs(120), || {
+        run.metrics.health.synced()
+    })
+    .await;
+    println!(
+        "restart without policies → ready                                        {:>7.2} s",
+        t.elapsed().as_secs_f64()
+    );
     northd_idle(&client).await?;
     let flows0 = lflows().await;
 
     // 2. Every policy at once.
-    let (tx0, ops0, cpu0) = (run.metrics.nb_transactions.get(), run.metrics.nb_operations.get(), controller_cpu());
+    let (tx0, ops0, cpu0) = (
+        run.metrics.nb_transactions.get(),
+        run.metrics.nb_operations.get(),
+        controller_cpu(),
+    );
     let all: Vec<NetworkPolicy> = (0..policies).map(|j| policy(j, namespaces)).collect();
     let want = want_shape(&cluster, &config, &all);
     let t0 = Instant::now();
@@ -357,7 +443,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         cluster.apply(p);
     }
     let applied = t0.elapsed();
-    wait("policies in NB", Duration::from_secs(600), || nb_shape(&replica) == want).await;
+    wait("policies in NB", Duration::from_secs(600), || {
+        nb_shape(&replica) == want
+    })
+    .await;
     let in_nb = t0.elapsed();
     let (txns, ops, cpu) = (
         run.metrics.nb_transactions.get() - tx0,
@@ -370,13 +459,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ns_sets = 2 * namespaces;
     println!("all {policies} policies applied ({:.2} s to apply) → NB holds every policy row   {:>7.2} s", applied.as_secs_f64(), in_nb.as_secs_f64());
     println!("  → SB logical flows stable (ovn-northd done)                           {:>7.2} s   (anchor: 1k port groups + 2k ACLs + 1k address sets in one transaction → SB 1.9 s; Antrea 10k pods × 10k policies in 10.7 s)", in_sb.as_secs_f64());
-    println!("  NB transactions / operations                                          {txns:>7} / {ops}");
+    println!(
+        "  NB transactions / operations                                          {txns:>7} / {ops}"
+    );
     println!("  controller CPU                                                        {cpu:>7.2} s ({:.2} ms per policy)", cpu * 1e3 / policies as f64);
     println!(
         "  port groups {} ({} ports), address sets {} beside the {ns_sets} namespace sets ({} addresses), ACLs {}  (one group and set pair per policy would be {policies} and {})",
         want[0], want[1], want[2] - ns_sets, want[3] - pods_only[3], want[4], 2 * policies
     );
-    println!("  SB logical flows: {flows0} before, {flows} after: {:.1} per policy", (flows - flows0) as f64 / policies as f64);
+    println!(
+        "  SB logical flows: {flows0} before, {flows} after: {:.1} per policy",
+        (flows - flows0) as f64 / policies as f64
+    );
 
     // 3. Restart on the converged cluster.
     stop(run).await;
@@ -385,7 +479,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let t1 = Instant::now();
     let run = start(&config, &cluster);
-    wait("synced", Duration::from_secs(120), || run.metrics.health.synced()).await;
+    wait("synced", Duration::from_secs(120), || {
+        run.metrics.health.synced()
+    })
+    .await;
     println!("restart on the converged cluster → ready                                {:>7.2} s   ({} NB operations, must be 0)", t1.elapsed().as_secs_f64(), run.metrics.nb_operations.get());
     if std::env::var("POLICY_BENCH_STOP_AFTER").as_deref() == Ok("restart") {
         stop(run).await;
@@ -400,30 +497,72 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let j = (e * 7) % policies;
         let mut p = policy(j, namespaces);
         let port = 10_000 + e as i64;
-        p.spec.as_mut().expect("spec").ingress.as_mut().expect("ingress")[1].ports =
-            Some(vec![serde_json::from_value(json!({"port": port}))?]);
+        p.spec
+            .as_mut()
+            .expect("spec")
+            .ingress
+            .as_mut()
+            .expect("ingress")[1]
+            .ports = Some(vec![serde_json::from_value(json!({"port": port}))?]);
         let needle = format!("tcp.dst == {port}");
         let t = Instant::now();
         cluster.apply(p);
         wait("edit in NB", Duration::from_secs(30), || {
-            replica.with(|db| db.table("ACL").iter().any(|(_, r)| r.str("match").is_some_and(|m| m.contains(&needle))))
+            replica.with(|db| {
+                db.table("ACL")
+                    .iter()
+                    .any(|(_, r)| r.str("match").is_some_and(|m| m.contains(&needle)))
+            })
         })
         .await;
         lat.push(t.elapsed().as_secs_f64() * 1e3);
     }
     lat.sort_by(|a, b| a.total_cmp(b));
-    println!("200 policy edits at 50/s: applied → ACL in NB  p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms", pct(&lat, 0.5), pct(&lat, 0.99), pct(&lat, 1.0));
+    println!(
+        "200 policy edits at 50/s: applied → ACL in NB  p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        pct(&lat, 0.5),
+        pct(&lat, 0.99),
+        pct(&lat, 1.0)
+    );
 
     // 5. The same-run limit: the same rows in one transaction.
-    wait("edits settled", Duration::from_secs(60), || nb_shape(&replica) == want_shape(&cluster, &config, &[])).await;
+    wait("edits settled", Duration::from_secs(60), || {
+        nb_shape(&replica) == want_shape(&cluster, &config, &[])
+    })
+    .await;
     stop(run).await;
     let rows = snapshot(&replica);
     let mut del = Transaction::new("OVN_Northbound");
     for kind in [names::KIND_POLICY_PODS, names::KIND_POLICY_PEERS] {
-        let t = if kind == names::KIND_POLICY_PODS { "Port_Group" } else { "Address_Set" };
-        del.delete(t, vec![Condition::includes("external_ids", Value::map([(names::OWNER_KIND, kind)]))]);
+        let t = if kind == names::KIND_POLICY_PODS {
+            "Port_Group"
+        } else {
+            "Address_Set"
+        };
+        del.delete(
+            t,
+            vec![Condition::includes(
+                "external_ids",
+                Value::map([(names::OWNER_KIND, kind)]),
+            )],
+        );
     }
-    del.mutate("Logical_Switch", vec![], vec![Mutation::delete("acls", Value::set(rows.iter().filter(|(t, _, r)| t == "ACL" && r.map_get("external_ids", names::OWNER_KIND) == Some(names::KIND_POLICY_HOST)).map(|(_, u, _)| Atom::Uuid(*u))))]);
+    del.mutate(
+        "Logical_Switch",
+        vec![],
+        vec![Mutation::delete(
+            "acls",
+            Value::set(
+                rows.iter()
+                    .filter(|(t, _, r)| {
+                        t == "ACL"
+                            && r.map_get("external_ids", names::OWNER_KIND)
+                                == Some(names::KIND_POLICY_HOST)
+                    })
+                    .map(|(_, u, _)| Atom::Uuid(*u)),
+            ),
+        )],
+    );
     client.transact(del).await?;
     northd_idle(&client).await?;
     let tx = restore_tx(&rows);
@@ -439,8 +578,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     // The controller finds its rows as it wants them.
     let run = start(&config, &cluster);
-    wait("synced", Duration::from_secs(120), || run.metrics.health.synced()).await;
-    println!("  restart on the rows written back → {} NB operations", run.metrics.nb_operations.get());
+    wait("synced", Duration::from_secs(120), || {
+        run.metrics.health.synced()
+    })
+    .await;
+    println!(
+        "  restart on the rows written back → {} NB operations",
+        run.metrics.nb_operations.get()
+    );
     stop(run).await;
     Ok(())
 }

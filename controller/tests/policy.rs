@@ -82,7 +82,11 @@ fn nb_transactions(env: &Env) -> Vec<String> {
         .arg(env.central.nb.db_path())
         .output()
         .expect("ovsdb-tool runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let mut records = Vec::new();
     for line in text.lines() {
@@ -122,7 +126,10 @@ async fn a_new_pod_joins_its_sets_in_the_transaction_that_creates_its_port() {
     .await;
     let (last, earlier) = seen.split_last().expect("an update");
     assert!(
-        earlier.iter().flat_map(|u| &u.changes).all(|c| c.table != "Logical_Switch_Port"),
+        earlier
+            .iter()
+            .flat_map(|u| &u.changes)
+            .all(|c| c.table != "Logical_Switch_Port"),
         "the port came alone first"
     );
     let port = last
@@ -132,7 +139,12 @@ async fn a_new_pod_joins_its_sets_in_the_transaction_that_creates_its_port() {
         .expect("the port");
     let addrs: Vec<String> = strings(&port.new, "addresses")
         .iter()
-        .flat_map(|a| a.split_whitespace().skip(1).map(str::to_string).collect::<Vec<_>>())
+        .flat_map(|a| {
+            a.split_whitespace()
+                .skip(1)
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
         .collect();
     assert_eq!(addrs.len(), 2, "dual-stack");
     // In the same update: the port group gains the port, and the peer
@@ -159,7 +171,10 @@ async fn a_new_pod_joins_its_sets_in_the_transaction_that_creates_its_port() {
         .iter()
         .find(|r| r.contains("table Logical_Switch_Port insert row \"x_a2\""))
         .expect("the port's transaction");
-    assert!(record.contains(&format!("table Port_Group row \"{pg}\"")), "{record}");
+    assert!(
+        record.contains(&format!("table Port_Group row \"{pg}\"")),
+        "{record}"
+    );
     assert!(record.contains("table Address_Set row \"peer."), "{record}");
 
     // A relabel leaves one group and joins the other in one update.
@@ -169,7 +184,11 @@ async fn a_new_pod_joins_its_sets_in_the_transaction_that_creates_its_port() {
     let seen = updates_until(&mut rx, "the relabel", |s| {
         s.iter()
             .flat_map(|u| &u.changes)
-            .filter(|c| c.table == "Port_Group" && uuids(&c.old, "ports").contains(&port.uuid) != uuids(&c.new, "ports").contains(&port.uuid))
+            .filter(|c| {
+                c.table == "Port_Group"
+                    && uuids(&c.old, "ports").contains(&port.uuid)
+                        != uuids(&c.new, "ports").contains(&port.uuid)
+            })
             .count()
             >= 2
     })
@@ -181,7 +200,11 @@ async fn a_new_pod_joins_its_sets_in_the_transaction_that_creates_its_port() {
         .iter()
         .filter(|c| c.table == "Port_Group")
         .collect();
-    assert_eq!(moved.len(), 2, "left one and joined the other in one update");
+    assert_eq!(
+        moved.len(),
+        2,
+        "left one and joined the other in one update"
+    );
     converged(&env).await;
     running.stop().await;
 }
@@ -190,11 +213,15 @@ async fn a_new_pod_joins_its_sets_in_the_transaction_that_creates_its_port() {
 async fn an_edit_replaces_acls_in_one_transaction_with_no_moment_open() {
     let (env, running) = xyz().await;
     let web = |port: u16, pods: &str| {
-        np("x", "web", json!({
-            "podSelector": {"matchLabels": {"pod": pods}},
-            "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"ns": "y"}}}], "ports": [{"port": port}]},
-                        {"from": [{"podSelector": {"matchLabels": {"pod": "c"}}}]}],
-        }))
+        np(
+            "x",
+            "web",
+            json!({
+                "podSelector": {"matchLabels": {"pod": pods}},
+                "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"ns": "y"}}}], "ports": [{"port": port}]},
+                            {"from": [{"podSelector": {"matchLabels": {"pod": "c"}}}]}],
+            }),
+        )
     };
     env.cluster.apply(web(80, "a"));
     converged(&env).await;
@@ -233,25 +260,42 @@ async fn an_edit_replaces_acls_in_one_transaction_with_no_moment_open() {
     let mut rx = env.replica.subscribe();
     env.cluster.apply(web(81, "b"));
     let seen = updates_until(&mut rx, "the new port group", |s| {
-        s.iter().flat_map(|u| &u.changes).any(|c| c.table == "Port_Group" && c.old.is_none())
+        s.iter()
+            .flat_map(|u| &u.changes)
+            .any(|c| c.table == "Port_Group" && c.old.is_none())
     })
     .await;
     let last = seen.last().expect("an update");
     let count = |table: &str, ins: bool| {
         last.changes
             .iter()
-            .filter(|c| c.table == table && if ins { c.old.is_none() } else { c.new.is_none() })
+            .filter(|c| {
+                c.table == table
+                    && if ins {
+                        c.old.is_none()
+                    } else {
+                        c.new.is_none()
+                    }
+            })
             .count()
     };
-    assert_eq!((count("Port_Group", true), count("Port_Group", false)), (1, 1));
-    assert_eq!((count("ACL", true), count("ACL", false)), (3, 3), "two allows and a deny each");
+    assert_eq!(
+        (count("Port_Group", true), count("Port_Group", false)),
+        (1, 1)
+    );
+    assert_eq!(
+        (count("ACL", true), count("ACL", false)),
+        (3, 3),
+        "two allows and a deny each"
+    );
     assert!(seen[..seen.len() - 1].iter().all(|u| acls_of(u) == 0));
     converged(&env).await;
     // Same-name churn: a pod deleted and created again at once gets a new
     // port, and its group holds the new port in the same transaction.
     let mut rx = env.replica.subscribe();
     env.cluster.delete_pod("x", "b");
-    env.cluster.apply_pod(serve_pod("x", "b", node_for("b"), &[("pod", "b")]));
+    env.cluster
+        .apply_pod(serve_pod("x", "b", node_for("b"), &[("pod", "b")]));
     let seen = updates_until(&mut rx, "the recreated port", |s| {
         s.iter().flat_map(|u| &u.changes).any(|c| {
             c.table == "Logical_Switch_Port" && c.old.is_none() && name_of(&c.new) == Some("x_b")
@@ -266,7 +310,9 @@ async fn an_edit_replaces_acls_in_one_transaction_with_no_moment_open() {
         .expect("the port")
         .uuid;
     assert!(
-        last.changes.iter().any(|c| c.table == "Port_Group" && uuids(&c.new, "ports").contains(&port)),
+        last.changes
+            .iter()
+            .any(|c| c.table == "Port_Group" && uuids(&c.new, "ports").contains(&port)),
         "the group holds the recreated port in the same update"
     );
     converged(&env).await;
@@ -279,7 +325,11 @@ async fn restart_writes_nothing_and_never_empties_a_set() {
     let c = &env.cluster;
     let mut logged = kube_memory::namespace("y", &[("ns", "y")]);
     logged.metadata.annotations = Some(
-        [(annotations::ACL_LOGGING.to_string(), r#"{"deny":"info"}"#.to_string())].into(),
+        [(
+            annotations::ACL_LOGGING.to_string(),
+            r#"{"deny":"info"}"#.to_string(),
+        )]
+        .into(),
     );
     c.apply(logged);
     c.apply(np("x", "p1", json!({"podSelector": {"matchLabels": {"pod": "a"}},
@@ -288,8 +338,12 @@ async fn restart_writes_nothing_and_never_empties_a_set() {
     c.apply(np("y", "p2", json!({"podSelector": {}, "policyTypes": ["Egress"],
         "egress": [{"to": [{"namespaceSelector": {"matchLabels": {"ns": "z"}}}]},
                    {"to": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]}}], "ports": [{"port": "serve-81-udp", "protocol": "UDP"}]}]})));
-    c.apply(np("z", "p3", json!({"podSelector": {"matchLabels": {"pod": "c"}},
-        "ingress": [{"from": [{"podSelector": {"matchLabels": {"pod": "a"}}}]}]})));
+    c.apply(np(
+        "z",
+        "p3",
+        json!({"podSelector": {"matchLabels": {"pod": "c"}},
+        "ingress": [{"from": [{"podSelector": {"matchLabels": {"pod": "a"}}}]}]}),
+    ));
     converged(&env).await;
     assert_eq!(read_nb(&env).meters.len(), 1);
     first.stop().await;
@@ -302,8 +356,15 @@ async fn restart_writes_nothing_and_never_empties_a_set() {
     })
     .await;
     converged(&env).await;
-    assert_eq!(second.metrics.nb_operations.get(), 0, "NB operations on a converged restart");
-    assert!(matches!(rx.try_recv(), Err(broadcast::error::TryRecvError::Empty)), "NB changed");
+    assert_eq!(
+        second.metrics.nb_operations.get(),
+        0,
+        "NB operations on a converged restart"
+    );
+    assert!(
+        matches!(rx.try_recv(), Err(broadcast::error::TryRecvError::Empty)),
+        "NB changed"
+    );
     second.stop().await;
 
     // Changes while the controller is down: the sets change by their
@@ -323,13 +384,20 @@ async fn restart_writes_nothing_and_never_empties_a_set() {
         updates.push(u);
     }
     for ch in updates.iter().flat_map(|u| &u.changes) {
-        let (col, len): (&str, fn(&Option<Row>, &str) -> usize) = match ch.table.as_str() {
-            "Port_Group" => ("ports", |r, c| uuids(r, c).len()),
-            "Address_Set" => ("addresses", |r, c| strings(r, c).len()),
-            _ => continue,
+        let len = |r: &Option<Row>| match ch.table.as_str() {
+            "Port_Group" => Some(uuids(r, "ports").len()),
+            "Address_Set" => Some(strings(r, "addresses").len()),
+            _ => None,
         };
-        assert!(ch.old.is_some() && ch.new.is_some(), "{} {:?} recreated", ch.table, name_of(&ch.old));
-        let (before, after) = (len(&ch.old, col), len(&ch.new, col));
+        let (Some(before), Some(after)) = (len(&ch.old), len(&ch.new)) else {
+            continue;
+        };
+        assert!(
+            ch.old.is_some() && ch.new.is_some(),
+            "{} {:?} recreated",
+            ch.table,
+            name_of(&ch.old)
+        );
         assert!(
             after > 0 || before == 0,
             "{} {:?} emptied ({before} -> {after})",
@@ -347,16 +415,29 @@ async fn restart_writes_nothing_and_never_empties_a_set() {
 async fn bad_input_gets_events_and_logging_follows_the_namespace() {
     let (env, running) = xyz().await;
     let c = &env.cluster;
-    c.apply(np("x", "bad", json!({
-        "podSelector": {"matchLabels": {"pod": "a"}},
-        "ingress": [{"from": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/99"]}}]},
-                    {"ports": [{"protocol": "ICMP"}]}],
-    })));
-    c.apply(np("x", "good", json!({"podSelector": {"matchLabels": {"pod": "b"}},
-        "ingress": [{"ports": [{"port": 80}]}]})));
+    c.apply(np(
+        "x",
+        "bad",
+        json!({
+            "podSelector": {"matchLabels": {"pod": "a"}},
+            "ingress": [{"from": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/99"]}}]},
+                        {"ports": [{"protocol": "ICMP"}]}],
+        }),
+    ));
+    c.apply(np(
+        "x",
+        "good",
+        json!({"podSelector": {"matchLabels": {"pod": "b"}},
+        "ingress": [{"ports": [{"port": 80}]}]}),
+    ));
     let mut garbled = kube_memory::namespace("z", &[("ns", "z")]);
-    garbled.metadata.annotations =
-        Some([(annotations::ACL_LOGGING.to_string(), r#"{"deny":"loud"}"#.to_string())].into());
+    garbled.metadata.annotations = Some(
+        [(
+            annotations::ACL_LOGGING.to_string(),
+            r#"{"deny":"loud"}"#.to_string(),
+        )]
+        .into(),
+    );
     c.apply(garbled);
     converged(&env).await;
     let has_event = |kind: Kind, name: &str, reason: &str, text: &str| {
@@ -370,37 +451,69 @@ async fn bad_input_gets_events_and_logging_follows_the_namespace() {
     };
     eventually(T, "Events for the bad policy and annotation", || {
         let want = [
-            (Kind::NetworkPolicy, "bad", "NetworkPolicyNotEnforceable", "10.1.0.0/99"),
-            (Kind::NetworkPolicy, "bad", "NetworkPolicyNotEnforceable", "ICMP"),
+            (
+                Kind::NetworkPolicy,
+                "bad",
+                "NetworkPolicyNotEnforceable",
+                "10.1.0.0/99",
+            ),
+            (
+                Kind::NetworkPolicy,
+                "bad",
+                "NetworkPolicyNotEnforceable",
+                "ICMP",
+            ),
             (Kind::Namespace, "z", "InvalidACLLogging", "loud"),
         ];
-        let missing: Vec<_> = want.iter().filter(|(k, n, r, t)| !has_event(*k, n, r, t)).collect();
-        missing.is_empty().then_some(()).ok_or(format!("missing {missing:?} in {:?}", c.events()))
+        let missing: Vec<_> = want
+            .iter()
+            .filter(|(k, n, r, t)| !has_event(*k, n, r, t))
+            .collect();
+        missing
+            .is_empty()
+            .then_some(())
+            .ok_or(format!("missing {missing:?} in {:?}", c.events()))
     })
     .await;
     assert!(!c.events().iter().any(|e| e.regarding.name == "good"));
     // Closed: x/a's group denies, and the bad policy allows nothing.
     let nb = read_nb(&env);
     assert!(nb.acls.iter().all(|a| a.owner != "x/bad"));
-    assert!(nb.acls.iter().any(|a| a.action == "drop"
-        && a.ids.get(names::POLICY).map(String::as_str) == Some("x/bad")));
+    assert!(nb.acls.iter().any(
+        |a| a.action == "drop" && a.ids.get(names::POLICY).map(String::as_str) == Some("x/bad")
+    ));
     assert!(nb.meters.is_empty(), "no valid logging asked for");
 
     // Logging on for x: its ACLs log at the asked severities, through the
     // meter; y's and z's do not.
     let mut logged = kube_memory::namespace("x", &[("ns", "x")]);
     logged.metadata.annotations = Some(
-        [(annotations::ACL_LOGGING.to_string(), r#"{"deny":"warning","allow":"info"}"#.to_string())].into(),
+        [(
+            annotations::ACL_LOGGING.to_string(),
+            r#"{"deny":"warning","allow":"info"}"#.to_string(),
+        )]
+        .into(),
     );
     c.apply(logged.clone());
-    c.apply(np("y", "other", json!({"podSelector": {}, "ingress": [{}]})));
+    c.apply(np(
+        "y",
+        "other",
+        json!({"podSelector": {}, "ingress": [{}]}),
+    ));
     eventually(T, "ACL logging in x", || {
         let nb = read_nb(&env);
         if nb.meters != vec![names::ACL_LOGGING_METER.to_string()] {
             return Err(format!("meters {:?}", nb.meters));
         }
-        for a in nb.acls.iter().filter(|a| a.owner_kind != names::KIND_POLICY_HOST) {
-            let in_x = a.ids.get(names::POLICY).is_some_and(|p| p.starts_with("x/"));
+        for a in nb
+            .acls
+            .iter()
+            .filter(|a| a.owner_kind != names::KIND_POLICY_HOST)
+        {
+            let in_x = a
+                .ids
+                .get(names::POLICY)
+                .is_some_and(|p| p.starts_with("x/"));
             let want = match (in_x, a.action.as_str()) {
                 (false, _) => None,
                 (true, "drop") => Some("warning"),
@@ -420,12 +533,18 @@ async fn bad_input_gets_events_and_logging_follows_the_namespace() {
         .central
         .nbctl(&["--bare", "--columns=rate,action", "list", "Meter_Band"])
         .expect("nbctl");
-    assert_eq!(band.split_whitespace().collect::<Vec<_>>(), vec!["20", "drop"]);
+    assert_eq!(
+        band.split_whitespace().collect::<Vec<_>>(),
+        vec!["20", "drop"]
+    );
     let unit = env
         .central
         .nbctl(&["get", "Meter", names::ACL_LOGGING_METER, "unit", "fair"])
         .expect("nbctl");
-    assert_eq!(unit.split_whitespace().collect::<Vec<_>>(), vec!["pktps", "true"]);
+    assert_eq!(
+        unit.split_whitespace().collect::<Vec<_>>(),
+        vec!["pktps", "true"]
+    );
     // And off again: no logging, no meter.
     logged.metadata.annotations =
         Some([(annotations::ACL_LOGGING.to_string(), "{}".to_string())].into());
@@ -449,8 +568,12 @@ async fn bad_input_gets_events_and_logging_follows_the_namespace() {
         v.sort();
         v
     };
-    c.apply(np("z", "peer", json!({"podSelector": {},
-        "ingress": [{"from": [{"podSelector": {"matchLabels": {"pod": "a"}}}]}]})));
+    c.apply(np(
+        "z",
+        "peer",
+        json!({"podSelector": {},
+        "ingress": [{"from": [{"podSelector": {"matchLabels": {"pod": "a"}}}]}]}),
+    ));
     converged(&env).await;
     let before = acls_now();
     let nb = read_nb(&env);
@@ -477,7 +600,14 @@ async fn bad_input_gets_events_and_logging_follows_the_namespace() {
     env.central.sync_sb(T).expect("SB sync");
     let flows = env
         .central
-        .sbctl(&["--bare", "--columns=match", "find", "Logical_Flow", "table_id=4", "pipeline=egress"])
+        .sbctl(&[
+            "--bare",
+            "--columns=match",
+            "find",
+            "Logical_Flow",
+            "table_id=4",
+            "pipeline=egress",
+        ])
         .expect("sbctl");
     assert!(flows.contains("outport == @np.x."), "{flows}");
     running.stop().await;

@@ -29,7 +29,12 @@ async fn converged(env: &Env) {
 }
 
 /// Applies `policies`, probes each `(l4, expected)`, then deletes them.
-async fn case(env: &Env, name: &str, policies: &[(&str, &str, serde_json::Value)], checks: &[(L4, &Reach)]) {
+async fn case(
+    env: &Env,
+    name: &str,
+    policies: &[(&str, &str, serde_json::Value)],
+    checks: &[(L4, &Reach)],
+) {
     for (ns, n, spec) in policies {
         env.cluster.apply(np(ns, n, spec.clone()));
     }
@@ -75,22 +80,36 @@ async fn ingress_peers() {
     case(
         &env,
         "x/a admits its namespace",
-        &[("x", "same-ns", json!({
-            "podSelector": {"matchLabels": {"pod": "a"}},
-            "ingress": [{"from": [{"podSelector": {}}]}],
-        }))],
-        &[(TCP80, Reach::all(true).pairs(|s, d| (d == "x/a").then_some(ns(s) == "x")))],
+        &[(
+            "x",
+            "same-ns",
+            json!({
+                "podSelector": {"matchLabels": {"pod": "a"}},
+                "ingress": [{"from": [{"podSelector": {}}]}],
+            }),
+        )],
+        &[(
+            TCP80,
+            Reach::all(true).pairs(|s, d| (d == "x/a").then_some(ns(s) == "x")),
+        )],
     )
     .await;
 
     case(
         &env,
         "x/a admits namespace y by label",
-        &[("x", "from-y", json!({
-            "podSelector": {"matchLabels": {"pod": "a"}},
-            "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"ns": "y"}}}]}],
-        }))],
-        &[(TCP80, Reach::all(true).pairs(|s, d| (d == "x/a").then_some(ns(s) == "y")))],
+        &[(
+            "x",
+            "from-y",
+            json!({
+                "podSelector": {"matchLabels": {"pod": "a"}},
+                "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"ns": "y"}}}]}],
+            }),
+        )],
+        &[(
+            TCP80,
+            Reach::all(true).pairs(|s, d| (d == "x/a").then_some(ns(s) == "y")),
+        )],
     )
     .await;
 
@@ -132,22 +151,35 @@ async fn ingress_peers() {
         &env,
         "OR across policies: x/a admits y (one policy) and z/c (another)",
         &[
-            ("x", "or-1", json!({"podSelector": {"matchLabels": {"pod": "a"}},
-                "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"ns": "y"}}}]}]})),
-            ("x", "or-2", json!({"podSelector": {"matchLabels": {"pod": "a"}},
+            (
+                "x",
+                "or-1",
+                json!({"podSelector": {"matchLabels": {"pod": "a"}},
+                "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"ns": "y"}}}]}]}),
+            ),
+            (
+                "x",
+                "or-2",
+                json!({"podSelector": {"matchLabels": {"pod": "a"}},
                 "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"ns": "z"}},
-                                        "podSelector": {"matchLabels": {"pod": "c"}}}]}]})),
+                                        "podSelector": {"matchLabels": {"pod": "c"}}}]}]}),
+            ),
         ],
-        &[(TCP80, Reach::all(true).pairs(|s, d| {
-            (d == "x/a").then_some(ns(s) == "y" || s == "z/c")
-        }))],
+        &[(
+            TCP80,
+            Reach::all(true).pairs(|s, d| (d == "x/a").then_some(ns(s) == "y" || s == "z/c")),
+        )],
     )
     .await;
 
     case(
         &env,
         "an ingress rule with neither peers nor ports admits all",
-        &[("x", "allow-all", json!({"podSelector": {}, "ingress": [{}]}))],
+        &[(
+            "x",
+            "allow-all",
+            json!({"podSelector": {}, "ingress": [{}]}),
+        )],
         &[(TCP80, &Reach::all(true))],
     )
     .await;
@@ -168,8 +200,13 @@ async fn ingress_peers() {
 /// Node n2's IPv4 pod subnet, from its annotation.
 fn n2_subnet(env: &Env) -> String {
     let n = env.cluster.node("n2").expect("n2");
-    let text = n.metadata.annotations.expect("annotated")[switchyard_api::annotations::NODE_SUBNETS].clone();
-    switchyard_api::NodeSubnets::parse(&text).expect("subnets").0[0].to_string()
+    let text = n.metadata.annotations.expect("annotated")
+        [switchyard_api::annotations::NODE_SUBNETS]
+        .clone();
+    switchyard_api::NodeSubnets::parse(&text)
+        .expect("subnets")
+        .0[0]
+        .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -206,14 +243,22 @@ async fn ports_and_protocols() {
     case(
         &env,
         "named UDP port serve-81-udp",
-        &[("x", "named-udp", from_y(json!([{"protocol": "UDP", "port": "serve-81-udp"}])))],
+        &[(
+            "x",
+            "named-udp",
+            from_y(json!([{"protocol": "UDP", "port": "serve-81-udp"}])),
+        )],
         &[(UDP81, &only_y()), (UDP80, &closed()), (TCP81, &closed())],
     )
     .await;
     case(
         &env,
         "a TCP port named like a UDP one matches nothing",
-        &[("x", "named-mismatch", from_y(json!([{"protocol": "TCP", "port": "serve-80-udp"}])))],
+        &[(
+            "x",
+            "named-mismatch",
+            from_y(json!([{"protocol": "TCP", "port": "serve-80-udp"}])),
+        )],
         &[(TCP80, &closed()), (UDP80, &closed())],
     )
     .await;
@@ -234,15 +279,23 @@ async fn ports_and_protocols() {
     case(
         &env,
         "SCTP 80",
-        &[("x", "sctp", from_y(json!([{"protocol": "SCTP", "port": 80}])))],
+        &[(
+            "x",
+            "sctp",
+            from_y(json!([{"protocol": "SCTP", "port": 80}])),
+        )],
         &[(SCTP80, &only_y()), (TCP80, &closed())],
     )
     .await;
     case(
         &env,
         "a rule with ports and no peers admits everyone on those ports",
-        &[("x", "ports-only", json!({"podSelector": {"matchLabels": {"pod": "a"}},
-            "ingress": [{"ports": [{"port": 80}]}]}))],
+        &[(
+            "x",
+            "ports-only",
+            json!({"podSelector": {"matchLabels": {"pod": "a"}},
+            "ingress": [{"ports": [{"port": 80}]}]}),
+        )],
         &[(TCP80, &Reach::all(true)), (TCP81, &closed())],
     )
     .await;
@@ -255,7 +308,11 @@ async fn egress() {
     case(
         &env,
         "default deny egress in x",
-        &[("x", "deny-egress", json!({"podSelector": {}, "policyTypes": ["Egress"]}))],
+        &[(
+            "x",
+            "deny-egress",
+            json!({"podSelector": {}, "policyTypes": ["Egress"]}),
+        )],
         &[(TCP80, Reach::all(true).egress(is("x"), false))],
     )
     .await;
@@ -323,7 +380,11 @@ async fn egress() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hosts_services_replies_ipv6_labels_and_bad_input() {
     let (env, running) = xyz().await;
-    env.cluster.apply(np("x", "deny-all", json!({"podSelector": {}, "policyTypes": ["Ingress", "Egress"]})));
+    env.cluster.apply(np(
+        "x",
+        "deny-all",
+        json!({"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}),
+    ));
     converged(&env).await;
     let t = Tracer::new(&env);
     // A node's host reaches the pods on its node, not another node's.
@@ -335,10 +396,17 @@ async fn hosts_services_replies_ipv6_labels_and_bad_input() {
     // Replies to a connection x/a did not start still pass both ways out
     // of and into isolated x/a... (replies from x/a to y/a's connection).
     assert!(!t.allowed("x/a", "y/a", TCP80, false));
-    assert!(t.reply_allowed("x/a", "y/a", TCP80), "reply out of an egress-isolated pod");
+    assert!(
+        t.reply_allowed("x/a", "y/a", TCP80),
+        "reply out of an egress-isolated pod"
+    );
     assert!(!t.allowed("y/b", "x/c", TCP80, false));
-    assert!(t.reply_allowed("y/b", "x/c", TCP80), "reply into an ingress-isolated pod");
-    env.cluster.delete(Kind::NetworkPolicy, Some("x"), "deny-all");
+    assert!(
+        t.reply_allowed("y/b", "x/c", TCP80),
+        "reply into an ingress-isolated pod"
+    );
+    env.cluster
+        .delete(Kind::NetworkPolicy, Some("x"), "deny-all");
 
     // Egress judged after load balancing: x/a may reach y/b only; a
     // service VIP balanced to y/b passes, to y/c does not.
@@ -349,14 +417,29 @@ async fn hosts_services_replies_ipv6_labels_and_bad_input() {
     converged(&env).await;
     let t = Tracer::new(&env);
     let nb = |args: &[&str]| env.central.nbctl(args).expect("nbctl");
-    nb(&["lb-add", "test-svc", "10.96.0.10:80", &format!("{}:80", t.ip("y/b", false)), "tcp"]);
-    nb(&["lb-add", "test-svc2", "10.96.0.11:80", &format!("{}:80", t.ip("y/c", false)), "tcp"]);
+    nb(&[
+        "lb-add",
+        "test-svc",
+        "10.96.0.10:80",
+        &format!("{}:80", t.ip("y/b", false)),
+        "tcp",
+    ]);
+    nb(&[
+        "lb-add",
+        "test-svc2",
+        "10.96.0.11:80",
+        &format!("{}:80", t.ip("y/c", false)),
+        "tcp",
+    ]);
     nb(&["ls-lb-add", "node-n1", "test-svc"]);
     nb(&["ls-lb-add", "node-n1", "test-svc2"]);
     let t = Tracer::new(&env);
     assert!(t.allowed_via("x/a", "10.96.0.10".parse().unwrap(), "y/b", TCP80));
     assert!(!t.allowed_via("x/a", "10.96.0.11".parse().unwrap(), "y/c", TCP80));
-    assert!(t.allowed_via("x/c", "10.96.0.11".parse().unwrap(), "y/c", TCP80), "x/c is not isolated");
+    assert!(
+        t.allowed_via("x/c", "10.96.0.11".parse().unwrap(), "y/c", TCP80),
+        "x/c is not isolated"
+    );
     nb(&["lb-del", "test-svc"]);
     nb(&["lb-del", "test-svc2"]);
     env.cluster.delete(Kind::NetworkPolicy, Some("x"), "to-yb");
@@ -390,7 +473,8 @@ async fn hosts_services_replies_ipv6_labels_and_bad_input() {
     converged(&env).await;
     assert!(Tracer::new(&env).allowed("y/b", "x/a", TCP80, false));
     let relabel = |ns_: &str, p: &str, label: &str| {
-        env.cluster.apply_pod(serve_pod(ns_, p, node_for(p), &[("pod", label)]));
+        env.cluster
+            .apply_pod(serve_pod(ns_, p, node_for(p), &[("pod", label)]));
     };
     relabel("y", "b", "c");
     relabel("x", "c", "a");
@@ -398,7 +482,10 @@ async fn hosts_services_replies_ipv6_labels_and_bad_input() {
     let t = Tracer::new(&env);
     assert!(!t.allowed("y/b", "x/a", TCP80, false));
     assert!(t.allowed("z/b", "x/a", TCP80, false));
-    assert!(!t.allowed("y/a", "x/c", TCP80, false), "x/c is isolated now");
+    assert!(
+        !t.allowed("y/a", "x/c", TCP80, false),
+        "x/c is isolated now"
+    );
     assert!(t.allowed("x/b", "x/c", TCP80, false));
     relabel("y", "b", "b");
     relabel("x", "c", "c");

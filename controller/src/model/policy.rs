@@ -236,7 +236,10 @@ pub struct IpBlock {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Peer {
     /// Pods a selector picks in a scope.
-    Pods { scope: Scope, pods: Selector },
+    Pods {
+        scope: Scope,
+        pods: Selector,
+    },
     /// Every pod of the namespaces a selector picks.
     Namespaces(Selector),
     Block(IpBlock),

@@ -221,7 +221,9 @@ fn drop_user<T>(map: &mut BTreeMap<String, Used<T>>, key: &str, user: &str) -> b
 }
 
 fn link(idx: &mut HashMap<String, BTreeSet<String>>, by: &str, key: &str) {
-    idx.entry(by.to_string()).or_default().insert(key.to_string());
+    idx.entry(by.to_string())
+        .or_default()
+        .insert(key.to_string());
 }
 
 fn unlink(idx: &mut HashMap<String, BTreeSet<String>>, by: &str, key: &str) {

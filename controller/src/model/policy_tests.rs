@@ -60,11 +60,18 @@ fn equal_selectors_have_one_canonical_form() {
 fn policy_types_default_as_the_api_documents() {
     let p = PolicyInfo::from_policy(&np("x", "p", json!({})));
     assert!(p.isolates(Direction::Ingress) && !p.isolates(Direction::Egress));
-    assert_eq!(p.rules(Direction::Ingress), Some(&[][..]), "deny all ingress");
+    assert_eq!(
+        p.rules(Direction::Ingress),
+        Some(&[][..]),
+        "deny all ingress"
+    );
     let p = PolicyInfo::from_policy(&np("x", "p", json!({"egress": [{}]})));
     assert!(p.isolates(Direction::Ingress) && p.isolates(Direction::Egress));
     let p = PolicyInfo::from_policy(&np("x", "p", json!({"egress": []})));
-    assert!(!p.isolates(Direction::Egress), "an empty egress list is none");
+    assert!(
+        !p.isolates(Direction::Egress),
+        "an empty egress list is none"
+    );
     let p = PolicyInfo::from_policy(&np(
         "x",
         "p",
@@ -109,7 +116,12 @@ fn peers_and_ports_parse_and_empty_lists_mean_any() {
     assert_eq!(rules[0], Rule::default());
     assert_eq!(rules[1], Rule::default());
     let peers = rules[2].peers.as_ref().unwrap();
-    let s = |t: &str| Selector::parse(Some(&sel(json!({"matchLabels": {t.split('=').next().unwrap(): t.split('=').nth(1).unwrap()}})))).unwrap();
+    let s = |t: &str| {
+        Selector::parse(Some(&sel(
+            json!({"matchLabels": {t.split('=').next().unwrap(): t.split('=').nth(1).unwrap()}}),
+        )))
+        .unwrap()
+    };
     assert!(peers.contains(&Peer::Pods {
         scope: Scope::Namespace("x".into()),
         pods: s("pod=b")
@@ -199,7 +211,11 @@ fn the_index_shares_sets_and_forgets_them_with_their_last_user() {
     // egress rule has only named ports.
     assert_eq!(
         keys,
-        vec!["ns:x|app=db", "ns:x|app=web|TCP/http", "nsel:t=1|app=api|TCP/grpc"]
+        vec![
+            "ns:x|app=db",
+            "ns:x|app=web|TCP/http",
+            "nsel:t=1|app=api|TCP/grpc"
+        ]
     );
     assert_eq!(idx.peer_sets_for("other").count(), 1, "the across set");
     assert_eq!(idx.using_port_name("grpc").count(), 2);

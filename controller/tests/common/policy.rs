@@ -157,8 +157,10 @@ pub fn read_nb(env: &Env) -> PolicyNb {
                 .get("addresses")
                 .map(|v| v.strings().into_iter().map(str::to_string).collect())
                 .unwrap_or_default();
-            out.sets
-                .insert(r.str("name").unwrap_or_default().to_string(), (ids_of(r), addrs));
+            out.sets.insert(
+                r.str("name").unwrap_or_default().to_string(),
+                (ids_of(r), addrs),
+            );
         }
         for (u, r) in db.table("ACL").iter() {
             let ids = ids_of(r);
@@ -183,7 +185,8 @@ pub fn read_nb(env: &Env) -> PolicyNb {
             });
         }
         for (_, r) in db.table("Meter").iter() {
-            out.meters.push(r.str("name").unwrap_or_default().to_string());
+            out.meters
+                .push(r.str("name").unwrap_or_default().to_string());
         }
         out
     })
@@ -274,7 +277,10 @@ pub fn check_policies(env: &Env) -> Result<(), String> {
             .filter(|pod| pod.metadata.namespace.as_deref() == Some(ns.as_str()))
             .filter(|pod| active(pod) && annotation(pod).is_some())
             .filter(|pod| {
-                selects(sel, pod.metadata.labels.as_ref().unwrap_or(&BTreeMap::new()))
+                selects(
+                    sel,
+                    pod.metadata.labels.as_ref().unwrap_or(&BTreeMap::new()),
+                )
             })
             .map(|pod| names::pod_port(&ns, pod.metadata.name.as_deref().unwrap_or_default()))
             .collect();
@@ -291,7 +297,9 @@ pub fn check_policies(env: &Env) -> Result<(), String> {
         let group = &deny.held_by[0].1;
         let have = &nb.groups[group].1;
         if *have != want {
-            return Err(format!("{key}: group {group} holds {have:?}, want {want:?}"));
+            return Err(format!(
+                "{key}: group {group} holds {have:?}, want {want:?}"
+            ));
         }
         if seen_groups.insert(group.clone()) {
             want_groups += 1;
@@ -314,7 +322,10 @@ pub fn check_policies(env: &Env) -> Result<(), String> {
     for (name, (ids, _)) in &nb.sets {
         let stem = name.trim_end_matches(".v4").trim_end_matches(".v6");
         if ids.get(names::OWNER_KIND).map(String::as_str) == Some(names::KIND_POLICY_PEERS)
-            && !nb.acls.iter().any(|a| a.matches.contains(&format!("${stem}.")))
+            && !nb
+                .acls
+                .iter()
+                .any(|a| a.matches.contains(&format!("${stem}.")))
         {
             return Err(format!("address set {name} is used by no ACL"));
         }
@@ -334,4 +345,3 @@ pub fn check_policies(env: &Env) -> Result<(), String> {
     }
     Ok(())
 }
-

@@ -96,7 +96,14 @@ impl Tracer {
 
     /// The microflow from `from` (a pod key, or `host:<node>` for a node's
     /// management port) to `to` at `dst` (default: `to`'s address).
-    fn flow(&self, from: &str, to: &str, l4: L4, v6: bool, dst: Option<IpAddr>) -> (String, String) {
+    fn flow(
+        &self,
+        from: &str,
+        to: &str,
+        l4: L4,
+        v6: bool,
+        dst: Option<IpAddr>,
+    ) -> (String, String) {
         let (node, inport, src_mac, src_ip) = match from.strip_prefix("host:") {
             Some(n) => {
                 let nd = &self.nodes[n];
@@ -110,7 +117,12 @@ impl Tracer {
             None => {
                 let p = &self.pods[from];
                 let (ns, name) = from.split_once('/').expect("ns/name");
-                (p.0.clone(), names::pod_port(ns, name), p.1.clone(), self.ip(from, v6))
+                (
+                    p.0.clone(),
+                    names::pod_port(ns, name),
+                    p.1.clone(),
+                    self.ip(from, v6),
+                )
             }
         };
         let t = &self.pods[to];
@@ -273,7 +285,12 @@ impl Reach {
             .cells
             .iter()
             .filter(|(k, v)| have.get(*k) != Some(*v))
-            .map(|((a, b), v)| format!("  {a} -> {b}: expected {v}, got {:?}", have.get(&(a.clone(), b.clone()))))
+            .map(|((a, b), v)| {
+                format!(
+                    "  {a} -> {b}: expected {v}, got {:?}",
+                    have.get(&(a.clone(), b.clone()))
+                )
+            })
             .collect();
         assert!(
             wrong.is_empty(),

@@ -139,26 +139,37 @@ pub fn block_term(field: &str, b: &IpBlock) -> String {
     format!("({base} && {fam}.{field} != {{{}}})", except.join(", "))
 }
 
+/// One protocol's numbered ports in a rule.
+#[derive(Default)]
+struct ProtoPorts {
+    /// Every port of the protocol.
+    whole: bool,
+    singles: Vec<u16>,
+    ranges: Vec<(u16, u16)>,
+}
+
 /// The numbered ports of a rule (whole protocols, numbers, ranges); `None`
 /// when it has no ports, which is every port.
 pub fn numbered_term(ports: Option<&[Port]>) -> Option<String> {
     let ports = ports?;
-    let mut by_proto: BTreeMap<&str, (bool, Vec<u16>, Vec<(u16, u16)>)> = BTreeMap::new();
+    let mut by_proto: BTreeMap<&str, ProtoPorts> = BTreeMap::new();
     for p in ports {
         match p {
-            Port::Protocol(pr) => by_proto.entry(pr.ovn()).or_default().0 = true,
-            Port::Range(pr, a, b) if a == b => by_proto.entry(pr.ovn()).or_default().1.push(*a),
-            Port::Range(pr, a, b) => by_proto.entry(pr.ovn()).or_default().2.push((*a, *b)),
+            Port::Protocol(pr) => by_proto.entry(pr.ovn()).or_default().whole = true,
+            Port::Range(pr, a, b) if a == b => {
+                by_proto.entry(pr.ovn()).or_default().singles.push(*a)
+            }
+            Port::Range(pr, a, b) => by_proto.entry(pr.ovn()).or_default().ranges.push((*a, *b)),
             Port::Named(_) => {}
         }
     }
     let mut terms = Vec::new();
-    for (proto, (whole, singles, ranges)) in by_proto {
-        if whole {
+    for (proto, pp) in by_proto {
+        if pp.whole {
             terms.push(proto.to_string());
             continue;
         }
-        match singles.as_slice() {
+        match pp.singles.as_slice() {
             [] => {}
             [one] => terms.push(format!("{proto}.dst == {one}")),
             many => {
@@ -166,7 +177,7 @@ pub fn numbered_term(ports: Option<&[Port]>) -> Option<String> {
                 terms.push(format!("{proto}.dst == {{{}}}", list.join(", ")));
             }
         }
-        for (a, b) in ranges {
+        for (a, b) in pp.ranges {
             terms.push(format!("({proto}.dst >= {a} && {proto}.dst <= {b})"));
         }
     }
@@ -304,7 +315,8 @@ impl RuleCtx<'_> {
                         let (v4, v6) = set_names(&ds, n);
                         let dst = sets_term("dst", &v4, &v6);
                         for (pk, pt) in &peers {
-                            let m = and(&[Some(&side), pt.as_deref(), dst.as_deref(), Some(&dport(n))]);
+                            let m =
+                                and(&[Some(&side), pt.as_deref(), dst.as_deref(), Some(&dport(n))]);
                             out.push(self.acl(&format!("{pk}:{}", tag(n)), m));
                         }
                     }

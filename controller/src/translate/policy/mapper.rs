@@ -154,7 +154,12 @@ pub fn peer_sets(change: &Change, view: &View, out: &mut Vec<String>) {
     match change {
         Change::NetworkPolicy { old, new, .. } => {
             for np in old.iter().chain(new.iter()) {
-                out.extend(PolicyInfo::from_policy(np).peer_sets().iter().map(PeerSet::key));
+                out.extend(
+                    PolicyInfo::from_policy(np)
+                        .peer_sets()
+                        .iter()
+                        .map(PeerSet::key),
+                );
             }
         }
         Change::Namespace { old, new, .. } => {

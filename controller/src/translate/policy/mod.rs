@@ -63,6 +63,15 @@
 //! [`annotations::ACL_LOGGING`] logs its policies' ACLs at the given
 //! severities, rate-limited by the meter [`names::ACL_LOGGING_METER`].
 //!
+//! # Inspecting
+//!
+//! `ovn-nbctl find ACL external_ids:switchyard.io/owner=<ns>/<policy>`
+//! lists a policy's allows; `ovn-nbctl find Port_Group
+//! external_ids:switchyard.io/owner-kind=PolicyPods` the selected pods'
+//! groups with their selectors and default denies; `ovn-trace --ct=new
+//! node-<node> 'inport == "<ns>_<pod>" && ...'` names the ACL that decides
+//! a packet (`tests/policy_trace.rs` probes every pair this way).
+//!
 //! Translation is pure: [`acl`] builds matches and ACL rows, [`sets`] the
 //! port groups and address sets, [`host`] the node and meter rows,
 //! [`mapper`] decides which owners a change touches.
@@ -73,8 +82,8 @@ use serde::Deserialize;
 use switchyard_api::{annotations, names};
 
 use crate::k8s::{Kind, ObjectRef};
-use crate::model::policy_index::{PeerSet, PodSet};
 use crate::model::policy::Scope;
+use crate::model::policy_index::{PeerSet, PodSet};
 use crate::model::{Change, Model};
 use crate::nb::{DesiredRow, Table};
 

@@ -41,7 +41,12 @@ pub(super) fn serve_ports() -> serde_json::Value {
     ])
 }
 
-pub(super) fn pod(ns: &str, name: &str, labels: serde_json::Value, ports: serde_json::Value) -> Pod {
+pub(super) fn pod(
+    ns: &str,
+    name: &str,
+    labels: serde_json::Value,
+    ports: serde_json::Value,
+) -> Pod {
     serde_json::from_value(json!({
         "metadata": {"namespace": ns, "name": name, "uid": format!("uid-{ns}-{name}"),
                      "resourceVersion": "1", "labels": labels},
@@ -169,7 +174,11 @@ fn set_of(c: Option<&Col>) -> Vec<String> {
 }
 
 /// `match` of each ACL of an owner, by key.
-fn acls(rows: &BTreeMap<Owner, Vec<DesiredRow>>, kind: &'static str, key: &str) -> BTreeMap<String, String> {
+fn acls(
+    rows: &BTreeMap<Owner, Vec<DesiredRow>>,
+    kind: &'static str,
+    key: &str,
+) -> BTreeMap<String, String> {
     rows.get(&Owner::of(kind, key))
         .into_iter()
         .flatten()
@@ -178,7 +187,11 @@ fn acls(rows: &BTreeMap<Owner, Vec<DesiredRow>>, kind: &'static str, key: &str) 
         .collect()
 }
 
-fn named<'a>(rows: &'a BTreeMap<Owner, Vec<DesiredRow>>, table: Table, name: &str) -> &'a DesiredRow {
+fn named<'a>(
+    rows: &'a BTreeMap<Owner, Vec<DesiredRow>>,
+    table: Table,
+    name: &str,
+) -> &'a DesiredRow {
     rows.values()
         .flatten()
         .find(|r| r.table == table && r.name() == Some(name))
@@ -216,7 +229,10 @@ fn deny_all_is_a_port_group_with_a_drop_and_no_allows() {
     let deny = acls(&rows, names::KIND_POLICY_PODS, "x/");
     assert_eq!(
         deny,
-        BTreeMap::from([("deny:Ingress".to_string(), format!("outport == @{pg} && ip"))])
+        BTreeMap::from([(
+            "deny:Ingress".to_string(),
+            format!("outport == @{pg} && ip")
+        )])
     );
     assert!(acls(&rows, names::KIND_NETWORK_POLICY, "x/deny").is_empty());
     // The host's ACL on the node switch, now that a policy exists.
@@ -251,7 +267,10 @@ fn rules_become_exact_matches() {
     let (rows, problems) = fx.rows();
     assert!(problems.is_empty(), "{problems:?}");
     let pg = pg_of(&fx, "x/web");
-    let (b4, b6) = (peer_name("x", "pod=b", false), peer_name("x", "pod=b", true));
+    let (b4, b6) = (
+        peer_name("x", "pod=b", false),
+        peer_name("x", "pod=b", true),
+    );
     let want: BTreeMap<String, String> = [
         (
             format!("{pg}:Ingress:0:sets:num"),
@@ -266,13 +285,18 @@ fn rules_become_exact_matches() {
         ),
         (
             format!("{pg}:Ingress:2:b0:num"),
-            format!("outport == @{pg} && (ip4.src == 192.168.0.0/16 && ip4.src != {{192.168.1.0/24}})"),
+            format!(
+                "outport == @{pg} && (ip4.src == 192.168.0.0/16 && ip4.src != {{192.168.1.0/24}})"
+            ),
         ),
         (
             format!("{pg}:Ingress:2:b1:num"),
             format!("outport == @{pg} && ip6.src == 2001:db8::/32"),
         ),
-        (format!("{pg}:Egress:0:any:num"), format!("inport == @{pg} && ip")),
+        (
+            format!("{pg}:Egress:0:any:num"),
+            format!("inport == @{pg} && ip"),
+        ),
     ]
     .into_iter()
     .collect();
@@ -280,9 +304,15 @@ fn rules_become_exact_matches() {
     // The peer's sets hold pod b's addresses, per family.
     let b = &fx.decisions.pod_addresses["x/b"];
     let v4 = named(&rows, Table::AddressSet, &b4);
-    assert_eq!(set_of(v4.get("addresses")), vec![b.ips[0].addr().to_string()]);
+    assert_eq!(
+        set_of(v4.get("addresses")),
+        vec![b.ips[0].addr().to_string()]
+    );
     let v6 = named(&rows, Table::AddressSet, &b6);
-    assert_eq!(set_of(v6.get("addresses")), vec![b.ips[1].addr().to_string()]);
+    assert_eq!(
+        set_of(v6.get("addresses")),
+        vec![b.ips[1].addr().to_string()]
+    );
     // Egress rows are after load balancing, ingress ones are not marked.
     let egress = rows[&Owner::of(names::KIND_NETWORK_POLICY, "x/web")]
         .iter()
@@ -347,7 +377,10 @@ fn named_ports_resolve_on_each_destination_pod() {
     let pg = pg_of(&fx, "x/in");
     let m8080 = &ingress[&format!("{pg}:Ingress:0:any:TCP/http/8080")];
     assert!(m8080.ends_with("tcp.dst == 8080"), "{m8080}");
-    assert!(m8080.starts_with(&format!("outport == @{pg} && (ip4.dst == $peer.x.")), "{m8080}");
+    assert!(
+        m8080.starts_with(&format!("outport == @{pg} && (ip4.dst == $peer.x.")),
+        "{m8080}"
+    );
     // Each number's sets hold exactly the pods with that number.
     let set8080 = m8080
         .split("ip4.dst == $")
@@ -366,13 +399,27 @@ fn named_ports_resolve_on_each_destination_pod() {
     // Egress: the namespace peer's pods with the port, and the ip block's
     // pods with it, per number.
     let egress = acls(&rows, names::KIND_NETWORK_POLICY, "y/out");
-    let keys: Vec<&str> = egress.keys().map(|k| k.rsplit_once(":Egress:").unwrap().1).collect();
+    let keys: Vec<&str> = egress
+        .keys()
+        .map(|k| k.rsplit_once(":Egress:").unwrap().1)
+        .collect();
     assert_eq!(
         keys,
-        vec!["0:sets:TCP/http/8080", "0:sets:TCP/http/9090", "1:b0:TCP/http/8080", "1:b0:TCP/http/9090"]
+        vec![
+            "0:sets:TCP/http/8080",
+            "0:sets:TCP/http/9090",
+            "1:b0:TCP/http/8080",
+            "1:b0:TCP/http/9090"
+        ]
     );
-    let block = egress.values().find(|m| m.contains("10.244.0.0/16") && m.contains("9090")).unwrap();
-    assert!(block.contains("ip4.dst == 10.244.0.0/16 && ip4.dst == $peer."), "{block}");
+    let block = egress
+        .values()
+        .find(|m| m.contains("10.244.0.0/16") && m.contains("9090"))
+        .unwrap();
+    assert!(
+        block.contains("ip4.dst == 10.244.0.0/16 && ip4.dst == $peer."),
+        "{block}"
+    );
 }
 
 #[test]
@@ -393,7 +440,11 @@ fn identical_selectors_share_one_set() {
     assert_eq!(count(Table::PortGroup), 1);
     // Namespace sets (3 x 2) and the one shared peer's pair.
     assert_eq!(count(Table::AddressSet), 6 + 2);
-    assert_eq!(count(Table::Acl), 50 + 1 + 1, "50 allows, one deny, the host");
+    assert_eq!(
+        count(Table::Acl),
+        50 + 1 + 1,
+        "50 allows, one deny, the host"
+    );
     let deny = rows[&Owner::of(names::KIND_POLICY_PODS, "x/pod=a")]
         .iter()
         .find(|r| r.table == Table::Acl)
@@ -418,7 +469,11 @@ fn every_reference_resolves_and_every_name_is_valid() {
                            {"ports": [{"port": "serve-81-udp", "protocol": "UDP"}]}]}),
     ];
     for (i, spec) in specs.iter().enumerate() {
-        fx.apply(np(["x", "y", "z"][i], &format!("a-very-long-policy-name-that-does-not-fit-{i}"), spec.clone()));
+        fx.apply(np(
+            ["x", "y", "z"][i],
+            &format!("a-very-long-policy-name-that-does-not-fit-{i}"),
+            spec.clone(),
+        ));
     }
     let (rows, problems) = fx.rows();
     assert!(problems.is_empty(), "{problems:?}");
@@ -427,16 +482,25 @@ fn every_reference_resolves_and_every_name_is_valid() {
             .flatten()
             .filter(|r| r.table == t)
             .filter_map(|r| r.name().map(str::to_string))
-            .chain(fx.model.namespaces.keys().flat_map(|n| {
-                // The namespace translator's sets.
-                [false, true].map(|v6| names::namespace_address_set(n, v6))
-            }).filter(|_| t == Table::AddressSet))
+            .chain(
+                fx.model
+                    .namespaces
+                    .keys()
+                    .flat_map(|n| {
+                        // The namespace translator's sets.
+                        [false, true].map(|v6| names::namespace_address_set(n, v6))
+                    })
+                    .filter(|_| t == Table::AddressSet),
+            )
             .collect()
     };
     let (sets, groups) = (have(Table::AddressSet), have(Table::PortGroup));
     let valid = |n: &str| {
-        n.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == '.')
-            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+        n.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == '.')
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
     };
     for n in sets.iter().chain(groups.iter()) {
         assert!(valid(n), "{n} is not a valid OVN set name");
@@ -457,19 +521,28 @@ fn every_reference_resolves_and_every_name_is_valid() {
         assert!(!m.contains("{}"), "an empty set in {m}");
         let p = &r.parents[0];
         assert!(
-            (p.table == Table::PortGroup && groups.contains(&p.name)) || p.table == Table::LogicalSwitch
+            (p.table == Table::PortGroup && groups.contains(&p.name))
+                || p.table == Table::LogicalSwitch
         );
-        let Some(Col::Set(name)) = r.get("name") else { panic!() };
+        let Some(Col::Set(name)) = r.get("name") else {
+            panic!()
+        };
         assert!(name[0].len() <= 63, "{name:?}");
-        let Some(Col::Int(l)) = r.get("label") else { panic!() };
+        let Some(Col::Int(l)) = r.get("label") else {
+            panic!()
+        };
         assert!((1..=u32::MAX as i64).contains(l));
         labels.insert(*l);
     }
     assert_eq!(labels.len(), acl_count, "labels are distinct here");
     // The namespace selector matching nothing makes no ACL, not "any".
-    assert!(acls(&rows, names::KIND_NETWORK_POLICY, "z/a-very-long-policy-name-that-does-not-fit-2")
-        .keys()
-        .all(|k| !k.contains(":Ingress:0:")));
+    assert!(acls(
+        &rows,
+        names::KIND_NETWORK_POLICY,
+        "z/a-very-long-policy-name-that-does-not-fit-2"
+    )
+    .keys()
+    .all(|k| !k.contains(":Ingress:0:")));
 }
 
 #[test]
@@ -484,7 +557,10 @@ fn unenforceable_parts_fail_closed_with_a_problem() {
     let (rows, problems) = fx.rows();
     assert!(acls(&rows, names::KIND_NETWORK_POLICY, "x/bad").is_empty());
     let pg = pg_of(&fx, "x/bad");
-    assert_eq!(set_of(named(&rows, Table::PortGroup, &pg).get("ports")), vec!["x_a"]);
+    assert_eq!(
+        set_of(named(&rows, Table::PortGroup, &pg).get("ports")),
+        vec!["x_a"]
+    );
     assert!(acls(&rows, names::KIND_POLICY_PODS, "x/pod=a").contains_key("deny:Ingress"));
     assert_eq!(problems.len(), 1, "one Event per policy: {problems:?}");
     assert!(problems[0].note.contains("allows nothing"));
@@ -500,11 +576,18 @@ fn host_network_and_unaddressed_pods_are_in_no_set() {
     host.spec.as_mut().unwrap().host_network = Some(true);
     fx.apply(host);
     fx.apply(pod("x", "pending", json!({"pod": "a"}), json!([])));
-    fx.apply(np("x", "p", json!({"podSelector": {"matchLabels": {"pod": "a"}},
-        "ingress": [{"from": [{"podSelector": {"matchLabels": {"pod": "a"}}}]}]})));
+    fx.apply(np(
+        "x",
+        "p",
+        json!({"podSelector": {"matchLabels": {"pod": "a"}},
+        "ingress": [{"from": [{"podSelector": {"matchLabels": {"pod": "a"}}}]}]}),
+    ));
     let (rows, _) = fx.rows();
     let pg = pg_of(&fx, "x/p");
-    assert_eq!(set_of(named(&rows, Table::PortGroup, &pg).get("ports")), vec!["x_a"]);
+    assert_eq!(
+        set_of(named(&rows, Table::PortGroup, &pg).get("ports")),
+        vec!["x_a"]
+    );
     let a4 = named(&rows, Table::AddressSet, &peer_name("x", "pod=a", false));
     assert_eq!(set_of(a4.get("addresses")).len(), 1);
 }
@@ -512,10 +595,17 @@ fn host_network_and_unaddressed_pods_are_in_no_set() {
 #[test]
 fn logging_follows_the_namespace_annotation() {
     let mut fx = Fx::xyz();
-    fx.apply(np("x", "p", json!({"ingress": [{"ports": [{"port": 80}]}]})));
+    fx.apply(np(
+        "x",
+        "p",
+        json!({"ingress": [{"ports": [{"port": 80}]}]}),
+    ));
     let (rows, _) = fx.rows();
     assert!(!rows.contains_key(&Owner::of(names::KIND_POLICY_METER, METER_KEY)));
-    fx.apply(namespace("x", json!({annotations::ACL_LOGGING: r#"{"deny":"warning","allow":"info"}"#})));
+    fx.apply(namespace(
+        "x",
+        json!({annotations::ACL_LOGGING: r#"{"deny":"warning","allow":"info"}"#}),
+    ));
     assert_eq!(fx.touched(names::KIND_POLICY_METER).len(), 1);
     fx.apply(namespace("y", json!({annotations::ACL_LOGGING: "{nope"})));
     let (rows, problems) = fx.rows();
@@ -534,7 +624,10 @@ fn logging_follows_the_namespace_annotation() {
         };
         assert_eq!(r.get("log"), Some(&Col::Bool(want.is_some())));
         assert_eq!(r.get("severity"), Some(&Col::opt(want)));
-        assert_eq!(r.get("meter"), Some(&Col::opt(want.map(|_| names::ACL_LOGGING_METER))));
+        assert_eq!(
+            r.get("meter"),
+            Some(&Col::opt(want.map(|_| names::ACL_LOGGING_METER)))
+        );
     }
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert_eq!(problems[0].object.name, "y");
