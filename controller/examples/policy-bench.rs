@@ -36,7 +36,7 @@ use ovsdb::{
 };
 use serde_json::json;
 use switchyard_api::{names, NodeSubnets, PodNetwork};
-use switchyard_controller::k8s::{Kind, Object, WatchEvent};
+use switchyard_controller::k8s::{Kind, Object, Observed, WatchEvent};
 use switchyard_controller::model::Model;
 use switchyard_controller::nb::Table;
 use switchyard_controller::translate::{registry, Assigned, Decisions, View};
@@ -173,6 +173,7 @@ fn want_shape(cluster: &MemoryCluster, config: &Config, extra: &[NetworkPolicy])
         if kind == Kind::NetworkPolicy {
             list.extend(extra.iter().cloned().map(Object::from));
         }
+        let list = list.into_iter().map(Observed::from).collect();
         model.apply(kind, WatchEvent::Restarted(list), &mut changes);
     }
     let mut decisions = Decisions::default();

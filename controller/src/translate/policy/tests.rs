@@ -98,7 +98,7 @@ impl Fx {
         let o = o.into();
         let kind = o.kind();
         self.model
-            .apply(kind, WatchEvent::Applied(o), &mut self.changes);
+            .apply(kind, WatchEvent::Applied(o.into()), &mut self.changes);
     }
 
     /// Adds a pod with the next addresses.
