@@ -22,6 +22,12 @@ pub const NODE_SUBNETS: &str = "switchyard.io/node-subnets";
 /// the SB `Chassis` row's `name`). Republished when the system-id changes.
 pub const NODE_CHASSIS: &str = "switchyard.io/chassis-id";
 
+/// Namespace annotation switching ACL logging on for the NetworkPolicies
+/// of the namespace: `{"deny":"info","allow":"info"}` (syslog severities
+/// `alert`, `warning`, `notice`, `info`, `debug`; a missing key leaves that
+/// action unlogged).
+pub const ACL_LOGGING: &str = "switchyard.io/acl-logging";
+
 /// A pod's network configuration, as the node agent applies it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

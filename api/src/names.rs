@@ -62,6 +62,32 @@ pub fn namespace_address_set(namespace: &str, v6: bool) -> String {
 /// Owner kind of a namespace's rows.
 pub const KIND_NAMESPACE: &str = "Namespace";
 
+/// Owner kinds of NetworkPolicy rows (see the controller's
+/// `translate::policy`): a policy's allow ACLs; the port group of the pods
+/// one selector picks in a namespace (with the default-deny ACLs of the
+/// directions its policies isolate); the address sets of one peer
+/// selector; a node's "host reaches its pods" ACL; the ACL logging meter.
+pub const KIND_NETWORK_POLICY: &str = "NetworkPolicy";
+pub const KIND_POLICY_PODS: &str = "PolicyPods";
+pub const KIND_POLICY_PEERS: &str = "PolicyPeers";
+pub const KIND_POLICY_HOST: &str = "PolicyHost";
+pub const KIND_POLICY_METER: &str = "PolicyMeter";
+
+/// `external_ids` keys on policy ACLs, for counters and `trace`: the
+/// policies (`namespace/name`, comma separated when a default deny is
+/// shared), the direction (`Ingress`/`Egress`), the rule's index in that
+/// direction, and the action (`allow`/`deny`).
+pub const POLICY: &str = "switchyard.io/policy";
+pub const DIRECTION: &str = "switchyard.io/direction";
+pub const RULE: &str = "switchyard.io/rule";
+pub const ACTION: &str = "switchyard.io/action";
+/// `external_ids` key on policy port groups and address sets: the
+/// selector they stand for, readable.
+pub const SELECTOR: &str = "switchyard.io/selector";
+
+/// The meter that rate-limits ACL log messages.
+pub const ACL_LOGGING_METER: &str = "switchyard-acl-logging";
+
 /// The Linux name of the management interface on a node's host; OVS internal
 /// port names are limited to 15 bytes, so it is fixed rather than derived.
 pub const MGMT_INTERFACE: &str = "sy-mgmt0";

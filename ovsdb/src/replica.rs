@@ -578,9 +578,12 @@ enum RowOp {
 }
 
 /// Applies one column's `modify` diff (RFC 7047 extension used by update2):
-/// scalars are replaced, set elements toggle, map pairs add, change or remove.
+/// columns of at most one value (scalars and optional values) are
+/// replaced, as ovsdb-server sends their new value rather than a
+/// difference (`ovsdb_datum_diff` diffs only types with `max` above 1);
+/// set elements toggle; map pairs add, change or remove.
 fn apply_diff(current: &Value, diff: Value, ty: &ColumnType) -> Value {
-    if ty.is_scalar() {
+    if ty.max == Some(1) {
         return diff;
     }
     match (current, diff) {
@@ -741,9 +744,14 @@ mod tests {
             apply_diff(&Value::set(["a", "b"]), Value::set(["b", "c"]), &set),
             Value::set(["a", "c"])
         );
+        // An optional value arrives as its new value: changed, cleared, set.
         let opt = ty(0, Some(1), false);
         assert_eq!(
-            apply_diff(&Value::from("x"), Value::from("x"), &opt),
+            apply_diff(&Value::from("x"), Value::from("y"), &opt),
+            Value::from("y")
+        );
+        assert_eq!(
+            apply_diff(&Value::from("x"), Value::empty_set(), &opt),
             Value::empty_set()
         );
         assert_eq!(

@@ -17,9 +17,13 @@ use crate::k8s::{AdminNetworkPolicy, BaselineAdminNetworkPolicy, Kind, Observed,
 
 pub mod labels;
 pub mod objects;
+pub mod policy;
+pub mod policy_index;
 
 pub use labels::{LabelIndex, SelectorError};
 pub use objects::{NamedPort, NamespaceInfo, NodeInfo, Phase, PodInfo};
+pub use policy::PolicyInfo;
+pub use policy_index::PolicyIndex;
 
 /// The label EndpointSlices carry naming their Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -94,6 +98,8 @@ pub struct Model {
     pub network_policies: BTreeMap<String, Arc<NetworkPolicy>>,
     pub admin_network_policies: BTreeMap<String, Arc<AdminNetworkPolicy>>,
     pub baseline_admin_network_policies: BTreeMap<String, Arc<BaselineAdminNetworkPolicy>>,
+    /// NetworkPolicies as translation reads them, and the sets they share.
+    pub policy_index: PolicyIndex,
     pods_by_node: HashMap<String, BTreeSet<String>>,
     pods_by_namespace: HashMap<String, BTreeSet<String>>,
     pod_labels: LabelIndex<String>,
@@ -273,6 +279,7 @@ impl Model {
             }
             Observed::NetworkPolicy(o) => {
                 if let Some((old, new)) = replace(&mut self.network_policies, &key, o) {
+                    self.policy_index.set(&key, new.as_deref());
                     out.push(Change::NetworkPolicy { key, old, new });
                 }
             }
@@ -353,6 +360,7 @@ impl Model {
             }
             Kind::NetworkPolicy => {
                 if let Some(old) = self.network_policies.remove(key) {
+                    self.policy_index.set(key, None);
                     out.push(Change::NetworkPolicy {
                         key: key_s,
                         old: Some(old),
@@ -409,6 +417,13 @@ impl Model {
     /// Keys of the pods in `namespace`.
     pub fn pods_in(&self, namespace: &str) -> impl Iterator<Item = &String> {
         self.pods_by_namespace.get(namespace).into_iter().flatten()
+    }
+
+    /// Keys of the NetworkPolicies in `namespace`.
+    pub fn policies_in(&self, namespace: &str) -> impl Iterator<Item = &String> {
+        // Keys are `namespace/name`; '0' follows '/'.
+        let range = format!("{namespace}/")..format!("{namespace}0");
+        self.network_policies.range(range).map(|(k, _)| k)
     }
 
     /// Keys of the EndpointSlices of the Service `namespace/name`.

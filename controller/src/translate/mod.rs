@@ -23,6 +23,7 @@ pub mod cluster;
 pub mod namespace;
 pub mod node;
 pub mod pod;
+pub mod policy;
 pub mod service;
 
 /// A pod's decided addresses.
@@ -96,6 +97,11 @@ pub fn registry() -> &'static [&'static dyn Translator] {
         &cluster::ClusterRows,
         &service::Services,
         &service::NodeServices,
+        &policy::NetworkPolicies,
+        &policy::PolicyPods,
+        &policy::PolicyPeers,
+        &policy::PolicyHosts,
+        &policy::PolicyMeter,
     ]
 }
 

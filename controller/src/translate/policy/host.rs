@@ -1,0 +1,106 @@
+//! What policies need beside their own sets: each node's host reaching
+//! the pods on its node, and the meter that rate-limits ACL logs.
+//!
+//! The host ACL sits on the node's switch, so it applies only to traffic
+//! to that switch's ports, and only from that node's management port
+//! addresses (the source of kubelet probes): another node's host is
+//! judged like any other source. It exists while any NetworkPolicy does,
+//! so a cluster without policies has no ACL at all.
+
+use std::collections::BTreeMap;
+
+use ovsdb::nb::{LogicalSwitch, Meter, MeterBand};
+use switchyard_api::{addressing, annotations, names};
+
+use crate::k8s::{Kind, ObjectRef};
+use crate::model::policy::Direction;
+use crate::nb::{Col, DesiredRow, Owner, Parent, Table};
+use crate::translate::{Problem, View};
+
+use super::acl::{acl_row, AclSpec};
+use super::{Logging, HOST_ALLOW, LOG_RATE, METER_KEY};
+
+/// The match for traffic from a node's management addresses.
+pub fn host_match(node_subnets: &[ipnet::IpNet]) -> Option<String> {
+    let terms: Vec<String> = node_subnets
+        .iter()
+        .filter_map(|s| addressing::management(*s))
+        .map(|ip| {
+            let fam = if ip.is_ipv4() { "ip4" } else { "ip6" };
+            format!("{fam}.src == {ip}")
+        })
+        .collect();
+    match terms.len() {
+        0 => None,
+        1 => terms.into_iter().next(),
+        _ => Some(format!("({})", terms.join(" || "))),
+    }
+}
+
+/// Node `node`'s host ACL, while any NetworkPolicy exists.
+pub fn host_rows(node: &str, view: &View) -> Option<Vec<DesiredRow>> {
+    if view.model.policy_index.is_empty() {
+        return None;
+    }
+    view.model.nodes.get(node)?;
+    let subnets = view.decisions.node_subnets.get(node)?;
+    let owner = Owner::of(names::KIND_POLICY_HOST, node);
+    let Some(matches) = host_match(subnets) else {
+        return Some(Vec::new());
+    };
+    let spec = AclSpec {
+        key: "host".into(),
+        direction: Direction::Ingress,
+        priority: HOST_ALLOW,
+        matches,
+        action: "allow-related",
+        name: format!("node-host:{node}"),
+        ids: BTreeMap::from([(names::ACTION.to_string(), "allow".to_string())]),
+        log: None,
+    };
+    let parent = Parent::new(
+        Table::LogicalSwitch,
+        names::node_switch(node),
+        LogicalSwitch::ACLS,
+    );
+    Some(vec![acl_row(&owner, parent, spec)])
+}
+
+/// The logging meter, while some namespace asks for ACL logging; reports
+/// every invalid logging annotation.
+pub fn meter_rows(key: &str, view: &View, problems: &mut Vec<Problem>) -> Option<Vec<DesiredRow>> {
+    let mut wanted = false;
+    for (name, ns) in &view.model.namespaces {
+        let Some(text) = ns.annotations.get(annotations::ACL_LOGGING) else {
+            continue;
+        };
+        match Logging::parse(text) {
+            Ok(l) => wanted |= l.any(),
+            Err(e) => problems.push(Problem {
+                object: ObjectRef::new(Kind::Namespace, None, name, &ns.uid),
+                reason: "InvalidACLLogging",
+                note: format!(
+                    "annotation {}: {e}; ACL logging is off",
+                    annotations::ACL_LOGGING
+                ),
+            }),
+        }
+    }
+    if key != METER_KEY || !wanted {
+        return None;
+    }
+    let owner = Owner::of(names::KIND_POLICY_METER, key);
+    Some(vec![
+        DesiredRow::named(Table::Meter, names::ACL_LOGGING_METER, &owner)
+            .col(Meter::UNIT, Col::str("pktps"))
+            .col(Meter::FAIR, Col::Bool(true)),
+        DesiredRow::keyed(Table::MeterBand, "drop", &owner)
+            .col(MeterBand::ACTION, Col::str("drop"))
+            .col(MeterBand::RATE, Col::Int(LOG_RATE))
+            .parent(Parent::new(
+                Table::Meter,
+                names::ACL_LOGGING_METER,
+                Meter::BANDS,
+            )),
+    ])
+}
