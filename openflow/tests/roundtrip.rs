@@ -607,3 +607,25 @@ fn deeply_nested_ct_is_refused_not_recursed() {
     let err = decode(&bytes).unwrap_err();
     assert!(err.to_string().contains("nested too deeply"), "{err}");
 }
+
+/// Found by CI: a match holding TCP and SCTP ports printed both as tp_src,
+/// and the parser merged them. Ports of a protocol the match is not for keep
+/// their field names.
+#[test]
+fn ports_of_another_protocol_keep_their_names() {
+    let m = Match::new()
+        .set_masked(Field::IpProto, 6, 62)
+        .set(Field::TcpSrc, 0)
+        .set_masked(Field::SctpSrc, 0, 1);
+    let f = FlowStats {
+        match_: m,
+        ..FlowStats::default()
+    };
+    let text = f.to_ofctl(false);
+    assert_eq!(
+        text,
+        "priority=0,nw_proto=6,tp_src=0,sctp_src=0x0/0x1 actions=drop"
+    );
+    let parsed: FlowStats = text.parse().expect("parse");
+    assert_eq!(parsed.to_ofctl(false), text);
+}

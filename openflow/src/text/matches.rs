@@ -284,13 +284,21 @@ pub fn format_match(m: &Match, priority: u16) -> String {
             eth(s, "nd_tll", Field::NdTll);
         }
         _ => {
-            for (src, dst) in [
-                (Field::TcpSrc, Field::TcpDst),
-                (Field::UdpSrc, Field::UdpDst),
-                (Field::SctpSrc, Field::SctpDst),
+            // The protocol's own ports read as tp_src/tp_dst, as OVS prints
+            // them; ports of another protocol (a match OVS itself would
+            // refuse) keep their field names so the text still says them.
+            for (proto, src, dst) in [
+                (6, Field::TcpSrc, Field::TcpDst),
+                (17, Field::UdpSrc, Field::UdpDst),
+                (132, Field::SctpSrc, Field::SctpDst),
             ] {
-                dec16_masked(s, "tp_src", src);
-                dec16_masked(s, "tp_dst", dst);
+                if nw_proto == Some(proto) {
+                    dec16_masked(s, "tp_src", src);
+                    dec16_masked(s, "tp_dst", dst);
+                } else {
+                    dec16_masked(s, &src.name(), src);
+                    dec16_masked(s, &dst.name(), dst);
+                }
             }
         }
     }

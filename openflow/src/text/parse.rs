@@ -369,6 +369,12 @@ fn match_field(
         "nd_tll" => Field::NdTll,
         "tp_src" => l4(true)?,
         "tp_dst" => l4(false)?,
+        "tcp_src" => Field::TcpSrc,
+        "tcp_dst" => Field::TcpDst,
+        "udp_src" => Field::UdpSrc,
+        "udp_dst" => Field::UdpDst,
+        "sctp_src" => Field::SctpSrc,
+        "sctp_dst" => Field::SctpDst,
         "tcp_flags" => Field::TcpFlags,
         r if r.starts_with("reg") => {
             let n: u8 = r[3..].parse().map_err(|_| bad("register", r))?;
