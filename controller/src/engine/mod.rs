@@ -391,9 +391,17 @@ pub(crate) async fn lead(
     mut stop: watch::Receiver<bool>,
 ) -> Result<()> {
     let started = Instant::now();
-    let client = crate::nb::connect(&config).await?;
-    let replica = crate::nb::monitor(&client).await?;
-    info!(remote = %config.nb_remote, ms = started.elapsed().as_millis() as u64, "connected to northbound");
+    // NB's initial state and the API's lists arrive at once: neither
+    // waits for the other (each is a few hundred milliseconds at 10,000
+    // pods).
+    let mut nb = {
+        let config = config.clone();
+        AbortOnDrop(tokio::spawn(async move {
+            let client = crate::nb::connect(&config).await?;
+            let replica = crate::nb::monitor(&client).await?;
+            Ok::<_, crate::Error>((client, replica))
+        }))
+    };
     let store = Arc::new(DesiredStore::default());
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
     let outbox = Outbox::new(cluster.clone(), metrics.clone(), config.patch_concurrency);
@@ -433,6 +441,11 @@ pub(crate) async fn lead(
         ms = started.elapsed().as_millis() as u64,
         "listed every kind"
     );
+    let (client, replica) = tokio::select! {
+        r = &mut nb.0 => r.map_err(|e| crate::Error::Config(format!("northbound connection task: {e}")))??,
+        _ = stop.changed() => return Ok(()),
+    };
+    info!(remote = %config.nb_remote, ms = started.elapsed().as_millis() as u64, "connected to northbound");
     let recovery = replica.with(Recovery::from_replica);
     let round = e.alloc.rebuild(&e.model, recovery);
     debug!(
@@ -548,3 +561,14 @@ mod merge_tests {
 }
 #[cfg(test)]
 mod tests;
+
+/// A spawned task that ends with the term that started it: a term that
+/// returns early (stopped, or an API list failed) must not leave a
+/// northbound connection behind.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
