@@ -10,6 +10,8 @@
 //!   directory): pods on this node and the node's subnets;
 //! - [`node_publisher`]: the Kubernetes boundary, outbound: annotations on
 //!   this node's Node (`switchyard.io/chassis-id`);
+//! - [`gateway`]: the gateway bridge (flows, host addresses, the
+//!   `switchyard.io/gateway` annotation);
 //! - [`mgmt`]: the management port's addressing;
 //! - [`metrics`]: Prometheus metrics.
 //!
@@ -32,6 +34,7 @@ pub mod cni;
 pub mod daemon;
 pub mod error;
 pub mod ethtool;
+pub mod gateway;
 pub mod metrics;
 pub mod mgmt;
 pub mod naming;
