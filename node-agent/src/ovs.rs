@@ -56,6 +56,44 @@ pub struct PortSpec {
     pub external_ids: BTreeMap<String, String>,
 }
 
+/// An interface of a bridge, as OVS records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BridgeInterface {
+    pub name: String,
+    /// `""` for a system device, `internal`, `patch`, ...
+    pub kind: String,
+    /// The OpenFlow port number, once assigned (positive).
+    pub ofport: Option<u32>,
+}
+
+fn bridge_interfaces(db: &ReplicaDb, bridge: &str) -> Vec<BridgeInterface> {
+    let Some((_, b)) = db.table("Bridge").by_name(bridge) else {
+        return Vec::new();
+    };
+    let ports = db.table("Port");
+    let ifaces = db.table("Interface");
+    let mut out: Vec<BridgeInterface> = b
+        .get("ports")
+        .map(Value::uuids)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|p| ports.get(p))
+        .flat_map(|p| p.get("interfaces").map(Value::uuids).unwrap_or_default())
+        .filter_map(|i| ifaces.get(&i))
+        .map(|r| BridgeInterface {
+            name: r.str("name").unwrap_or_default().to_string(),
+            kind: r.str("type").unwrap_or_default().to_string(),
+            ofport: r
+                .get("ofport")
+                .and_then(Value::as_i64)
+                .and_then(|n| u32::try_from(n).ok())
+                .filter(|n| *n > 0),
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
 /// What the agent reads of a Bridge row.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BridgeRow {
@@ -194,6 +232,26 @@ impl Ovs {
                 other_config: str_map(row, "other_config"),
             })
         })
+    }
+
+    /// The interfaces of bridge `name`: (name, type, ofport once
+    /// assigned), sorted by name.
+    pub fn bridge_interfaces(&self, name: &str) -> Vec<BridgeInterface> {
+        self.replica.with(|db| bridge_interfaces(db, name))
+    }
+
+    /// Waits (up to `timeout`) until the interfaces of bridge `name`
+    /// differ from `than`.
+    pub async fn wait_bridge_interfaces_change(
+        &self,
+        name: &str,
+        than: &[BridgeInterface],
+        timeout: Duration,
+    ) {
+        let _ = self
+            .replica
+            .wait_for(timeout, |db| bridge_interfaces(db, name) != than)
+            .await;
     }
 
     /// Sets keys of a map column of the bridge `name`, leaving its other

@@ -22,14 +22,14 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use openflow::{port, Client, ClientConfig, Event, FlowStatsRequest, PortDesc};
+use openflow::{port, Client, ClientConfig, Event, FlowStatsRequest};
 use switchyard_api::{names, NodeGateway};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::error::{Error, Result};
 use crate::netlink::format_mac;
-use crate::ovs::Ovs;
+use crate::ovs::{BridgeInterface, Ovs};
 
 pub mod flows;
 pub mod host;
@@ -75,28 +75,32 @@ pub fn merge_mappings(current: Option<&str>, bridge: &str) -> String {
     out.join(",")
 }
 
-/// The bridge's ports the flow table needs, from OpenFlow's port list.
+/// The bridge's ports the flow table needs, from the interfaces OVS
+/// records on it (OpenFlow's port descriptions cut names at 15 bytes,
+/// shorter than ovn-controller's patch port names).
 pub fn ports(
-    descs: &[PortDesc],
+    ifaces: &[BridgeInterface],
     bridge: &str,
     interface: Option<&str>,
     patch_name: &str,
 ) -> Result<flows::Ports> {
-    let patch = descs
+    let patch = ifaces
         .iter()
-        .find(|p| p.name == patch_name)
-        .map(|p| p.port_no);
-    let uplinks: Vec<&PortDesc> = descs
+        .find(|i| i.name == patch_name)
+        .and_then(|i| i.ofport);
+    let uplinks: Vec<&BridgeInterface> = ifaces
         .iter()
-        .filter(|p| p.port_no != port::LOCAL && p.name != bridge)
-        .filter(|p| match interface {
-            Some(i) => p.name == i,
-            None => !p.name.starts_with("patch-"),
+        .filter(|i| i.name != bridge)
+        .filter(|i| match interface {
+            Some(n) => i.name == n,
+            None => i.kind.is_empty() || i.kind == "system" || i.kind == "dpdk",
         })
         .collect();
     match uplinks.as_slice() {
         [one] => Ok(flows::Ports {
-            uplink: one.port_no,
+            uplink: one.ofport.ok_or_else(|| {
+                Error::OvsState(format!("{bridge}'s uplink {} has no OpenFlow port (yet)", one.name))
+            })?,
             patch,
         }),
         [] => Err(Error::Config(format!(
@@ -171,7 +175,8 @@ impl Gateway {
                 .port_descs()
                 .await
                 .map_err(|e| Error::OvsState(format!("{bridge} ports: {e}")))?;
-            let ports = ports(&descs, &bridge, self.cfg.interface.as_deref(), &patch)?;
+            let ifaces = self.ovs.bridge_interfaces(&bridge);
+            let ports = ports(&ifaces, &bridge, self.cfg.interface.as_deref(), &patch)?;
             self.sync_flows(&client, &bridge, ports).await?;
             let mac = descs
                 .iter()
@@ -199,7 +204,9 @@ impl Gateway {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     self.kicks.borrow_and_update();
                 }
-                _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+                // A port added, removed or renumbered (the patch port
+                // ovn-controller makes once the gateway router exists).
+                _ = self.ovs.wait_bridge_interfaces_change(&bridge, &ifaces, Duration::from_secs(60)) => {}
             }
         }
     }
@@ -364,19 +371,11 @@ mod tests {
     use super::*;
     use openflow::MacAddr;
 
-    fn desc(no: u32, name: &str) -> PortDesc {
-        PortDesc {
-            port_no: no,
-            hw_addr: MacAddr([2, 0, 0, 0, 0, no as u8]),
+    fn iface(name: &str, kind: &str, ofport: Option<u32>) -> BridgeInterface {
+        BridgeInterface {
             name: name.into(),
-            config: 0,
-            state: 0,
-            curr: 0,
-            advertised: 0,
-            supported: 0,
-            peer: 0,
-            curr_speed: 0,
-            max_speed: 0,
+            kind: kind.into(),
+            ofport,
         }
     }
 
@@ -393,29 +392,32 @@ mod tests {
     fn finds_the_uplink_and_the_patch_port() {
         let patch = patch_port_name("n1", "br-int");
         assert_eq!(patch, "patch-lnet-n1-to-br-int");
-        let descs = [
-            desc(port::LOCAL, "br-phy"),
-            desc(1, "ul0"),
-            desc(2, &patch),
+        let ifaces = [
+            iface("br-phy", "internal", Some(65534)),
+            iface("ul0", "", Some(1)),
+            iface(&patch, "patch", Some(2)),
         ];
         assert_eq!(
-            ports(&descs, "br-phy", None, &patch).unwrap(),
+            ports(&ifaces, "br-phy", None, &patch).unwrap(),
             flows::Ports {
                 uplink: 1,
                 patch: Some(2)
             }
         );
         assert_eq!(
-            ports(&descs[..2], "br-phy", Some("ul0"), &patch).unwrap(),
+            ports(&ifaces[..2], "br-phy", Some("ul0"), &patch).unwrap(),
             flows::Ports {
                 uplink: 1,
                 patch: None
             }
         );
-        let two = [desc(port::LOCAL, "br-phy"), desc(1, "a"), desc(3, "b")];
+        // A patch port without its number yet is no patch port yet.
+        let pending = [ifaces[1].clone(), iface(&patch, "patch", None)];
+        assert_eq!(ports(&pending, "br-phy", None, &patch).unwrap().patch, None);
+        let two = [iface("a", "", Some(1)), iface("b", "", Some(3))];
         let e = ports(&two, "br-phy", None, &patch).unwrap_err().to_string();
         assert!(e.contains("--gateway-interface"), "{e}");
         assert!(ports(&two, "br-phy", Some("b"), &patch).is_ok());
-        assert!(ports(&descs[..1], "br-phy", None, &patch).is_err());
+        assert!(ports(&ifaces[..1], "br-phy", None, &patch).is_err());
     }
 }
