@@ -31,12 +31,19 @@ fn gateway_node(name: &str, ips: &[&str], hops: &[&str]) -> Node {
     n
 }
 
-/// A column of the row named `name`, as ovn-nbctl prints it.
+/// A column (or `column:key`) of the row named `name`: its elements
+/// separated by spaces, unquoted.
 fn get(env: &Env, table: &str, name: &str, column: &str) -> String {
-    env.central
-        .nbctl(&["--bare", "--columns", column, "find", table, &format!("name={name}")])
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
+    let out = env
+        .central
+        .nbctl(&["--if-exists", "get", table, name, column])
+        .unwrap_or_default();
+    out.trim()
+        .trim_matches(|c| c == '[' || c == ']')
+        .split(", ")
+        .map(|s| s.trim_matches('"'))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// `field=value` lines of the rows of an unnamed table owned by `node`'s

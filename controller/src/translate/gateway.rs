@@ -499,6 +499,21 @@ impl Translator for Gateways {
     }
 }
 
+/// The join subnets of the families the cluster has.
+fn join_subnets(config: &Config) -> Vec<IpNet> {
+    config
+        .join_subnets
+        .iter()
+        .filter(|j| {
+            config
+                .cluster_cidrs
+                .iter()
+                .any(|c| c.cidr.addr().is_ipv6() == j.addr().is_ipv6())
+        })
+        .copied()
+        .collect()
+}
+
 /// Owner kind `Join`: the one join switch.
 pub struct JoinRows;
 
@@ -521,14 +536,15 @@ impl Translator for JoinRows {
     }
     fn owners(&self, _: &Change, _: &View, _: &mut Vec<String>) {}
     fn all(&self, view: &View) -> Vec<String> {
-        if view.config.join_subnets.is_empty() {
+        if join_subnets(view.config).is_empty() {
             Vec::new()
         } else {
             vec![JOIN_KEY.to_string()]
         }
     }
     fn rows(&self, _: &str, view: &View, _: &mut Vec<Problem>) -> Option<Vec<DesiredRow>> {
-        (!view.config.join_subnets.is_empty()).then(|| join_rows(&view.config.join_subnets))
+        let nets = join_subnets(view.config);
+        (!nets.is_empty()).then(|| join_rows(&nets))
     }
 }
 

@@ -6,7 +6,9 @@
 //! easy: both go out the uplink. What arrives must be told apart:
 //!
 //! - Geneve between nodes goes straight to the host (the userspace
-//!   datapath decapsulates it there), before conntrack;
+//!   datapath decapsulates it there), before conntrack; what the host
+//!   sends (its own traffic and the tunnels it encapsulates, which enter
+//!   the bridge from `LOCAL`) simply goes out;
 //! - traffic the gateway router sent out (pod egress, SNATed to the node
 //!   IP) is committed to conntrack zone [`CT_ZONE`] with mark
 //!   [`MARK_GATEWAY`]; what comes back on such a connection (established
@@ -74,18 +76,6 @@ pub fn flows(ports: Ports) -> Vec<FlowMod> {
             300,
             Match::new().in_port(up).udp6().udp_dst(GENEVE_PORT),
             vec![Action::local()],
-        ),
-        add(
-            0,
-            300,
-            Match::new().in_port(port::LOCAL).udp().udp_dst(GENEVE_PORT),
-            vec![Action::output(up)],
-        ),
-        add(
-            0,
-            300,
-            Match::new().in_port(port::LOCAL).udp6().udp_dst(GENEVE_PORT),
-            vec![Action::output(up)],
         ),
     ];
     for t in ND_TYPES {
@@ -205,8 +195,6 @@ mod tests {
         let want = [
             "priority=300,udp,in_port=1,tp_dst=6081 actions=LOCAL",
             "priority=300,udp6,in_port=1,tp_dst=6081 actions=LOCAL",
-            "priority=300,udp,in_port=LOCAL,tp_dst=6081 actions=output:1",
-            "priority=300,udp6,in_port=LOCAL,tp_dst=6081 actions=output:1",
             "priority=200,icmp6,in_port=1,icmp_type=135 actions=LOCAL,output:2",
             "priority=200,icmp6,in_port=1,icmp_type=136 actions=LOCAL,output:2",
             "priority=100,ip,in_port=1 actions=ct(table=1,zone=64000)",
@@ -232,7 +220,7 @@ mod tests {
         }));
         assert!(t.iter().all(|l| !l.contains("ct_mark")), "{t:#?}");
         assert!(t.contains(&"priority=10,in_port=7 actions=LOCAL".to_string()));
-        assert_eq!(t.len(), 12);
+        assert_eq!(t.len(), 10);
     }
 
     #[test]
