@@ -319,8 +319,8 @@ impl Daemon {
     /// management port, node publishing and metrics tasks.
     pub async fn serve(self: Arc<Self>, listener: UnixListener) -> Result<()> {
         // Kernel changes: the gateway bridge and the management port are
-        // looked at again when links, addresses or routes move (an
-        // ovs-vswitchd restart recreates their devices empty).
+        // looked at again when links, addresses or routes move (their
+        // devices come back empty when ovs-vswitchd's datapath went).
         let kicks = match gateway::monitor::start() {
             Ok(rx) => rx,
             Err(e) => {
@@ -958,8 +958,8 @@ impl Daemon {
 
     /// Creates and configures the management port, retrying until the node
     /// has subnets and OVS has created the interface; then keeps it so:
-    /// looks again whenever the kernel's links or addresses change (an
-    /// `ovs-vswitchd` restart recreates the interface without addresses),
+    /// looks again whenever the kernel's links or addresses change (the
+    /// interface comes back empty when `ovs-vswitchd`'s datapath went),
     /// and every minute.
     async fn mgmt_loop(&self, mut kicks: tokio::sync::watch::Receiver<u64>) {
         let mut logged = false;

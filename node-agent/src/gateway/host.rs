@@ -2,14 +2,17 @@
 //! default routes (what the node annotation publishes), putting them back
 //! when the interface was recreated, and kernel change notifications.
 //!
-//! With the userspace datapath a bridge's internal port is a tap device
-//! that `ovs-vswitchd` owns: when it restarts, the device is destroyed and
-//! made again without addresses or routes, and the node would lose its IP
-//! (and the Geneve tunnels that start from it). The agent therefore keeps
+//! A bridge's internal port is a device `ovs-vswitchd` makes: when it
+//! goes with its datapath (`ovs-appctl exit --cleanup`, a reboot with the
+//! database kept, the bridge deleted and made again), it comes back
+//! without addresses or routes, and the node would lose its IP (and the
+//! Geneve tunnels that start from it). The agent therefore keeps
 //! the last configuration it saw on the device, with the device's ifindex,
-//! and restores it onto a *new* device that has none. An address removed
-//! from the same device is a decision someone made: it is published as
-//! missing, never put back.
+//! and restores it onto a device that has none when it looks at it for the
+//! first time since connecting to `ovs-vswitchd` (which restarted, or
+//! the agent did), or when the device's ifindex changed. An address
+//! removed while the agent watches is a decision someone made: it is
+//! published as missing, and saved so, never put back.
 
 use std::net::IpAddr;
 
@@ -196,8 +199,10 @@ pub const ADDRESSES_ID: &str = "switchyard.io/host-addresses";
 pub const NEXT_HOPS_ID: &str = "switchyard.io/host-next-hops";
 
 /// What to do about the interface, from what it holds now and what was
-/// saved: restore onto a recreated, empty device; otherwise the kernel's
-/// state is the truth (and is saved when it differs).
+/// saved: restore onto an empty device that is new to the agent (`fresh`:
+/// first look since connecting to the switch) or was recreated (another
+/// ifindex); otherwise the kernel's state is the truth (and is saved when
+/// it differs).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {
     Restore(HostConfig),
@@ -205,10 +210,10 @@ pub enum Decision {
     Keep,
 }
 
-pub fn decide(now: &HostConfig, saved: Option<&HostConfig>) -> Decision {
+pub fn decide(now: &HostConfig, saved: Option<&HostConfig>, fresh: bool) -> Decision {
     match saved {
         Some(s)
-            if s.ifindex != now.ifindex
+            if (fresh || s.ifindex != now.ifindex)
                 && now.addresses.is_empty()
                 && !s.addresses.is_empty() =>
         {
@@ -232,21 +237,43 @@ mod tests {
     }
 
     #[test]
-    fn restores_only_onto_a_recreated_empty_device() {
+    fn restores_only_onto_an_empty_device_new_to_the_agent() {
         let saved = cfg(5, &["198.18.0.11/24", "2001:db8::11/64"], &["198.18.0.1"]);
-        // vswitchd restarted: a new device without addresses.
-        let fresh = cfg(9, &[], &[]);
-        assert_eq!(decide(&fresh, Some(&saved)), Decision::Restore(saved.clone()));
-        // Same device, address removed by someone: the new truth.
+        // vswitchd restarted: an empty device, first look since then
+        // (the kernel may well give it the same ifindex).
+        let empty = cfg(5, &[], &[]);
+        assert_eq!(
+            decide(&empty, Some(&saved), true),
+            Decision::Restore(saved.clone())
+        );
+        // Recreated under the agent's eyes: another ifindex.
+        let other_index = cfg(9, &[], &[]);
+        assert_eq!(
+            decide(&other_index, Some(&saved), false),
+            Decision::Restore(saved.clone())
+        );
+        // Same device, emptied while the agent watched: the new truth,
+        // and once saved so, never restored.
+        assert_eq!(
+            decide(&empty, Some(&saved), false),
+            Decision::Save(empty.clone())
+        );
+        assert_eq!(decide(&empty, Some(&empty), true), Decision::Keep);
         let removed = cfg(5, &["2001:db8::11/64"], &["198.18.0.1"]);
-        assert_eq!(decide(&removed, Some(&saved)), Decision::Save(removed.clone()));
+        assert_eq!(
+            decide(&removed, Some(&saved), true),
+            Decision::Save(removed.clone())
+        );
         // Unchanged: nothing to write.
-        assert_eq!(decide(&saved, Some(&saved)), Decision::Keep);
+        assert_eq!(decide(&saved, Some(&saved), true), Decision::Keep);
         // Nothing saved yet.
-        assert_eq!(decide(&fresh, None), Decision::Save(fresh.clone()));
-        // A recreated device someone configured already is left alone.
-        let other = cfg(9, &["198.18.0.99/24"], &[]);
-        assert_eq!(decide(&other, Some(&saved)), Decision::Save(other.clone()));
+        assert_eq!(decide(&empty, None, true), Decision::Save(empty.clone()));
+        // A device someone configured already is left alone.
+        let configured = cfg(9, &["198.18.0.99/24"], &[]);
+        assert_eq!(
+            decide(&configured, Some(&saved), true),
+            Decision::Save(configured.clone())
+        );
     }
 
     #[test]

@@ -12,9 +12,11 @@
 //!   bundle) when they differ from what the bridge's ports call for,
 //!   untouched when they do not (a restarted agent changes nothing), and
 //!   put back when `ovs-vswitchd` restarts (the OpenFlow connection drops;
-//!   the agent reconnects and finds the default table);
+//!   the agent reconnects and finds the bridge's default `NORMAL` table);
 //! - keeps the bridge interface's addresses and default routes
-//!   ([`host`]), and publishes them with the MAC as the node annotation
+//!   ([`host`]: put back when the device comes back empty, e.g. after
+//!   `ovs-vswitchd` stopped with its datapath), and publishes them with
+//!   the MAC as the node annotation
 //!   `switchyard.io/gateway` the controller builds the gateway router
 //!   from.
 
@@ -170,6 +172,10 @@ impl Gateway {
             .map_err(|e| Error::OvsState(format!("OpenFlow to {remote}: {e}")))?;
         info!(%bridge, "connected to the gateway bridge");
         let patch = patch_port_name(&self.cfg.node, &self.cfg.integration_bridge);
+        // The first look at the bridge's device since connecting: after a
+        // restart of the switch (or of the agent) an empty device is one
+        // to restore.
+        let mut fresh = true;
         loop {
             let descs = client
                 .port_descs()
@@ -182,7 +188,8 @@ impl Gateway {
                 .iter()
                 .find(|p| p.port_no == port::LOCAL)
                 .map(|p| format_mac(&p.hw_addr.0));
-            self.sync_host(nl, &bridge, mac).await?;
+            self.sync_host(nl, &bridge, mac, fresh).await?;
+            fresh = false;
             tokio::select! {
                 ev = events.recv() => match ev {
                     Some(Event::PortStatus(ps)) => {
@@ -237,6 +244,7 @@ impl Gateway {
         nl: &rtnetlink::Handle,
         bridge: &str,
         mac: Option<String>,
+        fresh: bool,
     ) -> Result<()> {
         let Some(now) = host::read(nl, bridge).await? else {
             return Err(Error::OvsState(format!(
@@ -245,7 +253,7 @@ impl Gateway {
         };
         let row = self.ovs.bridge(bridge);
         let saved = row.as_ref().and_then(|r| host::from_ids(&r.external_ids));
-        let now = match host::decide(&now, saved.as_ref()) {
+        let now = match host::decide(&now, saved.as_ref(), fresh) {
             host::Decision::Keep => now,
             host::Decision::Save(c) => {
                 let ids: BTreeMap<String, String> = host::to_ids(&c).into_iter().collect();
