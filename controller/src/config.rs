@@ -213,7 +213,9 @@ impl Config {
             .filter(|c| c.addr().is_ipv4())
             .count();
         if join_v4 > 1 || self.join_subnets.len() - join_v4 > 1 {
-            return Err(Error::Config("at most one join subnet per IP family".into()));
+            return Err(Error::Config(
+                "at most one join subnet per IP family".into(),
+            ));
         }
         for j in &self.join_subnets {
             if *j != j.trunc() || j.max_prefix_len() - j.prefix_len() < 2 {

@@ -92,7 +92,14 @@ async fn gateways_follow_their_nodes_and_a_converged_restart_writes_nothing() {
         get(&env, "Logical_Router", "GR-n1", "options:chassis"),
         "chassis-n1"
     );
-    let net = |n: &str| get(&env, "Logical_Router_Port", &names::router_to_external(n), "networks");
+    let net = |n: &str| {
+        get(
+            &env,
+            "Logical_Router_Port",
+            &names::router_to_external(n),
+            "networks",
+        )
+    };
     assert_eq!(net("n2"), "198.18.0.12/24 2001:db8:18::12/64");
     let nat = owned(&env, "NAT", "n2", "type,external_ip,logical_ip");
     assert_eq!(
@@ -103,16 +110,31 @@ async fn gateways_follow_their_nodes_and_a_converged_restart_writes_nothing() {
         ]
     );
     assert_eq!(
-        owned(&env, "Logical_Router_Static_Route", "n1", "ip_prefix,nexthop,policy").len(),
+        owned(
+            &env,
+            "Logical_Router_Static_Route",
+            "n1",
+            "ip_prefix,nexthop,policy"
+        )
+        .len(),
         6,
         "default, pods and egress routes per family"
     );
-    assert_eq!(owned(&env, "Logical_Router_Policy", "n1", "priority").len(), 2);
+    assert_eq!(
+        owned(&env, "Logical_Router_Policy", "n1", "priority").len(),
+        2
+    );
     // northd accepts them: the gateway router is an l3 gateway on its chassis.
     eventually(T, "SB knows GR-n1's chassis binding", || {
         let out = env
             .central
-            .sbctl(&["--bare", "--columns=options", "find", "Port_Binding", "logical_port=rtoe-GR-n1"])
+            .sbctl(&[
+                "--bare",
+                "--columns=options",
+                "find",
+                "Port_Binding",
+                "logical_port=rtoe-GR-n1",
+            ])
             .map_err(|e| e.to_string())?;
         out.contains("l3gateway-chassis=chassis-n1")
             .then_some(())
@@ -141,7 +163,11 @@ async fn gateways_follow_their_nodes_and_a_converged_restart_writes_nothing() {
     })
     .await;
     // The IPv4 address goes: an Event, and IPv4 leaves the gateway.
-    c.apply_node(gateway_node("n2", &["2001:db8:18::12/64"], &["2001:db8:18::1"]));
+    c.apply_node(gateway_node(
+        "n2",
+        &["2001:db8:18::12/64"],
+        &["2001:db8:18::1"],
+    ));
     eventually(T, "an Event about n2's missing address", || {
         c.events()
             .iter()

@@ -104,8 +104,14 @@ fn main() -> Result<()> {
             .and_then(|i| args.get(i + 1))
             .cloned()
     };
-    let secs: f64 = flag("--seconds").map(|s| s.parse()).transpose()?.unwrap_or(5.0);
-    let rounds: usize = flag("--rounds").map(|s| s.parse()).transpose()?.unwrap_or(3);
+    let secs: f64 = flag("--seconds")
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(5.0);
+    let rounds: usize = flag("--rounds")
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(3);
     let family: IpFamily = flag("--ip-family")
         .map(|s| s.parse())
         .transpose()?
@@ -178,8 +184,14 @@ fn main() -> Result<()> {
     let (p, h) = (median(pod_bps), median(host_bps));
     println!();
     println!("TCP to the external host ({dst}), {secs} s x {rounds}, medians:");
-    println!("  pod on node-1 (gateway router, SNAT, gateway bridge): {:8.1} Mbit/s", p / 1e6);
-    println!("  node-1's host (gateway bridge LOCAL -> uplink):       {:8.1} Mbit/s", h / 1e6);
+    println!(
+        "  pod on node-1 (gateway router, SNAT, gateway bridge): {:8.1} Mbit/s",
+        p / 1e6
+    );
+    println!(
+        "  node-1's host (gateway bridge LOCAL -> uplink):       {:8.1} Mbit/s",
+        h / 1e6
+    );
     println!("  ratio pod / host: {:.2}", p / h);
     sb.down()?;
     Ok(())

@@ -106,7 +106,9 @@ impl Node {
             underlay.external_ip6().to_string(),
         );
         sh(&["ip", "-n", &netns, "route", "add", "default", "via", &gw4])?;
-        sh(&["ip", "-n", &netns, "-6", "route", "add", "default", "via", &gw6])?;
+        sh(&[
+            "ip", "-n", &netns, "-6", "route", "add", "default", "via", &gw6,
+        ])?;
         let mut node = Node {
             name: name.to_string(),
             index,

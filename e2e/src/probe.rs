@@ -174,7 +174,14 @@ pub fn whoami(netns: &str, ip: IpAddr, timeout: Duration) -> Result<(String, IpA
         let once = || -> Result<(String, IpAddr)> {
             let out = in_netns(
                 netns,
-                &[python(), "-c", CLIENT, "tcp", &ip.to_string(), &WHOAMI_PORT.to_string()],
+                &[
+                    python(),
+                    "-c",
+                    CLIENT,
+                    "tcp",
+                    &ip.to_string(),
+                    &WHOAMI_PORT.to_string(),
+                ],
             )
             .stdin(Stdio::null())
             .output()?;
@@ -182,7 +189,10 @@ pub fn whoami(netns: &str, ip: IpAddr, timeout: Duration) -> Result<(String, IpA
             if !out.status.success() {
                 bail!(
                     "whoami {ip} from {netns} failed: {}",
-                    String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or_default()
+                    String::from_utf8_lossy(&out.stderr)
+                        .lines()
+                        .last()
+                        .unwrap_or_default()
                 );
             }
             let (name, peer) = text

@@ -231,13 +231,16 @@ impl Sandbox {
                 let mut node = memory::node(name);
                 node.status = Some(k8s_openapi::api::core::v1::NodeStatus {
                     addresses: Some(
-                        [ul.node_ip(k + 1).to_string(), ul.node_ip6(k + 1).to_string()]
-                            .into_iter()
-                            .map(|a| k8s_openapi::api::core::v1::NodeAddress {
-                                type_: "InternalIP".into(),
-                                address: a,
-                            })
-                            .collect(),
+                        [
+                            ul.node_ip(k + 1).to_string(),
+                            ul.node_ip6(k + 1).to_string(),
+                        ]
+                        .into_iter()
+                        .map(|a| k8s_openapi::api::core::v1::NodeAddress {
+                            type_: "InternalIP".into(),
+                            address: a,
+                        })
+                        .collect(),
                     ),
                     ..Default::default()
                 });

@@ -116,9 +116,26 @@ impl Underlay {
         sh(&["ip", "-n", &ext, "addr", "add", &v4, "dev", "eth0"])?;
         sh(&["ip", "-n", &ext, "addr", "add", &v6, "dev", "eth0", "nodad"])?;
         sh(&["ip", "-n", &ext, "link", "set", "eth0", "up"])?;
-        sh(&["ip", "-n", &ext, "addr", "add", &format!("{INTERNET_V4}/32"), "dev", "lo"])?;
         sh(&[
-            "ip", "-n", &ext, "addr", "add", &format!("{INTERNET_V6}/128"), "dev", "lo", "nodad",
+            "ip",
+            "-n",
+            &ext,
+            "addr",
+            "add",
+            &format!("{INTERNET_V4}/32"),
+            "dev",
+            "lo",
+        ])?;
+        sh(&[
+            "ip",
+            "-n",
+            &ext,
+            "addr",
+            "add",
+            &format!("{INTERNET_V6}/128"),
+            "dev",
+            "lo",
+            "nodad",
         ])?;
         Ok(())
     }

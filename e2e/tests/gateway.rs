@@ -48,7 +48,12 @@ fn start(family: IpFamily) -> (tempfile::TempDir, Sandbox) {
         sb.create_pod(pod_spec(NS, &name, Some(&node), echo_server_command(&name)))
             .unwrap();
         let host = format!("host-{node}");
-        let mut p = pod_spec(NS, &format!("host-{k}"), Some(&node), echo_server_command(&host));
+        let mut p = pod_spec(
+            NS,
+            &format!("host-{k}"),
+            Some(&node),
+            echo_server_command(&host),
+        );
         p.spec.as_mut().unwrap().host_network = Some(true);
         sb.create_pod(p).unwrap();
     }
@@ -64,7 +69,13 @@ fn pod_netns(sb: &Sandbox, k: usize) -> String {
 fn assert_paths(sb: &Sandbox, family: IpFamily) {
     // The rows, as an operator sees them.
     let show = sb.nbctl(&["show"]).unwrap();
-    for name in ["GR-node-1", "GR-node-2", "join", "ext-node-1", "lnet-node-2"] {
+    for name in [
+        "GR-node-1",
+        "GR-node-2",
+        "join",
+        "ext-node-1",
+        "lnet-node-2",
+    ] {
         assert!(show.contains(name), "{name} not in ovn-nbctl show:\n{show}");
     }
     let chassis = sb
@@ -75,9 +86,13 @@ fn assert_paths(sb: &Sandbox, family: IpFamily) {
     let external = sb.external_ips();
     for v6 in families(family) {
         // Negative control: nothing answers at an address nobody has.
-        let nobody: IpAddr = if v6 { "2001:db8:113::99" } else { "203.0.113.99" }
-            .parse()
-            .unwrap();
+        let nobody: IpAddr = if v6 {
+            "2001:db8:113::99"
+        } else {
+            "203.0.113.99"
+        }
+        .parse()
+        .unwrap();
         assert!(probe::probe_once(&pod_netns(sb, 1), Proto::Tcp, nobody, None).is_err());
         for k in 1..=2 {
             let src = pod_netns(sb, k);
@@ -107,7 +122,10 @@ fn assert_paths(sb: &Sandbox, family: IpFamily) {
             let other = 3 - k;
             let dst = of_family(&sb.pod_ips(NS, &format!("pod-{other}")), v6);
             let (name, peer) = whoami(&src, dst, T).unwrap();
-            assert_eq!((name.as_str(), peer), (format!("pod-{other}").as_str(), pod_ip));
+            assert_eq!(
+                (name.as_str(), peer),
+                (format!("pod-{other}").as_str(), pod_ip)
+            );
             // Node host → outside, through the same bridge.
             let host = sb.node_netns(k - 1);
             for dst in external.iter().filter(|i| i.is_ipv6() == v6) {
@@ -184,7 +202,11 @@ fn bridge_flows(sb: &Sandbox, i: usize) -> Vec<String> {
         .arg(format!("unix:{}", mgmt.display()))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| l.contains("cookie="))
@@ -267,7 +289,14 @@ while True:
 /// (bytes sent, bytes received, longest gap in ms).
 fn stream_across(sb: &Sandbox, dst: IpAddr, during: impl FnOnce()) -> (u64, u64, u64) {
     let mut child = Command::new("ip")
-        .args(["netns", "exec", &pod_netns(sb, 1), python(), "-c", STREAM_CLIENT])
+        .args([
+            "netns",
+            "exec",
+            &pod_netns(sb, 1),
+            python(),
+            "-c",
+            STREAM_CLIENT,
+        ])
         .arg(dst.to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -306,8 +335,17 @@ fn stream_across(sb: &Sandbox, dst: IpAddr, during: impl FnOnce()) -> (u64, u64,
 fn set_ipv4(sb: &Sandbox, i: usize, old: Option<IpAddr>, new: Option<IpAddr>) {
     let ns = sb.node_netns(i).to_string();
     let ip = |args: &[&str]| {
-        let out = Command::new("ip").arg("-n").arg(&ns).args(args).output().unwrap();
-        assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("ip")
+            .arg("-n")
+            .arg(&ns)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "ip {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     if let Some(o) = old {
         ip(&["addr", "del", &format!("{o}/24"), "dev", "br-phy"]);
@@ -320,8 +358,13 @@ fn set_ipv4(sb: &Sandbox, i: usize, old: Option<IpAddr>, new: Option<IpAddr>) {
 }
 
 fn gateway_networks(sb: &Sandbox, node: &str) -> String {
-    sb.nbctl(&["get", "Logical_Router_Port", &format!("rtoe-GR-{node}"), "networks"])
-        .unwrap_or_default()
+    sb.nbctl(&[
+        "get",
+        "Logical_Router_Port",
+        &format!("rtoe-GR-{node}"),
+        "networks",
+    ])
+    .unwrap_or_default()
 }
 
 #[test]
@@ -330,7 +373,14 @@ fn dual_stack_gateways_survive_restarts_and_follow_addresses() {
     let (_dir, sb) = start(IpFamily::Dual);
     assert_paths(&sb, IpFamily::Dual);
     let sink = Command::new("ip")
-        .args(["netns", "exec", &sb.external_netns(), python(), "-c", STREAM_SINK])
+        .args([
+            "netns",
+            "exec",
+            &sb.external_netns(),
+            python(),
+            "-c",
+            STREAM_SINK,
+        ])
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
@@ -360,23 +410,36 @@ fn dual_stack_gateways_survive_restarts_and_follow_addresses() {
             assert!(a >= b, "{k} was replaced: duration {b} -> {a}");
         }
     });
-    eprintln!("stream across the agent restart: {sent} bytes sent, {got} received, longest gap {gap} ms");
+    eprintln!(
+        "stream across the agent restart: {sent} bytes sent, {got} received, longest gap {gap} ms"
+    );
     assert_eq!(sent, got, "bytes lost");
     assert!(sent > 16 * 1024, "{sent} bytes: too short a stream to tell");
-    assert!(gap < 2000, "the stream stalled {gap} ms across the agent restart");
+    assert!(
+        gap < 2000,
+        "the stream stalled {gap} ms across the agent restart"
+    );
 
     // 2. An ovs-vswitchd restart: flows, the bridge's addresses and the
     //    paths come back.
     sb.restart_vswitchd(0).unwrap();
-    common::wait(Duration::from_secs(60), "node-1's gateway bridge flows restored", || {
-        let flows = bridge_flows(&sb, 0);
-        (flows.iter().all(|f| f.contains("cookie=0x53594757")) && flows.len() >= 15)
-            .then_some(())
-            .ok_or(format!("{flows:#?}"))
-    });
+    common::wait(
+        Duration::from_secs(60),
+        "node-1's gateway bridge flows restored",
+        || {
+            let flows = bridge_flows(&sb, 0);
+            (flows.iter().all(|f| f.contains("cookie=0x53594757")) && flows.len() >= 15)
+                .then_some(())
+                .ok_or(format!("{flows:#?}"))
+        },
+    );
     for v6 in [false, true] {
-        let (_, peer) = whoami(&pod_netns(&sb, 1), of_family(&sb.external_ips()[2..], v6), T)
-            .expect("pod-1 reaches outside after the vswitchd restart");
+        let (_, peer) = whoami(
+            &pod_netns(&sb, 1),
+            of_family(&sb.external_ips()[2..], v6),
+            T,
+        )
+        .expect("pod-1 reaches outside after the vswitchd restart");
         assert_eq!(peer, of_family(&sb.node_ips(0), v6));
     }
     assert_paths(&sb, IpFamily::Dual);
@@ -415,7 +478,10 @@ fn dual_stack_gateways_survive_restarts_and_follow_addresses() {
     assert!(probe::probe_once(&pod_netns(&sb, 2), Proto::Tcp, internet, None).is_err());
     // IPv6 still leaves.
     let v6_out = of_family(&sb.external_ips()[2..], true);
-    assert_eq!(whoami(&pod_netns(&sb, 2), v6_out, T).unwrap().1, of_family(&sb.node_ips(1), true));
+    assert_eq!(
+        whoami(&pod_netns(&sb, 2), v6_out, T).unwrap().1,
+        of_family(&sb.node_ips(1), true)
+    );
 
     // 5. Restored: everything works again, and a controller restart on
     //    the converged cluster writes nothing to NB.
@@ -428,8 +494,15 @@ fn dual_stack_gateways_survive_restarts_and_follow_addresses() {
     sb.restart_controller().unwrap();
     let m = sb.controller_metrics().unwrap();
     common::wait(T, "the restarted controller in sync", || {
-        m.health.synced().then_some(()).ok_or("not synced".to_string())
+        m.health
+            .synced()
+            .then_some(())
+            .ok_or("not synced".to_string())
     });
-    assert_eq!(m.nb_operations.get(), 0, "NB operations on a converged restart");
+    assert_eq!(
+        m.nb_operations.get(),
+        0,
+        "NB operations on a converged restart"
+    );
     sb.down().unwrap();
 }

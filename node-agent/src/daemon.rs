@@ -963,8 +963,21 @@ impl Daemon {
     /// and every minute.
     async fn mgmt_loop(&self, mut kicks: tokio::sync::watch::Receiver<u64>) {
         let mut logged = false;
+        // The plan is read from the node's subnets (an API read with the
+        // kube source): once, then every minute, never per kernel change.
+        let mut plan: Option<mgmt::MgmtPlan> = None;
         loop {
-            match self.setup_mgmt().await {
+            let step = async {
+                if plan.is_none() {
+                    let subnets = self.pods.node_subnets(&self.cfg.node).await?;
+                    plan = mgmt::plan(&subnets, &self.cfg.cluster_cidrs);
+                }
+                match &plan {
+                    Some(p) => self.setup_mgmt(p).await,
+                    None => Ok(false),
+                }
+            };
+            match step.await {
                 Ok(true) => {
                     if !self.mgmt_ready.swap(true, Ordering::Relaxed) {
                         info!(interface = names::MGMT_INTERFACE, "management port ready");
@@ -975,13 +988,15 @@ impl Daemon {
                             if r.is_err() {
                                 tokio::time::sleep(Duration::from_secs(5)).await;
                             }
+                            // A burst of changes (a pod's veth) is one look.
+                            tokio::time::sleep(Duration::from_millis(50)).await;
                             kicks.borrow_and_update();
                         }
-                        _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+                        _ = tokio::time::sleep(Duration::from_secs(60)) => plan = None,
                     }
                     continue;
                 }
-                Ok(false) => {}
+                Ok(false) => plan = None,
                 Err(e) if !logged => {
                     warn!(error = %e, "management port not ready; retrying");
                     logged = true;
@@ -1036,9 +1051,8 @@ impl Daemon {
             // (checked hourly too).
             let current = published.clone().unwrap_or_default();
             let gw_now = gw.clone();
-            let chassis_only = move |ids: &BTreeMap<String, String>| {
-                node_annotations(ids, gw_now.as_ref())
-            };
+            let chassis_only =
+                move |ids: &BTreeMap<String, String>| node_annotations(ids, gw_now.as_ref());
             tokio::select! {
                 r = self.ovs.wait_node_ids_change(Duration::from_secs(3600), &current, chassis_only) => {
                     if let Err(e) = r {
@@ -1059,11 +1073,9 @@ impl Daemon {
         self.mgmt_ready.load(Ordering::Relaxed)
     }
 
-    async fn setup_mgmt(&self) -> Result<bool> {
-        let subnets = self.pods.node_subnets(&self.cfg.node).await?;
-        let Some(plan) = mgmt::plan(&subnets, &self.cfg.cluster_cidrs) else {
-            return Ok(false);
-        };
+    /// Makes the management port as `plan` says; `Ok(false)` while OVS has
+    /// not created its interface yet.
+    async fn setup_mgmt(&self, plan: &mgmt::MgmtPlan) -> Result<bool> {
         let iface_id = names::mgmt_port(&self.cfg.node);
         let current = self.ovs.interface(names::MGMT_INTERFACE);
         let ok = current
@@ -1094,9 +1106,10 @@ impl Daemon {
         // which would bring this loop straight back here). Its routes go
         // only with its addresses, when the device is recreated.
         let name = names::MGMT_INTERFACE.to_string();
-        let state = netlink::run_in(None, move |h| async move {
-            netlink::inspect(&h, &name).await
-        })
+        let state = netlink::run_in(
+            None,
+            move |h| async move { netlink::inspect(&h, &name).await },
+        )
         .await?;
         if let Some(st) = state {
             if ok

@@ -226,11 +226,13 @@ impl Ovs {
     /// A bridge's `external_ids` and `other_config`, if it exists.
     pub fn bridge(&self, name: &str) -> Option<BridgeRow> {
         self.replica.with(|db| {
-            db.table("Bridge").by_name(name).map(|(uuid, row)| BridgeRow {
-                uuid,
-                external_ids: str_map(row, "external_ids"),
-                other_config: str_map(row, "other_config"),
-            })
+            db.table("Bridge")
+                .by_name(name)
+                .map(|(uuid, row)| BridgeRow {
+                    uuid,
+                    external_ids: str_map(row, "external_ids"),
+                    other_config: str_map(row, "other_config"),
+                })
         })
     }
 

@@ -57,12 +57,8 @@ fn creates_the_bridge_from_an_interface_and_restores_it_after_a_vswitchd_restart
         .unwrap();
     let central = OvnCentral::start(dir.path()).expect("OVN central");
     let name = common::unique("g");
-    let mut chassis = Chassis::start(
-        dir.path(),
-        &central.sb_remote(),
-        ChassisOptions::new(&name),
-    )
-    .expect("chassis");
+    let mut chassis = Chassis::start(dir.path(), &central.sb_remote(), ChassisOptions::new(&name))
+        .expect("chassis");
     let ns = chassis.netns().unwrap().to_string();
     // Another host on the node's link: eth0's peer in a namespace of its own.
     let outside = common::unique("gwo");
@@ -86,10 +82,21 @@ fn creates_the_bridge_from_an_interface_and_restores_it_after_a_vswitchd_restart
             ip(&["-n", n, "addr", "add", a, "dev", dev, "nodad"]);
         }
         ip(&["-n", n, "link", "set", dev, "up"]);
-        assert!(in_ns(n, &["ethtool", "-K", dev, "tx", "off"]).status.success());
+        assert!(in_ns(n, &["ethtool", "-K", dev, "tx", "off"])
+            .status
+            .success());
     }
     ip(&["-n", &ns, "route", "add", "default", "via", "192.0.2.1"]);
-    ip(&["-n", &ns, "-6", "route", "add", "default", "via", "2001:db8:99::1"]);
+    ip(&[
+        "-n",
+        &ns,
+        "-6",
+        "route",
+        "add",
+        "default",
+        "via",
+        "2001:db8:99::1",
+    ]);
     let eth0_mac = ip(&["-n", &ns, "-o", "link", "show", "eth0"])
         .split("link/ether ")
         .nth(1)
@@ -114,7 +121,9 @@ fn creates_the_bridge_from_an_interface_and_restores_it_after_a_vswitchd_restart
             .build()
             .unwrap();
         rt.block_on(async move {
-            let ovs = Ovs::connect(&remote, Duration::from_secs(10)).await.unwrap();
+            let ovs = Ovs::connect(&remote, Duration::from_secs(10))
+                .await
+                .unwrap();
             let gw = Gateway {
                 cfg,
                 ovs,
@@ -167,7 +176,12 @@ fn creates_the_bridge_from_an_interface_and_restores_it_after_a_vswitchd_restart
     let ports = chassis.vsctl(&["list-ports", "br-ex"]).unwrap();
     assert_eq!(ports.trim(), "eth0");
     let mappings = chassis
-        .vsctl(&["get", "Open_vSwitch", ".", "external_ids:ovn-bridge-mappings"])
+        .vsctl(&[
+            "get",
+            "Open_vSwitch",
+            ".",
+            "external_ids:ovn-bridge-mappings",
+        ])
         .unwrap();
     assert_eq!(mappings.trim().trim_matches('"'), "physnet:br-ex");
 
@@ -204,20 +218,34 @@ fn creates_the_bridge_from_an_interface_and_restores_it_after_a_vswitchd_restart
     // --cleanup`: the userspace datapath's tap devices go), and starts
     // again: the device comes back empty, the flows gone.
     let exit = Command::new("ovs-appctl")
-        .arg(format!("--target={}", chassis.dir().join("ovs-vswitchd.ctl").display()))
+        .arg(format!(
+            "--target={}",
+            chassis.dir().join("ovs-vswitchd.ctl").display()
+        ))
         .args(["exit", "--cleanup"])
         .output()
         .unwrap();
-    assert!(exit.status.success(), "{}", String::from_utf8_lossy(&exit.stderr));
+    assert!(
+        exit.status.success(),
+        "{}",
+        String::from_utf8_lossy(&exit.stderr)
+    );
     wait_until(Duration::from_secs(30), "br-ex's device to go", || {
-        (!in_ns(&ns, &["ip", "link", "show", "br-ex"]).status.success()).then_some(())
+        (!in_ns(&ns, &["ip", "link", "show", "br-ex"])
+            .status
+            .success())
+        .then_some(())
     })
     .unwrap();
     chassis.restart_vswitchd().expect("ovs-vswitchd restarts");
-    wait_until(Duration::from_secs(30), "addresses restored on br-ex", || {
-        let a = ip(&["-n", &ns, "-o", "addr", "show", "dev", "br-ex"]);
-        (a.contains("192.0.2.10/24") && a.contains("2001:db8:99::10/64")).then_some(())
-    })
+    wait_until(
+        Duration::from_secs(30),
+        "addresses restored on br-ex",
+        || {
+            let a = ip(&["-n", &ns, "-o", "addr", "show", "dev", "br-ex"]);
+            (a.contains("192.0.2.10/24") && a.contains("2001:db8:99::10/64")).then_some(())
+        },
+    )
     .unwrap();
     wait_until(Duration::from_secs(30), "the gateway flows back", || {
         (flows(&chassis).len() == 10).then_some(())
@@ -228,7 +256,15 @@ fn creates_the_bridge_from_an_interface_and_restores_it_after_a_vswitchd_restart
     reaches_outside("the host reaches its link again");
     // The same device is not "restored" again: a removed address stays
     // removed, and the annotation says so.
-    ip(&["-n", &ns, "addr", "del", "2001:db8:99::10/64", "dev", "br-ex"]);
+    ip(&[
+        "-n",
+        &ns,
+        "addr",
+        "del",
+        "2001:db8:99::10/64",
+        "dev",
+        "br-ex",
+    ]);
     rt.block_on(async {
         tokio::time::timeout(
             Duration::from_secs(30),

@@ -34,8 +34,8 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use ovsdb::nb::{
-    LogicalRouter, LogicalRouterPolicy, LogicalRouterPort, LogicalRouterStaticRoute,
-    LogicalSwitch, LogicalSwitchPort, Nat,
+    LogicalRouter, LogicalRouterPolicy, LogicalRouterPort, LogicalRouterStaticRoute, LogicalSwitch,
+    LogicalSwitchPort, Nat,
 };
 use switchyard_api::annotations::{NodeGateway, NODE_CHASSIS, NODE_GATEWAY};
 use switchyard_api::{addressing, mac, names};
@@ -65,8 +65,7 @@ pub fn router_join_net(join: IpNet) -> Option<IpNet> {
 /// plus two. `None` when the subnet is outside the CIDR or the join subnet
 /// is too small for that index.
 pub fn node_join_net(join: IpNet, cidr: &ClusterCidr, subnet: IpNet) -> Option<IpNet> {
-    if !cidr.cidr.contains(&subnet.network()) || join.addr().is_ipv4() != subnet.addr().is_ipv4()
-    {
+    if !cidr.cidr.contains(&subnet.network()) || join.addr().is_ipv4() != subnet.addr().is_ipv4() {
         return None;
     }
     let bits = |ip: IpAddr| -> u128 {
@@ -169,22 +168,22 @@ pub fn gateway_rows(plan: &GatewayPlan) -> Vec<DesiredRow> {
                     ("dynamic_neigh_routers", "true"),
                 ]),
             ),
-        DesiredRow::named(
-            Table::LogicalRouterPort,
-            names::router_to_join(&gr),
-            &owner,
-        )
-        .ids(ids)
-        .col(LogicalRouterPort::MAC, Col::Str(join_mac))
-        .col(
-            LogicalRouterPort::NETWORKS,
-            Col::set(plan.families.iter().map(|f| f.join.to_string())),
-        )
-        .parent(on_gr(LogicalRouter::PORTS)),
+        DesiredRow::named(Table::LogicalRouterPort, names::router_to_join(&gr), &owner)
+            .ids(ids)
+            .col(LogicalRouterPort::MAC, Col::Str(join_mac))
+            .col(
+                LogicalRouterPort::NETWORKS,
+                Col::set(plan.families.iter().map(|f| f.join.to_string())),
+            )
+            .parent(on_gr(LogicalRouter::PORTS)),
         router_port(
             names::join_to_router(&gr),
             names::router_to_join(&gr),
-            Parent::new(Table::LogicalSwitch, names::JOIN_SWITCH, LogicalSwitch::PORTS),
+            Parent::new(
+                Table::LogicalSwitch,
+                names::JOIN_SWITCH,
+                LogicalSwitch::PORTS,
+            ),
         ),
         DesiredRow::named(Table::LogicalSwitch, &ext, &owner).ids(ids),
         DesiredRow::named(
@@ -309,7 +308,11 @@ pub fn join_rows(join_subnets: &[IpNet]) -> Vec<DesiredRow> {
         DesiredRow::named(Table::LogicalRouterPort, &rtoj, &owner)
             .col(
                 LogicalRouterPort::MAC,
-                Col::Str(nets.first().map(|n| mac::from_ip(n.addr())).unwrap_or_default()),
+                Col::Str(
+                    nets.first()
+                        .map(|n| mac::from_ip(n.addr()))
+                        .unwrap_or_default(),
+                ),
             )
             .col(
                 LogicalRouterPort::NETWORKS,
@@ -327,7 +330,10 @@ pub fn join_rows(join_subnets: &[IpNet]) -> Vec<DesiredRow> {
         )
         .col(LogicalSwitchPort::TYPE, Col::str("router"))
         .col(LogicalSwitchPort::ADDRESSES, Col::set(["router"]))
-        .col(LogicalSwitchPort::OPTIONS, Col::map([("router-port", rtoj)]))
+        .col(
+            LogicalSwitchPort::OPTIONS,
+            Col::map([("router-port", rtoj)]),
+        )
         .parent(Parent::new(
             Table::LogicalSwitch,
             names::JOIN_SWITCH,

@@ -38,7 +38,9 @@ const DUAL_GW: &str = r#"{"bridge":"br-phy","mac":"02:AA:00:00:00:0b",
     "nextHops":["198.18.0.1","2001:db8:18::1"]}"#;
 
 fn cols(r: &DesiredRow, c: &str) -> Col {
-    r.get(c).cloned().unwrap_or_else(|| panic!("no {c} in {r:?}"))
+    r.get(c)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {c} in {r:?}"))
 }
 
 fn keyed<'a>(rows: &'a [DesiredRow], table: Table, key: &str) -> &'a DesiredRow {
@@ -62,13 +64,20 @@ fn join_addresses_follow_the_node_subnet_index() {
     );
     // Outside the cluster CIDR, another family, or past the join subnet.
     assert_eq!(node_join_net(join, &v4, net("10.245.0.0/24")), None);
-    assert_eq!(node_join_net(net("fd98::/64"), &v4, net("10.244.1.0/24")), None);
+    assert_eq!(
+        node_join_net(net("fd98::/64"), &v4, net("10.244.1.0/24")),
+        None
+    );
     let small = net("100.64.0.0/29");
     assert_eq!(
         node_join_net(small, &v4, net("10.244.4.0/24")),
         Some(net("100.64.0.6/29"))
     );
-    assert_eq!(node_join_net(small, &v4, net("10.244.5.0/24")), None, "broadcast");
+    assert_eq!(
+        node_join_net(small, &v4, net("10.244.5.0/24")),
+        None,
+        "broadcast"
+    );
     assert_eq!(node_join_net(small, &v4, net("10.244.6.0/24")), None);
     let v6 = cidr("fd00:10:244::/48/64");
     assert_eq!(
@@ -181,7 +190,9 @@ fn node_ips_from_status_join_the_policy_match() {
     let cfg = config(&["10.244.0.0/16/24"]);
     let mut n = node(
         "w2",
-        Some(r#"{"bridge":"br-ex","mac":"02:00:00:00:00:02","ips":["192.0.2.2/24"],"nextHops":["192.0.2.1"]}"#),
+        Some(
+            r#"{"bridge":"br-ex","mac":"02:00:00:00:00:02","ips":["192.0.2.2/24"],"nextHops":["192.0.2.1"]}"#,
+        ),
         Some("c2"),
     );
     n.addresses = vec![
@@ -207,18 +218,36 @@ fn missing_inputs_are_reported_on_the_node() {
     assert!(plan(&node("a", None, Some("c")), &subnets, &cfg, &mut problems).is_none());
     assert!(problems.is_empty());
     // Published but unparsable.
-    assert!(plan(&node("a", Some("{"), Some("c")), &subnets, &cfg, &mut problems).is_none());
+    assert!(plan(
+        &node("a", Some("{"), Some("c")),
+        &subnets,
+        &cfg,
+        &mut problems
+    )
+    .is_none());
     assert_eq!(problems[0].reason, "GatewayInvalid");
     assert_eq!(problems[0].object, ObjectRef::node("a", "uid-a"));
     // No chassis to bind to.
     problems.clear();
-    assert!(plan(&node("a", Some(DUAL_GW), None), &subnets, &cfg, &mut problems).is_none());
+    assert!(plan(
+        &node("a", Some(DUAL_GW), None),
+        &subnets,
+        &cfg,
+        &mut problems
+    )
+    .is_none());
     assert_eq!(problems[0].reason, "GatewayUnbound");
     // IPv4 only on the bridge, no default route: IPv6 is left out and
     // both are said.
     problems.clear();
     let v4_only = r#"{"bridge":"br-phy","mac":"02:00:00:00:00:01","ips":["198.18.0.11/24"]}"#;
-    let p = plan(&node("a", Some(v4_only), Some("c")), &subnets, &cfg, &mut problems).unwrap();
+    let p = plan(
+        &node("a", Some(v4_only), Some("c")),
+        &subnets,
+        &cfg,
+        &mut problems,
+    )
+    .unwrap();
     let reasons: Vec<&str> = problems.iter().map(|p| p.reason).collect();
     assert_eq!(reasons, ["NoDefaultRoute", "NodeAddressMissing"]);
     assert!(problems[1].note.contains("IPv6"), "{}", problems[1].note);
@@ -230,7 +259,13 @@ fn missing_inputs_are_reported_on_the_node() {
     // No address at all: no gateway.
     problems.clear();
     let none = r#"{"bridge":"br-phy","mac":"02:00:00:00:00:01","ips":[]}"#;
-    assert!(plan(&node("a", Some(none), Some("c")), &subnets, &cfg, &mut problems).is_none());
+    assert!(plan(
+        &node("a", Some(none), Some("c")),
+        &subnets,
+        &cfg,
+        &mut problems
+    )
+    .is_none());
     assert_eq!(problems.len(), 2);
 }
 

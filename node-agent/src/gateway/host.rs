@@ -45,11 +45,7 @@ pub async fn read(h: &Handle, name: &str) -> Result<Option<HostConfig>> {
     };
     let ifindex = link.header.index;
     let mut addresses: Vec<(bool, bool, IpNet)> = Vec::new();
-    let mut stream = h
-        .address()
-        .get()
-        .set_link_index_filter(ifindex)
-        .execute();
+    let mut stream = h.address().get().set_link_index_filter(ifindex).execute();
     while let Some(msg) = stream
         .try_next()
         .await
@@ -58,9 +54,9 @@ pub async fn read(h: &Handle, name: &str) -> Result<Option<HostConfig>> {
         if msg.header.scope != AddressScope::Universe {
             continue;
         }
-        let secondary = msg.attributes.iter().any(|a| {
-            matches!(a, AddressAttribute::Flags(f) if f.contains(AddressFlags::Secondary))
-        }) || msg.header.flags.contains(AddressHeaderFlags::Secondary);
+        let secondary = msg.attributes.iter().any(
+            |a| matches!(a, AddressAttribute::Flags(f) if f.contains(AddressFlags::Secondary)),
+        ) || msg.header.flags.contains(AddressHeaderFlags::Secondary);
         for a in &msg.attributes {
             if let AddressAttribute::Address(ip) = a {
                 if let Ok(net) = IpNet::new(*ip, msg.header.prefix_len) {
@@ -105,7 +101,10 @@ pub async fn read(h: &Handle, name: &str) -> Result<Option<HostConfig>> {
                 _ => None,
             });
             if let Some(gw) = gw {
-                if !next_hops.iter().any(|h: &IpAddr| h.is_ipv6() == gw.is_ipv6()) {
+                if !next_hops
+                    .iter()
+                    .any(|h: &IpAddr| h.is_ipv6() == gw.is_ipv6())
+                {
                     next_hops.push(gw);
                 }
             }
@@ -278,12 +277,15 @@ mod tests {
 
     #[test]
     fn saved_configuration_round_trips_through_external_ids() {
-        let c = cfg(5, &["198.18.0.11/24", "2001:db8::11/64"], &["198.18.0.1", "2001:db8::1"]);
+        let c = cfg(
+            5,
+            &["198.18.0.11/24", "2001:db8::11/64"],
+            &["198.18.0.1", "2001:db8::1"],
+        );
         let ids: std::collections::BTreeMap<String, String> = to_ids(&c).into_iter().collect();
         assert_eq!(from_ids(&ids), Some(c));
         let empty = cfg(3, &[], &[]);
-        let ids: std::collections::BTreeMap<String, String> =
-            to_ids(&empty).into_iter().collect();
+        let ids: std::collections::BTreeMap<String, String> = to_ids(&empty).into_iter().collect();
         assert_eq!(from_ids(&ids), Some(empty));
         assert_eq!(from_ids(&Default::default()), None);
     }

@@ -60,7 +60,10 @@ pub const CREATED_ID: &str = "switchyard.io/created";
 /// The name ovn-controller gives the gateway bridge's end of the patch to
 /// the node's localnet port.
 pub fn patch_port_name(node: &str, integration_bridge: &str) -> String {
-    format!("patch-{}-to-{integration_bridge}", names::localnet_port(node))
+    format!(
+        "patch-{}-to-{integration_bridge}",
+        names::localnet_port(node)
+    )
 }
 
 /// `physnet:bridge` merged into existing `ovn-bridge-mappings`.
@@ -161,7 +164,10 @@ impl Gateway {
 
     async fn session_with(&mut self, nl: &rtnetlink::Handle) -> Result<()> {
         let bridge = self.ensure_bridge(nl).await?;
-        let remote = format!("unix:{}", self.cfg.ovs_rundir.join(format!("{bridge}.mgmt")).display());
+        let remote = format!(
+            "unix:{}",
+            self.cfg.ovs_rundir.join(format!("{bridge}.mgmt")).display()
+        );
         let config = ClientConfig::new(&remote)
             .map_err(|e| Error::Config(format!("{remote}: {e}")))?
             .connect_timeout(Duration::from_secs(5))
@@ -257,7 +263,9 @@ impl Gateway {
             host::Decision::Keep => now,
             host::Decision::Save(c) => {
                 let ids: BTreeMap<String, String> = host::to_ids(&c).into_iter().collect();
-                self.ovs.set_bridge_keys(bridge, "external_ids", &ids).await?;
+                self.ovs
+                    .set_bridge_keys(bridge, "external_ids", &ids)
+                    .await?;
                 c
             }
             host::Decision::Restore(saved) => {
@@ -265,7 +273,9 @@ impl Gateway {
                 host::restore(nl, bridge, now.ifindex, &saved).await?;
                 let again = host::read(nl, bridge).await?.unwrap_or(now);
                 let ids: BTreeMap<String, String> = host::to_ids(&again).into_iter().collect();
-                self.ovs.set_bridge_keys(bridge, "external_ids", &ids).await?;
+                self.ovs
+                    .set_bridge_keys(bridge, "external_ids", &ids)
+                    .await?;
                 again
             }
         };
@@ -275,7 +285,9 @@ impl Gateway {
         // Pin the MAC the gateway router will share, so it never moves.
         if row.as_ref().and_then(|r| r.other_config.get("hwaddr")) != Some(&mac) {
             let pin = BTreeMap::from([("hwaddr".to_string(), mac.clone())]);
-            self.ovs.set_bridge_keys(bridge, "other_config", &pin).await?;
+            self.ovs
+                .set_bridge_keys(bridge, "other_config", &pin)
+                .await?;
         }
         let gw = NodeGateway {
             bridge: bridge.to_string(),
@@ -377,7 +389,6 @@ impl Gateway {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use openflow::MacAddr;
 
     fn iface(name: &str, kind: &str, ofport: Option<u32>) -> BridgeInterface {
         BridgeInterface {
