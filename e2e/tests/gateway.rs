@@ -194,7 +194,8 @@ fn ipv6_gateway_paths() {
     sb.down().unwrap();
 }
 
-/// The gateway bridge's flows, `ovs-ofctl dump-flows` of node `i`.
+/// The gateway bridge's flows, `ovs-ofctl dump-flows` of node `i` (none
+/// while the switch does not answer).
 fn bridge_flows(sb: &Sandbox, i: usize) -> Vec<String> {
     let mgmt = sb.node_dir(i).join("br-phy.mgmt");
     let out = Command::new("ovs-ofctl")
@@ -202,11 +203,9 @@ fn bridge_flows(sb: &Sandbox, i: usize) -> Vec<String> {
         .arg(format!("unix:{}", mgmt.display()))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if !out.status.success() {
+        return Vec::new();
+    }
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| l.contains("cookie="))
