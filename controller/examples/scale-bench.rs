@@ -33,6 +33,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::core::v1::Pod;
 use kube_memory::{node, pod, MemoryCluster};
 use ovn_testbed::OvnCentral;
 use ovsdb::{Client, ClientConfig, Condition, MonitorSpec, Mutation, Replica, Transaction};
@@ -263,6 +264,81 @@ async fn northd_idle(client: &Client) -> Result<(), Box<dyn std::error::Error>> 
     Err("ovn-northd did not catch up in 120 s".into())
 }
 
+/// A pod as large as a real API server hands out: container specs with
+/// env, resources and probes, status with conditions, managedFields and a
+/// last-applied annotation (about 8 KiB of JSON). The controller reads
+/// about 300 bytes of it; the rest is what decoding must skip.
+fn realistic_pod(ns: &str, name: &str, node: &str) -> Pod {
+    let mut p = pod(ns, name, node);
+    let env: Vec<serde_json::Value> = (0..12)
+        .map(|i| serde_json::json!({"name": format!("ENV_{i}"), "value": format!("value-{i}-with-some-length")}))
+        .collect();
+    let spec_json = serde_json::json!({
+        "nodeName": node,
+        "serviceAccountName": "default",
+        "containers": [{
+            "name": "app", "image": "registry.example.com/team/app:1.2.3",
+            "imagePullPolicy": "IfNotPresent",
+            "args": ["--listen=:8080", "--log-level=info", "--metrics=:9090"],
+            "env": env,
+            "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"},
+                      {"name": "metrics", "containerPort": 9090, "protocol": "TCP"}],
+            "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}},
+            "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 10},
+            "livenessProbe": {"httpGet": {"path": "/livez", "port": 8080}, "periodSeconds": 10},
+            "volumeMounts": [{"name": "config", "mountPath": "/etc/app"},
+                             {"name": "kube-api-access", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "readOnly": true}]
+        }],
+        "volumes": [{"name": "config", "configMap": {"name": "app-config"}},
+                    {"name": "kube-api-access", "projected": {"sources": [{"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}}]}}],
+        "tolerations": [{"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}]
+    });
+    p.spec = serde_json::from_value(spec_json).ok();
+    let conditions: Vec<serde_json::Value> = ["PodScheduled", "Initialized", "ContainersReady", "Ready"]
+        .iter()
+        .map(|t| serde_json::json!({"type": t, "status": "True", "lastTransitionTime": "2026-12-01T10:00:00Z"}))
+        .collect();
+    let status_json = serde_json::json!({
+        "phase": "Pending",
+        "conditions": conditions,
+        "hostIP": "198.18.0.10", "qosClass": "Burstable",
+        "containerStatuses": [{"name": "app", "ready": false, "restartCount": 0, "image": "registry.example.com/team/app:1.2.3",
+            "imageID": "registry.example.com/team/app@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "state": {"waiting": {"reason": "ContainerCreating"}}}]
+    });
+    p.status = serde_json::from_value(status_json).ok();
+    p.metadata.labels = Some(
+        [
+            ("app", "shop"),
+            ("tier", "web"),
+            ("pod-template-hash", "7d9f8c6b5"),
+            ("version", "v1.2.3"),
+            ("team", "payments"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+    );
+    p.metadata.annotations = Some(
+        [
+            (
+                "kubectl.kubernetes.io/last-applied-configuration".to_string(),
+                "{\"apiVersion\":\"v1\",\"kind\":\"Pod\"}".repeat(40),
+            ),
+            ("prometheus.io/scrape".to_string(), "true".to_string()),
+        ]
+        .into(),
+    );
+    p.metadata.managed_fields = serde_json::from_value(serde_json::json!([
+        {"manager": "kube-controller-manager", "operation": "Update", "apiVersion": "v1", "time": "2026-12-01T10:00:00Z",
+         "fieldsType": "FieldsV1", "fieldsV1": {"f:metadata": {"f:labels": {".": {}, "f:app": {}, "f:tier": {}}}, "f:spec": {"f:containers": {"k:{\"name\":\"app\"}": {".": {}, "f:image": {}, "f:env": {}, "f:ports": {}, "f:resources": {}}}}}},
+        {"manager": "kubelet", "operation": "Update", "apiVersion": "v1", "time": "2026-12-01T10:00:01Z", "subresource": "status",
+         "fieldsType": "FieldsV1", "fieldsV1": {"f:status": {"f:conditions": {}, "f:containerStatuses": {}, "f:hostIP": {}, "f:phase": {}, "f:qosClass": {}}}}
+    ]))
+    .ok();
+    p
+}
+
 /// Every row of the benchmark's tables, whole, as one `select` sees them.
 async fn snapshot(
     client: &Client,
@@ -390,7 +466,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         cluster.apply_node(node(&format!("node-{n:03}")));
     }
     for i in 0..pods {
-        cluster.apply_pod(pod(
+        cluster.apply_pod(realistic_pod(
             &format!("ns{}", i % NAMESPACES),
             &format!("pod-{i:05}"),
             &format!("node-{:03}", i % nodes),
@@ -399,10 +475,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "Switchyard controller scale benchmark: {nodes} nodes, {pods} pods (in-memory API, real NB/SB + northd)"
     );
+    let pod_json = serde_json::to_vec(&cluster.pods()[0])
+        .map(|v| v.len())
+        .unwrap_or(0);
     println!(
-        "before any controller: process RSS {:.1} MiB, live heap {:.1} MiB (in-memory API server with the Pods, NB watcher)\n",
+        "before any controller: process RSS {:.1} MiB, live heap {:.1} MiB (in-memory API server with the Pods, NB watcher); each Pod is {:.1} KiB of JSON, decoded by the controller as from a real API server\n",
         proc_status_mib("VmRSS:"),
-        heap_mib()
+        heap_mib(),
+        pod_json as f64 / 1024.0
     );
 
     northd_idle(&client).await?;
@@ -570,7 +650,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     for i in 0..extra {
         tick.tick().await;
-        cluster.apply_pod(pod(
+        cluster.apply_pod(realistic_pod(
             "steady",
             &format!("s-{i:04}"),
             &format!("node-{:03}", i % nodes),

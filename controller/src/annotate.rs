@@ -178,7 +178,7 @@ mod tests {
     use k8s_openapi::api::coordination::v1::Lease;
     use std::sync::{Arc, Mutex};
 
-    use crate::k8s::{EventRecord, Object, WatchEvent};
+    use crate::k8s::{EventRecord, Observed, WatchEvent};
 
     /// Records patches; answers each with the next queued result.
     #[derive(Default)]
@@ -186,7 +186,7 @@ mod tests {
         sent: Mutex<Vec<(Option<String>, String)>>,
     }
     impl Cluster for Recorder {
-        fn watch(&self, _: Kind) -> BoxStream<'static, WatchEvent<Object>> {
+        fn watch(&self, _: Kind) -> BoxStream<'static, WatchEvent<Observed>> {
             futures::stream::empty().boxed()
         }
         fn patch_annotations(

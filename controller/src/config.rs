@@ -157,6 +157,9 @@ pub struct Config {
     /// A full diff of everything against NB at this interval, as a safety net.
     #[serde(with = "millis")]
     pub full_resync_interval: Duration,
+    /// Addresses for Services of type LoadBalancer (at most one CIDR per
+    /// IP family); none: Switchyard assigns no LoadBalancer IPs.
+    pub load_balancer_pool: Vec<IpNet>,
 }
 
 impl Default for Config {
@@ -179,6 +182,7 @@ impl Default for Config {
             max_batch_owners: 4000,
             patch_concurrency: 64,
             full_resync_interval: Duration::from_secs(600),
+            load_balancer_pool: Vec::new(),
         }
     }
 }
@@ -251,6 +255,16 @@ impl Config {
                 le.retry_period, le.renew_deadline, le.lease_duration
             )));
         }
+        let pool_v4 = self
+            .load_balancer_pool
+            .iter()
+            .filter(|c| c.addr().is_ipv4())
+            .count();
+        if pool_v4 > 1 || self.load_balancer_pool.len() - pool_v4 > 1 {
+            return Err(Error::Config(
+                "at most one LoadBalancer pool CIDR per IP family".into(),
+            ));
+        }
         if self.max_batch_owners == 0 || self.patch_concurrency == 0 {
             return Err(Error::Config(
                 "batch size and patch concurrency must be positive".into(),
@@ -316,6 +330,9 @@ pub struct Args {
     /// How often the leader renews and a standby tries to acquire.
     #[arg(long, env = "SWITCHYARD_RETRY_PERIOD", value_parser = parse_duration)]
     pub retry_period: Option<Duration>,
+    /// LoadBalancer IP pool, comma separated CIDRs (one per IP family).
+    #[arg(long, env = "SWITCHYARD_LOAD_BALANCER_POOL", value_delimiter = ',')]
+    pub load_balancer_pool: Vec<String>,
 }
 
 /// `250ms`, `2s`, `1m`, or a bare number of seconds.
@@ -377,6 +394,17 @@ impl Args {
                     s.trim()
                         .parse()
                         .map_err(|_| Error::Config(format!("join subnet {s:?} is not a CIDR")))
+                })
+                .collect::<Result<_>>()?;
+        }
+        if !self.load_balancer_pool.is_empty() {
+            c.load_balancer_pool = self
+                .load_balancer_pool
+                .iter()
+                .map(|s| {
+                    s.trim().parse().map_err(|_| {
+                        Error::Config(format!("LoadBalancer pool {s:?} is not a CIDR"))
+                    })
                 })
                 .collect::<Result<_>>()?;
         }
@@ -491,6 +519,23 @@ mod tests {
         assert_eq!(c.mtu, Some(1442));
         assert_eq!(c.service_cidrs.len(), 2);
         assert_eq!(c.nb_remote, "tcp:127.0.0.1:6641");
+    }
+
+    #[test]
+    fn load_balancer_pool_from_file_or_flag() {
+        let c = Config::from_yaml("loadBalancerPool: [\"198.51.100.0/28\", \"2001:db8::/120\"]\n")
+            .unwrap();
+        assert_eq!(c.load_balancer_pool.len(), 2);
+        assert!(
+            Config::from_yaml("loadBalancerPool: [\"198.51.100.0/28\", \"203.0.113.0/28\"]")
+                .is_err()
+        );
+        let args = Args::parse_from(["x", "--load-balancer-pool", "192.0.2.0/29"]);
+        assert_eq!(
+            args.into_config().unwrap().load_balancer_pool[0].to_string(),
+            "192.0.2.0/29"
+        );
+        assert!(Config::default().load_balancer_pool.is_empty());
     }
 
     #[test]

@@ -41,6 +41,7 @@ pub mod error;
 pub mod http;
 pub mod ipam;
 pub mod k8s;
+pub mod lb_ips;
 pub mod leader;
 pub mod metrics;
 pub mod model;

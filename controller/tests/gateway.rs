@@ -117,8 +117,8 @@ async fn gateways_follow_their_nodes_and_a_converged_restart_writes_nothing() {
             "ip_prefix,nexthop,policy"
         )
         .len(),
-        6,
-        "default, pods and egress routes per family"
+        8,
+        "default, pods, egress and join routes per family"
     );
     assert_eq!(
         owned(&env, "Logical_Router_Policy", "n1", "priority").len(),

@@ -1150,6 +1150,7 @@ fn rbac_grants_what_the_code_calls_and_nothing_else() {
         t("", "namespaces", "watch"),
         t("", "services", "list"),
         t("", "services", "watch"),
+        t("", "services/status", "patch"),
         t("discovery.k8s.io", "endpointslices", "list"),
         t("discovery.k8s.io", "endpointslices", "watch"),
         t("networking.k8s.io", "networkpolicies", "list"),

@@ -14,16 +14,18 @@ use std::time::Instant;
 
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::jiff::Timestamp;
 use switchyard_controller::k8s::status::{self, FieldError};
 use switchyard_controller::k8s::{
-    Cluster, EventRecord, Kind, KubeError, Object, ObjectRef, WatchEvent, Written,
+    Cluster, EventRecord, Kind, KubeError, Object, ObjectRef, Observed, WatchEvent, Written,
 };
 use tokio::sync::watch;
 
-use crate::{invalid, key_of_lease, store, validate, MemoryCluster, PatchRecord, StoredEvent};
+use crate::{
+    invalid, key_of_lease, store, validate, MemoryCluster, PatchRecord, Payload, StoredEvent,
+};
 
 /// `reportingController` of the Events clients create, as production's.
 const REPORTING_CONTROLLER: &str = "switchyard.io/switchyard-controller";
@@ -177,6 +179,95 @@ impl MemoryCluster {
         Ok(Some(rv))
     }
 
+    /// A merge patch of an object's `/status`, guarded as annotation
+    /// patches are; only the status changes.
+    fn patch_status_as(
+        &self,
+        client: &str,
+        target: &ObjectRef,
+        resource_version: Option<&str>,
+        patch: &serde_json::Value,
+    ) -> Result<Written, KubeError> {
+        let kind = target.kind;
+        let mut st = self.lock();
+        if st.dead.contains(client) {
+            return Err(closed());
+        }
+        st.calls.push(ApiCall {
+            client: client.to_string(),
+            verb: "patch",
+            group: kind.group().into(),
+            resource: format!("{}/status", kind.resource()),
+            namespace: target.namespace.clone(),
+        });
+        let key = (
+            target.namespace.clone().unwrap_or_default(),
+            target.name.clone(),
+        );
+        let not_found = || {
+            status::to_error(&status::not_found(
+                kind.group(),
+                kind.resource(),
+                &target.name,
+            ))
+        };
+        let Some(mut obj) = st.get(kind, &key).cloned() else {
+            return Err(not_found());
+        };
+        if resource_version.is_some_and(|rv| Some(rv) != obj.meta().resource_version.as_deref()) {
+            return Err(status::to_error(&status::conflict(
+                kind.group(),
+                kind.resource(),
+                &target.name,
+            )));
+        }
+        if let Some(uid) = &target.uid {
+            if obj.meta().uid.as_ref() != Some(uid) {
+                return Err(invalid(
+                    kind,
+                    &target.name,
+                    &[FieldError::invalid(
+                        "metadata.uid",
+                        uid,
+                        "field is immutable",
+                    )],
+                ));
+            }
+        }
+        let bad = |e: serde_json::Error| {
+            invalid(
+                kind,
+                &target.name,
+                &[FieldError::invalid(
+                    "status",
+                    &e.to_string(),
+                    "cannot be decoded",
+                )],
+            )
+        };
+        match &mut obj {
+            Object::Service(svc) => {
+                let mut v = serde_json::to_value(&svc.status).map_err(bad)?;
+                merge_patch(&mut v, patch);
+                svc.status = serde_json::from_value(v).map_err(bad)?;
+                let errs = validate::service_status(svc.status.as_ref());
+                if !errs.is_empty() {
+                    return Err(invalid(kind, &target.name, &errs));
+                }
+            }
+            Object::Pod(pod) => {
+                let mut v = serde_json::to_value(&pod.status).map_err(bad)?;
+                merge_patch(&mut v, patch);
+                pod.status = serde_json::from_value(v).map_err(bad)?;
+            }
+            _ => return Err(not_found()),
+        }
+        let rv = st.next_rv();
+        obj.meta_mut().resource_version = Some(rv.clone());
+        store(&mut st, obj);
+        Ok(Some(rv))
+    }
+
     /// What kube's recorder does: the first occurrence is created, a
     /// repeat (same object, type, reason, action and reporter) patches the
     /// first one's count.
@@ -292,6 +383,27 @@ impl MemoryCluster {
 
 const LEASES: (&str, &str) = ("coordination.k8s.io", "leases");
 
+/// RFC 7386 JSON merge patch: objects merge, `null` removes, anything
+/// else replaces.
+pub fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Value) {
+    let serde_json::Value::Object(p) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = serde_json::Value::Object(serde_json::Map::new());
+    }
+    if let serde_json::Value::Object(t) = target {
+        for (k, v) in p {
+            if v.is_null() {
+                t.remove(k);
+            } else {
+                merge_patch(t.entry(k.clone()).or_insert(serde_json::Value::Null), v);
+            }
+        }
+    }
+}
+
 fn lease_call(client: &str, verb: &'static str, ns: &str) -> ApiCall {
     ApiCall {
         client: client.to_string(),
@@ -369,7 +481,10 @@ impl MemoryClient {
 }
 
 impl Cluster for MemoryClient {
-    fn watch(&self, kind: Kind) -> BoxStream<'static, WatchEvent<Object>> {
+    /// Objects reach the client as JSON and are decoded on its side with
+    /// the decoders production uses, so a client pays what a real watch
+    /// costs and an object that would not survive the wire shows here.
+    fn watch(&self, kind: Kind) -> BoxStream<'static, WatchEvent<Observed>> {
         if !self.cluster.is_dead(&self.name) {
             let ns = None;
             self.cluster
@@ -377,7 +492,28 @@ impl Cluster for MemoryClient {
             self.cluster
                 .record(&self.name, "watch", (kind.group(), kind.resource()), ns);
         }
-        self.cluster.watch_as(&self.name, kind)
+        let decode = move |p: Payload| -> Option<Observed> {
+            match Observed::decode(kind, &crate::to_json(&p)) {
+                Ok(o) => Some(o),
+                Err(e) => {
+                    tracing::error!(%kind, error = %e, "a watched object did not decode");
+                    None
+                }
+            }
+        };
+        self.cluster
+            .watch_as(&self.name, kind)
+            .filter_map(move |ev| {
+                futures::future::ready(match ev {
+                    WatchEvent::Restarted(l) => Some(WatchEvent::Restarted(
+                        l.into_iter().filter_map(decode).collect(),
+                    )),
+                    WatchEvent::Applied(p) => decode(p).map(WatchEvent::Applied),
+                    WatchEvent::Deleted(p) => decode(p).map(WatchEvent::Deleted),
+                    WatchEvent::Unavailable(w) => Some(WatchEvent::Unavailable(w)),
+                })
+            })
+            .boxed()
     }
 
     fn patch_annotations(
@@ -390,6 +526,20 @@ impl Cluster for MemoryClient {
         async move {
             gate.await;
             cluster.patch_as(&name, &target, resource_version.as_deref(), &annotations)
+        }
+        .boxed()
+    }
+
+    fn patch_status(
+        &self,
+        target: ObjectRef,
+        resource_version: Option<String>,
+        status: serde_json::Value,
+    ) -> BoxFuture<'static, Result<Written, KubeError>> {
+        let (cluster, name, gate) = (self.cluster.clone(), self.name.clone(), self.gate());
+        async move {
+            gate.await;
+            cluster.patch_status_as(&name, &target, resource_version.as_deref(), &status)
         }
         .boxed()
     }
@@ -426,7 +576,7 @@ impl Cluster for MemoryClient {
 /// The cluster itself acts as one default client, for tests that need
 /// only one.
 impl Cluster for MemoryCluster {
-    fn watch(&self, kind: Kind) -> BoxStream<'static, WatchEvent<Object>> {
+    fn watch(&self, kind: Kind) -> BoxStream<'static, WatchEvent<Observed>> {
         self.default_client().watch(kind)
     }
     fn patch_annotations(
@@ -437,6 +587,15 @@ impl Cluster for MemoryCluster {
     ) -> BoxFuture<'static, Result<Written, KubeError>> {
         self.default_client()
             .patch_annotations(target, resource_version, annotations)
+    }
+    fn patch_status(
+        &self,
+        target: ObjectRef,
+        resource_version: Option<String>,
+        status: serde_json::Value,
+    ) -> BoxFuture<'static, Result<Written, KubeError>> {
+        self.default_client()
+            .patch_status(target, resource_version, status)
     }
     fn emit_event(&self, event: EventRecord) -> BoxFuture<'static, Result<(), KubeError>> {
         self.default_client().emit_event(event)

@@ -20,9 +20,16 @@
 //! every call it makes is recorded as the verb and resource RBAC would
 //! check.
 //!
+//! Services get what kube-apiserver gives them ([`services`]: defaults,
+//! validation, ClusterIPs, NodePorts), and Services with a selector get
+//! the EndpointSlices kube-controller-manager maintains
+//! ([`endpointslices`]).
+//!
 //! Simplifications, each one the real server's end state: deletion is
-//! immediate (no graceful period or finalizers), and deleting a Namespace
-//! deletes what it holds at once.
+//! immediate (no graceful period or finalizers; a pod's graceful deletion
+//! can be begun with [`MemoryCluster::begin_pod_deletion`] and ended with
+//! [`MemoryCluster::delete_pod`]), and deleting a Namespace deletes what it
+//! holds at once.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -40,6 +47,8 @@ use switchyard_controller::k8s::status::{self, FieldError};
 use switchyard_controller::k8s::{EventRecord, Kind, KubeError, Object, WatchEvent};
 
 mod client;
+pub mod endpointslices;
+pub mod services;
 pub mod validate;
 
 pub use client::{ApiCall, MemoryClient};
@@ -67,18 +76,40 @@ pub struct StoredEvent {
     pub count: u32,
 }
 
+/// What a watch carries: the stored object itself; a client encodes and
+/// decodes it on its own side, as the API server's JSON would reach it.
+pub(crate) type Payload = Arc<Object>;
+
 struct Watcher {
     client: String,
-    tx: mpsc::UnboundedSender<WatchEvent<Object>>,
+    tx: mpsc::UnboundedSender<WatchEvent<Payload>>,
+}
+
+/// The JSON the API server would send for `o`.
+pub(crate) fn to_json(o: &Object) -> Vec<u8> {
+    let bytes = match o {
+        Object::Node(x) => serde_json::to_vec(x),
+        Object::Namespace(x) => serde_json::to_vec(x),
+        Object::Pod(x) => serde_json::to_vec(x),
+        Object::Service(x) => serde_json::to_vec(x),
+        Object::EndpointSlice(x) => serde_json::to_vec(x),
+        Object::NetworkPolicy(x) => serde_json::to_vec(x),
+        Object::AdminNetworkPolicy(x) => serde_json::to_vec(x),
+        Object::BaselineAdminNetworkPolicy(x) => serde_json::to_vec(x),
+    };
+    // The API types always serialize.
+    bytes.unwrap_or_default()
 }
 
 type Key = (String, String);
 
 #[derive(Default)]
-struct State {
+pub(crate) struct State {
     rv: u64,
     uid_seq: u64,
-    objects: BTreeMap<Kind, BTreeMap<Key, Object>>,
+    /// Shared with the watch events that carry them, as a watch cache
+    /// shares its objects.
+    objects: BTreeMap<Kind, BTreeMap<Key, Arc<Object>>>,
     watchers: BTreeMap<Kind, Vec<Watcher>>,
     patches: Vec<PatchRecord>,
     events: Vec<StoredEvent>,
@@ -90,6 +121,8 @@ struct State {
     unserved: std::collections::BTreeSet<Kind>,
     calls: Vec<ApiCall>,
     dead: HashSet<String>,
+    /// ClusterIPs and NodePorts held by Services.
+    services: services::ServiceAllocator,
 }
 
 impl State {
@@ -98,7 +131,7 @@ impl State {
         self.rv.to_string()
     }
 
-    fn send(&mut self, kind: Kind, ev: WatchEvent<Object>) {
+    fn send(&mut self, kind: Kind, ev: WatchEvent<Payload>) {
         let dead = &self.dead;
         if let Some(ws) = self.watchers.get_mut(&kind) {
             ws.retain(|w| !dead.contains(&w.client) && w.tx.unbounded_send(ev.clone()).is_ok());
@@ -106,7 +139,7 @@ impl State {
     }
 
     fn get(&self, kind: Kind, key: &Key) -> Option<&Object> {
-        self.objects.get(&kind)?.get(key)
+        self.objects.get(&kind)?.get(key).map(|o| o.as_ref())
     }
 
     fn namespace_exists(&self, ns: &str) -> bool {
@@ -183,10 +216,19 @@ impl MemoryCluster {
                 create(&mut st, ns.into())?;
             }
         }
-        match st.get(kind, &key).cloned() {
+        let old = st.get(kind, &key).cloned();
+        if let Object::Service(svc) = &mut obj {
+            services::admit(&mut st, &key, old.as_ref(), svc)?;
+        }
+        let labels_before = old.as_ref().and_then(|o| o.meta().labels.clone());
+        let written = match old {
             None => create(&mut st, obj),
             Some(old) => update(&mut st, old, obj),
+        };
+        if let Ok(o) = &written {
+            after_write(&mut st, o, labels_before.as_ref());
         }
+        written
     }
 
     /// [`MemoryCluster::try_apply`] for fixtures; a refusal is a bug in the
@@ -214,7 +256,7 @@ impl MemoryCluster {
         self.lock()
             .objects
             .get(&kind)
-            .map(|m| m.values().cloned().collect())
+            .map(|m| m.values().map(|o| (**o).clone()).collect())
             .unwrap_or_default()
     }
 
@@ -270,7 +312,9 @@ impl MemoryCluster {
         let mut pod = pod;
         pod.status = Some(status);
         pod.metadata.resource_version = Some(st.next_rv());
+        let labels = pod.metadata.labels.clone();
         store(&mut st, Object::Pod(pod));
+        endpointslices::on_pod(&mut st, namespace, labels.as_ref(), labels.as_ref());
         true
     }
 
@@ -311,7 +355,7 @@ impl MemoryCluster {
     /// Typed watch of Pods for observers that are not the controller (the
     /// sandbox's mirror): the same events a client's watch gets.
     pub fn watch_pods(&self) -> BoxStream<'static, WatchEvent<Pod>> {
-        typed(self.watch_as("observer", Kind::Pod), |o| match o {
+        typed(self.watch_objects(Kind::Pod), |o| match o {
             Object::Pod(p) => Some(*p),
             _ => None,
         })
@@ -319,13 +363,30 @@ impl MemoryCluster {
 
     /// Typed watch of Nodes; see [`MemoryCluster::watch_pods`].
     pub fn watch_nodes(&self) -> BoxStream<'static, WatchEvent<Node>> {
-        typed(self.watch_as("observer", Kind::Node), |o| match o {
+        typed(self.watch_objects(Kind::Node), |o| match o {
             Object::Node(n) => Some(*n),
             _ => None,
         })
     }
 
-    fn watch_as(&self, client: &str, kind: Kind) -> BoxStream<'static, WatchEvent<Object>> {
+    /// A watch of whole objects, for observers.
+    pub fn watch_objects(&self, kind: Kind) -> BoxStream<'static, WatchEvent<Object>> {
+        let own = |o: Payload| Arc::unwrap_or_clone(o);
+        self.watch_as("observer", kind)
+            .map(move |ev| match ev {
+                WatchEvent::Restarted(l) => WatchEvent::Restarted(l.into_iter().map(own).collect()),
+                WatchEvent::Applied(o) => WatchEvent::Applied(own(o)),
+                WatchEvent::Deleted(o) => WatchEvent::Deleted(own(o)),
+                WatchEvent::Unavailable(w) => WatchEvent::Unavailable(w),
+            })
+            .boxed()
+    }
+
+    pub(crate) fn watch_as(
+        &self,
+        client: &str,
+        kind: Kind,
+    ) -> BoxStream<'static, WatchEvent<Payload>> {
         let mut st = self.lock();
         let (tx, rx) = mpsc::unbounded();
         if st.dead.contains(client) {
@@ -339,7 +400,7 @@ impl MemoryCluster {
             )));
             return rx.boxed();
         }
-        let list = st
+        let list: Vec<Payload> = st
             .objects
             .get(&kind)
             .map(|m| m.values().cloned().collect())
@@ -471,6 +532,7 @@ fn typed<K: Send + 'static>(
 fn store(st: &mut State, obj: Object) {
     let kind = obj.kind();
     let key = key_of(kind, obj.meta());
+    let obj = Arc::new(obj);
     st.objects.entry(kind).or_default().insert(key, obj.clone());
     st.send(kind, WatchEvent::Applied(obj));
 }
@@ -555,8 +617,36 @@ fn update(st: &mut State, old: Object, mut new: Object) -> Result<Object, KubeEr
     Ok(new)
 }
 
+/// What kube-controller-manager does after a write: the EndpointSlices of
+/// the Services a pod or Service change concerns.
+fn after_write(st: &mut State, obj: &Object, labels_before: Option<&BTreeMap<String, String>>) {
+    let m = obj.meta();
+    let (ns, name) = (
+        m.namespace.clone().unwrap_or_default(),
+        m.name.clone().unwrap_or_default(),
+    );
+    match obj {
+        Object::Service(_) => endpointslices::sync(st, &ns, &name),
+        Object::Pod(p) => {
+            endpointslices::on_pod(st, &ns, labels_before, p.metadata.labels.as_ref())
+        }
+        _ => {}
+    }
+}
+
 fn delete(st: &mut State, kind: Kind, key: &Key) -> Option<Object> {
-    let mut obj = st.objects.get_mut(&kind)?.remove(key)?;
+    let mut obj = Arc::unwrap_or_clone(st.objects.get_mut(&kind)?.remove(key)?);
+    match &obj {
+        Object::Service(_) => {
+            st.services.release(key);
+            endpointslices::sync(st, &key.0, &key.1);
+        }
+        Object::Pod(p) => {
+            let labels = p.metadata.labels.clone();
+            endpointslices::on_pod(st, &key.0, labels.as_ref(), None);
+        }
+        _ => {}
+    }
     if kind == Kind::Namespace {
         let ns = &key.1;
         for k in Kind::ALL.into_iter().filter(|k| k.namespaced()) {
@@ -571,7 +661,7 @@ fn delete(st: &mut State, kind: Kind, key: &Key) -> Option<Object> {
         }
     }
     obj.meta_mut().resource_version = Some(st.next_rv());
-    st.send(kind, WatchEvent::Deleted(obj.clone()));
+    st.send(kind, WatchEvent::Deleted(Arc::new(obj.clone())));
     Some(obj)
 }
 
@@ -626,3 +716,5 @@ pub fn namespace(name: &str, labels: &[(&str, &str)]) -> Namespace {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_services;

@@ -7,11 +7,13 @@
 //! each is a rule the real server enforces, so the in-memory API is never
 //! easier than the server it stands in for.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ClientIPConfig, Pod, ServiceSpec, SessionAffinityConfig};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use switchyard_controller::k8s::status::FieldError;
 use switchyard_controller::k8s::Kind;
 
@@ -295,6 +297,231 @@ pub fn event(ev: &Event) -> Vec<FieldError> {
             )),
             _ => {}
         },
+    }
+    errs
+}
+
+/// `ValidateLoadBalancerStatus`: ingress entries name valid IPs (and
+/// `ipMode` only with an IP).
+pub fn service_status(
+    status: Option<&k8s_openapi::api::core::v1::ServiceStatus>,
+) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let ingress = status
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|l| l.ingress.as_ref());
+    for (i, ing) in ingress.into_iter().flatten().enumerate() {
+        let f = format!("status.loadBalancer.ingress[{i}]");
+        if let Some(ip) = &ing.ip {
+            if ip.parse::<std::net::IpAddr>().is_err() {
+                errs.push(FieldError::invalid(
+                    &format!("{f}.ip"),
+                    ip,
+                    "must be a valid IP address",
+                ));
+            }
+        }
+        match ing.ip_mode.as_deref() {
+            None => {}
+            Some(_) if ing.ip.is_none() => errs.push(FieldError::forbidden(
+                &format!("{f}.ipMode"),
+                "may not be specified when `ip` is not",
+            )),
+            Some("VIP" | "Proxy") => {}
+            Some(m) => errs.push(FieldError {
+                field: format!("{f}.ipMode"),
+                detail: format!("Unsupported value: {m:?}: supported values: \"Proxy\", \"VIP\""),
+            }),
+        }
+    }
+    errs
+}
+
+const SERVICE_TYPES: [&str; 4] = ["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"];
+
+/// `field: Invalid value: 30080: detail` (numbers are not quoted).
+pub fn number_invalid(field: &str, n: i32, detail: &str) -> FieldError {
+    FieldError {
+        field: field.into(),
+        detail: format!("Invalid value: {n}: {detail}"),
+    }
+}
+
+/// `SetDefaults_Service` and the registry's defaulting.
+pub fn service_defaults(s: &mut ServiceSpec) {
+    let ty = s.type_.get_or_insert_with(|| "ClusterIP".into()).clone();
+    if s.session_affinity.is_none() {
+        s.session_affinity = Some("None".into());
+    }
+    if s.session_affinity.as_deref() == Some("ClientIP") {
+        let c = s
+            .session_affinity_config
+            .get_or_insert_with(SessionAffinityConfig::default)
+            .client_ip
+            .get_or_insert_with(ClientIPConfig::default);
+        c.timeout_seconds.get_or_insert(10_800);
+    }
+    for p in s.ports.iter_mut().flatten() {
+        p.protocol.get_or_insert_with(|| "TCP".into());
+        if p.target_port.is_none() {
+            p.target_port = Some(IntOrString::Int(p.port));
+        }
+    }
+    if ty == "ExternalName" {
+        return;
+    }
+    if (ty == "NodePort" || ty == "LoadBalancer") && s.external_traffic_policy.is_none() {
+        s.external_traffic_policy = Some("Cluster".into());
+    }
+    s.internal_traffic_policy
+        .get_or_insert_with(|| "Cluster".into());
+    if ty == "LoadBalancer" {
+        s.allocate_load_balancer_node_ports.get_or_insert(true);
+    }
+}
+
+/// `IsValidPortName` (IANA_SVC_NAME), for a named `targetPort`.
+fn port_name_ok(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 15
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes().any(|b| b.is_ascii_lowercase())
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+        && !s.contains("--")
+}
+
+/// The part of `ValidateService` a Service in these tests can break.
+pub fn service_spec(s: &ServiceSpec) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let ty = s.type_.as_deref().unwrap_or("ClusterIP");
+    if !SERVICE_TYPES.contains(&ty) {
+        errs.push(FieldError {
+            field: "spec.type".into(),
+            detail: format!(
+                "Unsupported value: {ty:?}: supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\""
+            ),
+        });
+    }
+    let headless = s.cluster_ip.as_deref() == Some("None");
+    let ports = s.ports.as_deref().unwrap_or_default();
+    if ports.is_empty() && !headless && ty != "ExternalName" {
+        errs.push(FieldError::required("spec.ports"));
+    }
+    let mut names = BTreeSet::new();
+    let mut pairs = BTreeSet::new();
+    for (i, p) in ports.iter().enumerate() {
+        let f = format!("spec.ports[{i}]");
+        let name = p.name.as_deref().unwrap_or_default();
+        if name.is_empty() && ports.len() > 1 {
+            errs.push(FieldError::required(&format!("{f}.name")));
+        } else if !name.is_empty() {
+            if let Some(e) = dns1123_label(name) {
+                errs.push(FieldError::invalid(&format!("{f}.name"), name, &e));
+            } else if !names.insert(name) {
+                errs.push(FieldError {
+                    field: format!("{f}.name"),
+                    detail: format!("Duplicate value: {name:?}"),
+                });
+            }
+        }
+        if !(1..=65535).contains(&p.port) {
+            errs.push(number_invalid(
+                &format!("{f}.port"),
+                p.port,
+                "must be between 1 and 65535, inclusive",
+            ));
+        }
+        let proto = p.protocol.as_deref().unwrap_or("TCP");
+        if !["TCP", "UDP", "SCTP"].contains(&proto) {
+            errs.push(FieldError {
+                field: format!("{f}.protocol"),
+                detail: format!(
+                    "Unsupported value: {proto:?}: supported values: \"SCTP\", \"TCP\", \"UDP\""
+                ),
+            });
+        } else if !pairs.insert((p.port, proto)) {
+            errs.push(FieldError {
+                field: f.clone(),
+                detail: format!(
+                    "Duplicate value: {{\"port\": {}, \"protocol\": {proto:?}}}",
+                    p.port
+                ),
+            });
+        }
+        match &p.target_port {
+            Some(IntOrString::Int(n)) if !(1..=65535).contains(n) => errs.push(number_invalid(
+                &format!("{f}.targetPort"),
+                *n,
+                "must be between 1 and 65535, inclusive",
+            )),
+            Some(IntOrString::String(n)) if !port_name_ok(n) => errs.push(FieldError::invalid(
+                &format!("{f}.targetPort"),
+                n,
+                "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)",
+            )),
+            _ => {}
+        }
+        if p.node_port.unwrap_or(0) != 0 && ty == "ClusterIP" {
+            errs.push(FieldError::forbidden(
+                &format!("{f}.nodePort"),
+                "may not be used when `type` is 'ClusterIP'",
+            ));
+        }
+    }
+    for (i, ip) in s.external_ips.iter().flatten().enumerate() {
+        if ip.parse::<IpAddr>().is_err() {
+            errs.push(FieldError::invalid(
+                &format!("spec.externalIPs[{i}]"),
+                ip,
+                "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+            ));
+        }
+    }
+    for (field, v) in [
+        ("spec.externalTrafficPolicy", &s.external_traffic_policy),
+        ("spec.internalTrafficPolicy", &s.internal_traffic_policy),
+    ] {
+        if let Some(v) = v.as_deref().filter(|v| !["Cluster", "Local"].contains(v)) {
+            errs.push(FieldError {
+                field: field.into(),
+                detail: format!(
+                    "Unsupported value: {v:?}: supported values: \"Cluster\", \"Local\""
+                ),
+            });
+        }
+    }
+    if s.external_traffic_policy.is_some()
+        && !matches!(ty, "NodePort" | "LoadBalancer")
+        && s.external_ips.iter().flatten().next().is_none()
+    {
+        errs.push(FieldError::invalid(
+            "spec.externalTrafficPolicy",
+            s.external_traffic_policy.as_deref().unwrap_or_default(),
+            "may only be set for externally-accessible services",
+        ));
+    }
+    if let Some(t) = s
+        .session_affinity_config
+        .as_ref()
+        .and_then(|c| c.client_ip.as_ref())
+        .and_then(|c| c.timeout_seconds)
+    {
+        if !(1..=86_400).contains(&t) {
+            errs.push(number_invalid(
+                "spec.sessionAffinityConfig.clientIP.timeoutSeconds",
+                t,
+                "must be greater than 0 and less than 86400",
+            ));
+        }
+    }
+    if headless && ty != "ClusterIP" {
+        errs.push(FieldError::invalid(
+            "spec.clusterIPs[0]",
+            "None",
+            "may not be set to 'None' for LoadBalancer services",
+        ));
     }
     errs
 }

@@ -24,7 +24,8 @@ use crate::alloc::{Allocator, Recovery, Round};
 use crate::annotate::{Annotator, Next, PatchDone};
 use crate::config::Config;
 use crate::error::Result;
-use crate::k8s::{Cluster, EventRecord, Kind, Object, WatchEvent};
+use crate::k8s::{Cluster, EventRecord, Kind, Observed, WatchEvent};
+use crate::lb_ips::LbIps;
 use crate::metrics::Metrics;
 use crate::model::{Change, Model};
 use crate::nb::{DesiredRow, Owner};
@@ -37,7 +38,7 @@ pub mod writer;
 pub use store::DesiredStore;
 pub use writer::NbWriter;
 
-type Watch = BoxStream<'static, (Kind, Option<WatchEvent<Object>>)>;
+type Watch = BoxStream<'static, (Kind, Option<WatchEvent<Observed>>)>;
 
 /// A kind's watch, ending with `(kind, None)` so the engine can watch
 /// again.
@@ -77,6 +78,8 @@ struct Engine {
     metrics: Metrics,
     model: Model,
     alloc: Allocator,
+    /// LoadBalancer IPs from the configured pool.
+    lb_ips: LbIps,
     annotator: Annotator,
     outbox: Outbox,
     store: Arc<DesiredStore>,
@@ -98,6 +101,10 @@ impl Engine {
 
     /// One round: the changes of the events applied, decided, translated.
     fn round(&mut self, mut changes: Vec<Change>) {
+        self.lb_ips.observe(&changes);
+        for p in self.lb_ips.process(&self.model, &self.outbox) {
+            self.report(p, "AssignLoadBalancerIP");
+        }
         let mut round = Round::default();
         for c in &changes {
             self.alloc.observe(&self.model, c, &mut round);
@@ -392,6 +399,7 @@ pub(crate) async fn lead(
     let outbox = Outbox::new(cluster.clone(), metrics.clone(), config.patch_concurrency);
     let mut e = Engine {
         alloc: Allocator::new(config.clone()),
+        lb_ips: LbIps::new(config.load_balancer_pool.clone()),
         annotator: Annotator::new(outbox.clone(), done_tx),
         outbox: outbox.clone(),
         config: config.clone(),
@@ -431,6 +439,7 @@ pub(crate) async fn lead(
         ms = started.elapsed().as_millis() as u64,
         "allocations rebuilt"
     );
+    e.lb_ips.start(&e.model);
     e.publish_all();
     e.finish(round, Vec::new());
     debug!(
@@ -511,7 +520,7 @@ pub(crate) async fn lead(
     Ok(())
 }
 
-fn on_event(model: &mut Model, kind: Kind, ev: WatchEvent<Object>, changes: &mut Vec<Change>) {
+fn on_event(model: &mut Model, kind: Kind, ev: WatchEvent<Observed>, changes: &mut Vec<Change>) {
     if let WatchEvent::Unavailable(why) = &ev {
         if !model.is_unavailable(kind) {
             info!(%kind, reason = %why, "the API server does not serve this kind; running without it");

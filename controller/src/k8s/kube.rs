@@ -32,9 +32,10 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use tracing::warn;
 
+use super::wire::{NamespaceWire, NodeWire, PodWire};
 use super::{
     status, AdminNetworkPolicy, BaselineAdminNetworkPolicy, Cluster, EventRecord, Kind, KubeError,
-    Object, ObjectRef, WatchEvent, Written,
+    ObjectRef, Observed, WatchEvent, Written,
 };
 
 /// [`Cluster`] over a kube-rs client.
@@ -116,10 +117,10 @@ fn strip<K: Resource>(o: &mut K) {
     }
 }
 
-fn watch_kind<K>(client: Client) -> BoxStream<'static, WatchEvent<Object>>
+fn watch_kind<K>(client: Client) -> BoxStream<'static, WatchEvent<Observed>>
 where
     K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
-    Object: From<K>,
+    Observed: From<K>,
 {
     let api: Api<K> = Api::all(client);
     let events = watcher(api, watcher::Config::default())
@@ -128,10 +129,10 @@ where
     convert(K::plural(&()).to_string(), events)
         .map(|ev| match ev {
             WatchEvent::Restarted(list) => {
-                WatchEvent::Restarted(list.into_iter().map(Object::from).collect())
+                WatchEvent::Restarted(list.into_iter().map(Observed::from).collect())
             }
-            WatchEvent::Applied(k) => WatchEvent::Applied(Object::from(k)),
-            WatchEvent::Deleted(k) => WatchEvent::Deleted(Object::from(k)),
+            WatchEvent::Applied(k) => WatchEvent::Applied(Observed::from(k)),
+            WatchEvent::Deleted(k) => WatchEvent::Deleted(Observed::from(k)),
             WatchEvent::Unavailable(why) => WatchEvent::Unavailable(why),
         })
         .boxed()
@@ -175,6 +176,42 @@ where
     .boxed()
 }
 
+fn patch_status_with<K>(
+    api: Api<K>,
+    pp: PatchParams,
+    name: String,
+    patch: serde_json::Value,
+) -> BoxFuture<'static, Result<Written, KubeError>>
+where
+    K: Resource + Clone + Debug + DeserializeOwned + Send + 'static,
+{
+    async move {
+        api.patch_status(&name, &pp, &Patch::Merge(&patch))
+            .await
+            .map(|o| o.resource_version())
+            .map_err(map_err)
+    }
+    .boxed()
+}
+
+/// The merge patch of the `/status` subresource that sets `status` only
+/// if the object still has `uid` and, when given, `resource_version`
+/// (refused with 422 and 409 as for [`annotation_patch`]).
+pub fn status_patch(
+    uid: Option<&str>,
+    resource_version: Option<&str>,
+    status: &serde_json::Value,
+) -> serde_json::Value {
+    let mut meta = serde_json::Map::new();
+    if let Some(uid) = uid {
+        meta.insert("uid".into(), json!(uid));
+    }
+    if let Some(rv) = resource_version {
+        meta.insert("resourceVersion".into(), json!(rv));
+    }
+    json!({ "metadata": meta, "status": status })
+}
+
 fn namespaced<K>(client: &Client, target: &ObjectRef) -> Api<K>
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>,
@@ -185,13 +222,36 @@ where
     )
 }
 
+macro_rules! observed_from {
+    ($($t:ident => $v:ident $(via $f:ident)?),* $(,)?) => {$(
+        impl From<$t> for Observed {
+            fn from(o: $t) -> Observed {
+                observed_from!(@make $v o $($f)?)
+            }
+        }
+    )*};
+    (@make $v:ident $o:ident $f:ident) => { Observed::$v(Box::new($o.$f())) };
+    (@make $v:ident $o:ident) => { Observed::$v(Box::new($o)) };
+}
+
+observed_from!(
+    NodeWire => Node via into_info,
+    NamespaceWire => Namespace via into_info,
+    PodWire => Pod via into_info,
+    Service => Service,
+    EndpointSlice => EndpointSlice,
+    NetworkPolicy => NetworkPolicy,
+    AdminNetworkPolicy => AdminNetworkPolicy,
+    BaselineAdminNetworkPolicy => BaselineAdminNetworkPolicy,
+);
+
 /// [`watch_kind`] for a kind a CRD may not provide: when the API server
 /// answers the first list with 404, one [`WatchEvent::Unavailable`] and
 /// the end of the stream, instead of a watcher retrying forever.
-fn watch_optional<K>(client: Client) -> BoxStream<'static, WatchEvent<Object>>
+fn watch_optional<K>(client: Client) -> BoxStream<'static, WatchEvent<Observed>>
 where
     K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
-    Object: From<K>,
+    Observed: From<K>,
 {
     let api: Api<K> = Api::all(client.clone());
     futures::stream::once(async move {
@@ -209,14 +269,15 @@ where
 }
 
 impl Cluster for KubeCluster {
-    fn watch(&self, kind: Kind) -> BoxStream<'static, WatchEvent<Object>> {
+    fn watch(&self, kind: Kind) -> BoxStream<'static, WatchEvent<Observed>> {
         let c = self.client.clone();
         match kind {
             Kind::AdminNetworkPolicy => watch_optional::<AdminNetworkPolicy>(c),
             Kind::BaselineAdminNetworkPolicy => watch_optional::<BaselineAdminNetworkPolicy>(c),
-            Kind::Node => watch_kind::<Node>(c),
-            Kind::Namespace => watch_kind::<Namespace>(c),
-            Kind::Pod => watch_kind::<Pod>(c),
+            // Decoded slim, straight into what the model keeps.
+            Kind::Node => watch_kind::<NodeWire>(c),
+            Kind::Namespace => watch_kind::<NamespaceWire>(c),
+            Kind::Pod => watch_kind::<PodWire>(c),
             Kind::Service => watch_kind::<Service>(c),
             Kind::EndpointSlice => watch_kind::<EndpointSlice>(c),
             Kind::NetworkPolicy => watch_kind::<NetworkPolicy>(c),
@@ -251,6 +312,25 @@ impl Cluster for KubeCluster {
             }
             Kind::BaselineAdminNetworkPolicy => {
                 patch_with::<BaselineAdminNetworkPolicy>(Api::all(c.clone()), pp, name, patch)
+            }
+        }
+    }
+
+    fn patch_status(
+        &self,
+        target: ObjectRef,
+        resource_version: Option<String>,
+        status: serde_json::Value,
+    ) -> BoxFuture<'static, Result<Written, KubeError>> {
+        let patch = status_patch(target.uid.as_deref(), resource_version.as_deref(), &status);
+        let (c, pp, name) = (&self.client, self.patch_params(), target.name.clone());
+        match target.kind {
+            Kind::Service => patch_status_with::<Service>(namespaced(c, &target), pp, name, patch),
+            Kind::Pod => patch_status_with::<Pod>(namespaced(c, &target), pp, name, patch),
+            Kind::Node => patch_status_with::<Node>(Api::all(c.clone()), pp, name, patch),
+            other => {
+                let what = format!("{other} has no status the controller writes");
+                async move { Err(KubeError::Forbidden(what)) }.boxed()
             }
         }
     }

@@ -60,10 +60,8 @@ async fn body_json(req: Request<Body>) -> serde_json::Value {
     serde_json::from_slice(&body).unwrap()
 }
 
-fn names(v: &[Object]) -> Vec<String> {
-    v.iter()
-        .map(|o| o.meta().name.clone().unwrap_or_default())
-        .collect()
+fn names(v: &[Observed]) -> Vec<String> {
+    v.iter().map(Observed::key).collect()
 }
 
 #[tokio::test]
@@ -126,9 +124,10 @@ async fn node_watch_lists_watches_and_relists_after_410_gone() {
     match stream.next().await {
         Some(WatchEvent::Restarted(list)) => {
             assert_eq!(names(&list), vec!["a"]);
+            // Decoded slim: what the model reads, no managedFields.
             assert!(
-                list[0].meta().managed_fields.is_none(),
-                "managedFields are dropped before the controller keeps objects"
+                matches!(&list[0], Observed::Node(n) if n.uid == "uid-a" && n.resource_version.as_deref() == Some("9")),
+                "{list:?}"
             );
         }
         other => panic!("{other:?}"),
@@ -136,7 +135,7 @@ async fn node_watch_lists_watches_and_relists_after_410_gone() {
     match stream.next().await {
         Some(WatchEvent::Applied(n)) => {
             assert_eq!(n.kind(), Kind::Node);
-            assert_eq!(n.meta().name.as_deref(), Some("b"));
+            assert_eq!(n.key(), "b");
         }
         other => panic!("{other:?}"),
     }
@@ -250,6 +249,63 @@ async fn node_patch_goes_to_the_cluster_scoped_path() {
         .await
         .unwrap();
     assert_eq!(rv.as_deref(), Some("7"));
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn service_status_patch_goes_to_the_status_subresource_guarded() {
+    let (c, mut handle) = cluster();
+    let target = ObjectRef::new(Kind::Service, Some("ns"), "lb", "su");
+    let status = json!({"loadBalancer": {"ingress": [{"ip": "198.51.100.7"}]}});
+    let fut = {
+        let c = c.clone();
+        let (t, s) = (target.clone(), status.clone());
+        tokio::spawn(async move { c.patch_status(t, Some("5".into()), s).await })
+    };
+    let server = tokio::spawn(async move {
+        let (req, send) = next(&mut handle).await;
+        assert_eq!(req.method(), "PATCH");
+        assert_eq!(req.uri().path(), "/api/v1/namespaces/ns/services/lb/status");
+        assert_eq!(
+            req.headers()["content-type"],
+            "application/merge-patch+json"
+        );
+        let v = body_json(req).await;
+        assert_eq!(v["metadata"]["uid"], "su");
+        assert_eq!(v["metadata"]["resourceVersion"], "5");
+        assert_eq!(
+            v["status"]["loadBalancer"]["ingress"][0]["ip"],
+            "198.51.100.7"
+        );
+        assert!(v.get("spec").is_none(), "only the status is sent");
+        send.send_response(json_response(
+            200,
+            json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "lb", "namespace": "ns", "uid": "su", "resourceVersion": "6"}}),
+        ));
+        // Changed meanwhile: 409; replaced: 422 on the UID.
+        let (_req, send) = next(&mut handle).await;
+        send.send_response(status_response(status::conflict("", "services", "lb")));
+        let (_req, send) = next(&mut handle).await;
+        send.send_response(status_response(status::invalid(
+            "Service",
+            "",
+            "lb",
+            &[FieldError::invalid(
+                "metadata.uid",
+                "su",
+                "field is immutable",
+            )],
+        )));
+    });
+    assert_eq!(fut.await.unwrap().unwrap(), Some("6".to_string()));
+    let err = c
+        .patch_status(target.clone(), Some("5".into()), status.clone())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, KubeError::Conflict(_)), "{err:?}");
+    let err = c.patch_status(target, None, status).await.unwrap_err();
+    assert!(err.object_replaced(), "{err:?}");
     server.await.unwrap();
 }
 

@@ -17,6 +17,7 @@
 //! - `""` nodes: list, watch, patch
 //! - `""` pods: list, watch, patch
 //! - `""` namespaces, services: list, watch
+//! - `""` services/status: patch (LoadBalancer IPs from the pool)
 //! - `discovery.k8s.io` endpointslices: list, watch
 //! - `networking.k8s.io` networkpolicies: list, watch
 //! - `policy.networking.k8s.io` adminnetworkpolicies,
@@ -36,9 +37,12 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
 
+use crate::model::objects::{NamespaceInfo, NodeInfo, PodInfo};
+
 pub mod kube;
 pub mod policy_api;
 pub mod status;
+pub mod wire;
 
 pub use policy_api::{AdminNetworkPolicy, BaselineAdminNetworkPolicy};
 
@@ -142,7 +146,8 @@ impl std::fmt::Display for Kind {
     }
 }
 
-/// One watched object, whatever its kind.
+/// One object as the API stores it, whatever its kind (what fixtures and
+/// the in-memory API server hold; the controller keeps [`Observed`]).
 #[derive(Clone, Debug)]
 pub enum Object {
     Node(Box<Node>),
@@ -225,6 +230,98 @@ object_from!(
     AdminNetworkPolicy,
     BaselineAdminNetworkPolicy
 );
+
+/// What the controller keeps of one watched object: Nodes, Namespaces and
+/// Pods reduced to the fields the model reads (decoded that way straight
+/// off the wire, see [`wire`]); the kinds that are few and read almost
+/// whole as their API types.
+#[derive(Clone, Debug)]
+pub enum Observed {
+    Node(Box<NodeInfo>),
+    Namespace(Box<NamespaceInfo>),
+    Pod(Box<PodInfo>),
+    Service(Box<Service>),
+    EndpointSlice(Box<EndpointSlice>),
+    NetworkPolicy(Box<NetworkPolicy>),
+    AdminNetworkPolicy(Box<AdminNetworkPolicy>),
+    BaselineAdminNetworkPolicy(Box<BaselineAdminNetworkPolicy>),
+}
+
+impl Observed {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Observed::Node(_) => Kind::Node,
+            Observed::Namespace(_) => Kind::Namespace,
+            Observed::Pod(_) => Kind::Pod,
+            Observed::Service(_) => Kind::Service,
+            Observed::EndpointSlice(_) => Kind::EndpointSlice,
+            Observed::NetworkPolicy(_) => Kind::NetworkPolicy,
+            Observed::AdminNetworkPolicy(_) => Kind::AdminNetworkPolicy,
+            Observed::BaselineAdminNetworkPolicy(_) => Kind::BaselineAdminNetworkPolicy,
+        }
+    }
+
+    /// `namespace/name` for namespaced kinds, `name` otherwise.
+    pub fn key(&self) -> String {
+        fn ns_name(m: &ObjectMeta) -> String {
+            format!(
+                "{}/{}",
+                m.namespace.as_deref().unwrap_or("default"),
+                m.name.as_deref().unwrap_or_default()
+            )
+        }
+        fn name(m: &ObjectMeta) -> String {
+            m.name.clone().unwrap_or_default()
+        }
+        match self {
+            Observed::Node(n) => n.name.clone(),
+            Observed::Namespace(n) => n.name.clone(),
+            Observed::Pod(p) => p.key(),
+            Observed::Service(o) => ns_name(&o.metadata),
+            Observed::EndpointSlice(o) => ns_name(&o.metadata),
+            Observed::NetworkPolicy(o) => ns_name(&o.metadata),
+            Observed::AdminNetworkPolicy(o) => name(&o.metadata),
+            Observed::BaselineAdminNetworkPolicy(o) => name(&o.metadata),
+        }
+    }
+
+    /// Decodes one object of `kind` as the API server sends it.
+    pub fn decode(kind: Kind, json: &[u8]) -> serde_json::Result<Observed> {
+        use wire::{NamespaceWire, NodeWire, PodWire};
+        Ok(match kind {
+            Kind::Node => Observed::Node(Box::new(wire::decode::<NodeWire>(json)?.into_info())),
+            Kind::Namespace => {
+                Observed::Namespace(Box::new(wire::decode::<NamespaceWire>(json)?.into_info()))
+            }
+            Kind::Pod => Observed::Pod(Box::new(wire::decode::<PodWire>(json)?.into_info())),
+            Kind::Service => Observed::Service(serde_json::from_slice(json)?),
+            Kind::EndpointSlice => Observed::EndpointSlice(serde_json::from_slice(json)?),
+            Kind::NetworkPolicy => Observed::NetworkPolicy(serde_json::from_slice(json)?),
+            Kind::AdminNetworkPolicy => Observed::AdminNetworkPolicy(serde_json::from_slice(json)?),
+            Kind::BaselineAdminNetworkPolicy => {
+                Observed::BaselineAdminNetworkPolicy(serde_json::from_slice(json)?)
+            }
+        })
+    }
+}
+
+impl From<Object> for Observed {
+    /// The reduction without a trip through JSON.
+    fn from(o: Object) -> Observed {
+        match o {
+            Object::Node(n) => Observed::Node(Box::new(NodeInfo::from_node(&n))),
+            Object::Namespace(n) => {
+                Observed::Namespace(Box::new(NamespaceInfo::from_namespace(&n)))
+            }
+            Object::Pod(p) => Observed::Pod(Box::new(PodInfo::from_pod(&p))),
+            Object::Service(o) => Observed::Service(o),
+            Object::EndpointSlice(o) => Observed::EndpointSlice(o),
+            Object::NetworkPolicy(o) => Observed::NetworkPolicy(o),
+            Object::AdminNetworkPolicy(o) => Observed::AdminNetworkPolicy(o),
+            Object::BaselineAdminNetworkPolicy(o) => Observed::BaselineAdminNetworkPolicy(o),
+        }
+    }
+}
 
 /// What a watch reports; `Restarted` carries the complete current list (at
 /// start and after every relist), so the consumer replaces what it knew.
@@ -410,7 +507,7 @@ pub type Written = Option<String>;
 pub trait Cluster: Send + Sync + 'static {
     /// Objects of `kind` (all namespaces): a `Restarted` first, then
     /// changes; the stream may end (the caller watches again).
-    fn watch(&self, kind: Kind) -> BoxStream<'static, WatchEvent<Object>>;
+    fn watch(&self, kind: Kind) -> BoxStream<'static, WatchEvent<Observed>>;
     /// Merges `annotations` into the object's (`None` removes a key) in one
     /// request, only if it still has `target.uid` and, when given, is still
     /// at `resource_version`. A replaced object is refused (see
@@ -422,6 +519,25 @@ pub trait Cluster: Send + Sync + 'static {
         resource_version: Option<String>,
         annotations: BTreeMap<String, Option<String>>,
     ) -> BoxFuture<'static, Result<Written, KubeError>>;
+    /// Merges `status` into the object's status through its `/status`
+    /// subresource (nothing else of the object changes), guarded as
+    /// [`Cluster::patch_annotations`] is: only if it still has
+    /// `target.uid` and, when given, is still at `resource_version`.
+    /// `status` is a JSON merge patch of the status (`null` removes).
+    fn patch_status(
+        &self,
+        target: ObjectRef,
+        resource_version: Option<String>,
+        status: serde_json::Value,
+    ) -> BoxFuture<'static, Result<Written, KubeError>> {
+        let _ = (resource_version, status);
+        let what = target.to_string();
+        Box::pin(async move {
+            Err(KubeError::Forbidden(format!(
+                "this client does not patch status ({what})"
+            )))
+        })
+    }
     /// Creates the Event (or counts a repeat of it, as kube's recorders
     /// do); Ok only when the server accepted it.
     fn emit_event(&self, event: EventRecord) -> BoxFuture<'static, Result<(), KubeError>>;

@@ -13,7 +13,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
-use crate::k8s::{AdminNetworkPolicy, BaselineAdminNetworkPolicy, Kind, Object, WatchEvent};
+use crate::k8s::{AdminNetworkPolicy, BaselineAdminNetworkPolicy, Kind, Observed, WatchEvent};
 
 pub mod labels;
 pub mod objects;
@@ -167,12 +167,12 @@ impl Model {
     }
 
     /// Applies one watch event of `kind`, appending what changed.
-    pub fn apply(&mut self, kind: Kind, ev: WatchEvent<Object>, out: &mut Vec<Change>) {
+    pub fn apply(&mut self, kind: Kind, ev: WatchEvent<Observed>, out: &mut Vec<Change>) {
         match ev {
             WatchEvent::Restarted(list) => {
                 self.listed.insert(kind);
                 self.unavailable.remove(&kind);
-                let present: BTreeSet<String> = list.iter().map(Object::key).collect();
+                let present: BTreeSet<String> = list.iter().map(Observed::key).collect();
                 for gone in self.keys(kind).difference(&present) {
                     self.remove(kind, gone, out);
                 }
@@ -208,16 +208,16 @@ impl Model {
         }
     }
 
-    fn upsert(&mut self, o: Object, out: &mut Vec<Change>) {
+    fn upsert(&mut self, o: Observed, out: &mut Vec<Change>) {
         let key = o.key();
         match o {
-            Object::Node(n) => {
+            Observed::Node(n) => {
                 let old = self.nodes.get(&key).cloned();
-                let rv = n.metadata.resource_version.as_deref();
+                let rv = n.resource_version.as_deref();
                 if same_version(old.as_ref().and_then(|o| o.resource_version.as_deref()), rv) {
                     return;
                 }
-                let new = Arc::new(NodeInfo::from_node(&n));
+                let new: Arc<NodeInfo> = Arc::from(n);
                 self.nodes.insert(key.clone(), new.clone());
                 out.push(Change::Node {
                     name: key,
@@ -225,8 +225,8 @@ impl Model {
                     new: Some(new),
                 });
             }
-            Object::Namespace(n) => {
-                let new = Arc::new(NamespaceInfo::from_namespace(&n));
+            Observed::Namespace(n) => {
+                let new: Arc<NamespaceInfo> = Arc::from(n);
                 let old = self.namespaces.insert(key.clone(), new.clone());
                 if old.as_deref() != Some(&*new) {
                     out.push(Change::Namespace {
@@ -236,13 +236,13 @@ impl Model {
                     });
                 }
             }
-            Object::Pod(p) => {
+            Observed::Pod(p) => {
                 let old = self.pods.get(&key).cloned();
-                let rv = p.metadata.resource_version.as_deref();
+                let rv = p.resource_version.as_deref();
                 if same_version(old.as_ref().and_then(|o| o.resource_version.as_deref()), rv) {
                     return;
                 }
-                let new = Arc::new(PodInfo::from_pod(&p));
+                let new: Arc<PodInfo> = Arc::from(p);
                 if let Some(o) = &old {
                     self.unindex_pod(&key, o);
                 }
@@ -254,12 +254,12 @@ impl Model {
                     new: Some(new),
                 });
             }
-            Object::Service(o) => {
+            Observed::Service(o) => {
                 if let Some((old, new)) = replace(&mut self.services, &key, o) {
                     out.push(Change::Service { key, old, new });
                 }
             }
-            Object::EndpointSlice(o) => {
+            Observed::EndpointSlice(o) => {
                 let Some((old, new)) = replace(&mut self.endpoint_slices, &key, o) else {
                     return;
                 };
@@ -271,12 +271,12 @@ impl Model {
                 }
                 out.push(Change::EndpointSlice { key, old, new });
             }
-            Object::NetworkPolicy(o) => {
+            Observed::NetworkPolicy(o) => {
                 if let Some((old, new)) = replace(&mut self.network_policies, &key, o) {
                     out.push(Change::NetworkPolicy { key, old, new });
                 }
             }
-            Object::AdminNetworkPolicy(o) => {
+            Observed::AdminNetworkPolicy(o) => {
                 if let Some((old, new)) = replace(&mut self.admin_network_policies, &key, o) {
                     out.push(Change::AdminNetworkPolicy {
                         name: key,
@@ -285,7 +285,7 @@ impl Model {
                     });
                 }
             }
-            Object::BaselineAdminNetworkPolicy(o) => {
+            Observed::BaselineAdminNetworkPolicy(o) => {
                 if let Some((old, new)) =
                     replace(&mut self.baseline_admin_network_policies, &key, o)
                 {
@@ -480,7 +480,7 @@ mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::{Pod, PodSpec};
 
-    fn pod(ns: &str, name: &str, node: &str, rv: &str, app: &str) -> Object {
+    fn pod(ns: &str, name: &str, node: &str, rv: &str, app: &str) -> Observed {
         let mut p = Pod::default();
         p.metadata.namespace = Some(ns.into());
         p.metadata.name = Some(name.into());
@@ -490,7 +490,7 @@ mod tests {
             node_name: Some(node.into()),
             ..Default::default()
         });
-        p.into()
+        Observed::from(crate::k8s::Object::from(p))
     }
 
     #[test]

@@ -15,12 +15,7 @@ fn owner(kind: &'static str, key: &str) -> Owner {
 
 fn cluster() -> (Owner, Vec<DesiredRow>) {
     let o = owner("Cluster", "cluster-router");
-    let rows = vec![DesiredRow::named(
-        Table::LogicalRouter,
-        "cluster-router",
-        &o,
-    )];
-    (o, rows)
+    (o, crate::translate::cluster::cluster_rows())
 }
 
 fn node(name: &str, i: u8) -> (Owner, Vec<DesiredRow>) {
@@ -76,7 +71,9 @@ fn empty_nb_gets_everything_in_one_plan_then_nothing() {
         .iter()
         .filter(|o| matches!(o, Op::Insert { .. }))
         .count();
-    assert_eq!(inserts, 1 + 4 + 1);
+    // The router and the three load balancer groups, the node's four
+    // rows, the pod's port.
+    assert_eq!(inserts, 4 + 4 + 1);
     let ls = named(&view, Table::LogicalSwitch, "node-a");
     let ports = view.value(Table::LogicalSwitch, ls, "ports").unwrap();
     assert_eq!(ports.atoms().len(), 3, "stor, mgmt and the pod port");

@@ -17,6 +17,12 @@
 //! - replies from outside: the node agent steers them from the gateway
 //!   bridge into the localnet port by conntrack mark; the gateway router
 //!   un-SNATs and routes the cluster CIDR back over `join`.
+//! - Services: the gateway router holds the cluster-wide and the
+//!   gateways' load balancer groups and SNATs load-balanced traffic to its
+//!   join address (`lb_force_snat_ip=router_ip`); `cluster-router` routes
+//!   each join address back to its router by destination (`/32`, `/128`),
+//!   ahead of the source routes. Traffic from outside reaches the router
+//!   only once the node agent's flows send it there (replies today).
 //!
 //! Join addresses need no allocator: a node's gateway router takes the
 //! join address whose index is its node subnet's index in the cluster
@@ -45,6 +51,7 @@ use crate::k8s::{Kind, ObjectRef};
 use crate::model::{Change, NodeInfo};
 use crate::nb::{Col, DesiredRow, Owner, Parent, Table};
 
+use super::service::{GROUP_CLUSTER, GROUP_GATEWAYS};
 use super::{Problem, Translator, View};
 
 /// Priority of the policies that reroute pod → node IP traffic to the
@@ -166,7 +173,18 @@ pub fn gateway_rows(plan: &GatewayPlan) -> Vec<DesiredRow> {
                     // The other routers on `join` are resolved on demand
                     // rather than by flows for every pair.
                     ("dynamic_neigh_routers", "true"),
+                    // Load-balanced traffic leaves towards its backend
+                    // from the router's own join address, so a backend on
+                    // another node answers through this router (the /32
+                    // join routes on cluster-router) and not its own.
+                    ("lb_force_snat_ip", "router_ip"),
                 ]),
+            )
+            // The Services' load balancers a gateway router holds: the
+            // cluster-wide ones and those only traffic from outside sees.
+            .col(
+                LogicalRouter::LOAD_BALANCER_GROUP,
+                Col::refs(Table::LoadBalancerGroup, [GROUP_CLUSTER, GROUP_GATEWAYS]),
             ),
         DesiredRow::named(Table::LogicalRouterPort, names::router_to_join(&gr), &owner)
             .ids(ids)
@@ -262,6 +280,16 @@ pub fn gateway_rows(plan: &GatewayPlan) -> Vec<DesiredRow> {
         rows.push(
             route(format!("egress-{fam}"), f.node_subnet, f.join.addr(), None)
                 .col(LogicalRouterStaticRoute::POLICY, Col::opt(Some("src-ip")))
+                .parent(on_cluster(LogicalRouter::STATIC_ROUTES)),
+        );
+        // The gateway router's own join address, by destination and more
+        // specific than any source route: what a gateway router sends
+        // into the cluster from its join address is answered through it.
+        let host_len = if v6 { 128 } else { 32 };
+        let own = IpNet::new(f.join.addr(), host_len).unwrap_or(f.join);
+        rows.push(
+            route(format!("join-{fam}"), own, f.join.addr(), None)
+                .col(LogicalRouterStaticRoute::POLICY, Col::opt(None::<String>))
                 .parent(on_cluster(LogicalRouter::STATIC_ROUTES)),
         );
         let dst: Vec<String> = f.node_ips.iter().map(IpAddr::to_string).collect();

@@ -117,6 +117,15 @@ fn dual_stack_gateway_rows() {
         panic!()
     };
     assert_eq!(opts["chassis"], "chassis-w1");
+    assert_eq!(opts["lb_force_snat_ip"], "router_ip");
+    assert_eq!(
+        cols(gr, "load_balancer_group"),
+        Col::refs(Table::LoadBalancerGroup, ["svc-cluster", "svc-gateways"])
+    );
+    let own = keyed(&rows, Table::StaticRoute, "join-v6");
+    assert_eq!(cols(own, "ip_prefix"), Col::str("fd98::3/128"));
+    assert_eq!(cols(own, "nexthop"), Col::str("fd98::3"));
+    assert_eq!(cols(own, "policy"), Col::set(Vec::<String>::new()));
     assert_eq!(
         cols(&rows[1], "networks"),
         Col::set(["100.64.0.3/16", "fd98::3/64"])

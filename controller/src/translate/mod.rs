@@ -24,6 +24,7 @@ pub mod gateway;
 pub mod namespace;
 pub mod node;
 pub mod pod;
+pub mod service;
 
 /// A pod's decided addresses.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,6 +97,8 @@ pub fn registry() -> &'static [&'static dyn Translator] {
         &cluster::ClusterRows,
         &gateway::JoinRows,
         &gateway::Gateways,
+        &service::Services,
+        &service::NodeServices,
     ]
 }
 

@@ -69,7 +69,12 @@ pub fn node_rows(name: &str, subnets: &[IpNet]) -> Vec<DesiredRow> {
     vec![
         DesiredRow::named(Table::LogicalSwitch, &switch, &owner)
             .ids(node_id)
-            .col(LogicalSwitch::OTHER_CONFIG, Col::Map(other)),
+            .col(LogicalSwitch::OTHER_CONFIG, Col::Map(other))
+            // Every Service's load balancers, through their groups.
+            .col(
+                LogicalSwitch::LOAD_BALANCER_GROUP,
+                Col::refs(Table::LoadBalancerGroup, super::service::SWITCH_GROUPS),
+            ),
         DesiredRow::named(Table::LogicalRouterPort, names::router_port(name), &owner)
             .ids(node_id)
             .col(LogicalRouterPort::MAC, Col::Str(router_mac))

@@ -108,6 +108,9 @@ impl Env {
         let mut want: HashSet<(String, String)> = HashSet::new();
         want.insert(("Logical_Router".into(), names::CLUSTER_ROUTER.into()));
         want.extend(gateway_rows(None));
+        for g in switchyard_controller::translate::service::GROUPS {
+            want.insert(("Load_Balancer_Group".into(), g.into()));
+        }
         for n in &nodes {
             let name = n.metadata.name.clone().unwrap_or_default();
             let ann = n.metadata.annotations.clone().unwrap_or_default();
