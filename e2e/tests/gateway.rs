@@ -247,8 +247,14 @@ const STREAM_CLIENT: &str = r#"
 import socket, sys, threading, time
 ip = sys.argv[1]
 fam = socket.AF_INET6 if ":" in ip else socket.AF_INET
-s = socket.socket(fam, socket.SOCK_STREAM); s.settimeout(30)
-s.connect((ip, 8100))
+end = time.time() + 30
+while True:
+    try:
+        s = socket.socket(fam, socket.SOCK_STREAM); s.settimeout(30)
+        s.connect((ip, 8100)); break
+    except OSError:
+        if time.time() > end: raise
+        time.sleep(0.1)
 print("connected", flush=True)
 stop = threading.Event()
 threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
