@@ -28,6 +28,73 @@ pub const NODE_CHASSIS: &str = "switchyard.io/chassis-id";
 /// action unlogged).
 pub const ACL_LOGGING: &str = "switchyard.io/acl-logging";
 
+/// Node annotation written by the node agent on its own Node: its gateway
+/// bridge as the controller needs it to build the node's gateway router
+/// ([`NodeGateway`]). Republished when the bridge's MAC, addresses or
+/// default routes change.
+pub const NODE_GATEWAY: &str = "switchyard.io/gateway";
+
+/// A node's gateway bridge: the OVS bridge that carries the node's IP and
+/// its uplink, which the node's host stack and its gateway router share.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeGateway {
+    /// The bridge's name (mapped to [`crate::names::PHYSICAL_NETWORK`]).
+    pub bridge: String,
+    /// The bridge's MAC, `aa:bb:cc:dd:ee:ff`: the gateway router's
+    /// external port uses it too, so the uplink sees one MAC per node IP.
+    pub mac: String,
+    /// The node's addresses on the bridge with their prefix lengths, the
+    /// primary one of each family first.
+    #[serde(default)]
+    pub ips: Vec<IpNet>,
+    /// The next hop of the bridge's default route, per family.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub next_hops: Vec<IpAddr>,
+}
+
+impl NodeGateway {
+    /// Parses and checks: a bridge name, a valid MAC, at most one next hop
+    /// per family. Missing addresses or next hops are not errors here: the
+    /// controller reports what a node lacks, naming the node.
+    pub fn parse(text: &str) -> Result<Self, AnnotationError> {
+        let gw: NodeGateway =
+            serde_json::from_str(text).map_err(|source| AnnotationError::Json {
+                key: NODE_GATEWAY,
+                source,
+            })?;
+        let invalid = |reason: String| AnnotationError::Invalid {
+            key: NODE_GATEWAY,
+            reason,
+        };
+        if gw.bridge.trim().is_empty() {
+            return Err(invalid("no bridge".into()));
+        }
+        if !is_mac(&gw.mac) {
+            return Err(invalid(format!("{:?} is not a MAC address", gw.mac)));
+        }
+        let v4 = gw.next_hops.iter().filter(|h| h.is_ipv4()).count();
+        if v4 > 1 || gw.next_hops.len() - v4 > 1 {
+            return Err(invalid("more than one next hop per IP family".into()));
+        }
+        Ok(gw)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The primary address of a family.
+    pub fn ip(&self, v6: bool) -> Option<IpNet> {
+        self.ips.iter().find(|n| n.addr().is_ipv6() == v6).copied()
+    }
+
+    /// The default next hop of a family.
+    pub fn next_hop(&self, v6: bool) -> Option<IpAddr> {
+        self.next_hops.iter().find(|h| h.is_ipv6() == v6).copied()
+    }
+}
+
 /// A pod's network configuration, as the node agent applies it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -231,6 +298,35 @@ mod tests {
         assert!(parse_requested_ips("10.0.0.1,10.0.0.2").is_err());
         assert!(parse_requested_ips("nope").is_err());
         assert!(parse_requested_ips("").is_err());
+    }
+
+    #[test]
+    fn node_gateway_round_trips_and_rejects_bad_input() {
+        let gw = NodeGateway {
+            bridge: "br-phy".into(),
+            mac: "02:00:00:00:00:0b".into(),
+            ips: vec![
+                "198.18.0.11/24".parse().unwrap(),
+                "2001:db8:18::11/64".parse().unwrap(),
+            ],
+            next_hops: vec!["198.18.0.1".parse().unwrap()],
+        };
+        let text = gw.to_json();
+        assert!(text.contains("\"nextHops\""), "{text}");
+        assert_eq!(NodeGateway::parse(&text).unwrap(), gw);
+        assert_eq!(gw.ip(false), Some("198.18.0.11/24".parse().unwrap()));
+        assert_eq!(gw.ip(true), Some("2001:db8:18::11/64".parse().unwrap()));
+        assert_eq!(gw.next_hop(true), None);
+        // Addresses and next hops may be missing: the controller says so.
+        let bare = NodeGateway::parse(r#"{"bridge":"b","mac":"02:00:00:00:00:01"}"#).unwrap();
+        assert!(bare.ips.is_empty() && bare.next_hops.is_empty());
+        assert!(NodeGateway::parse(r#"{"bridge":"","mac":"02:00:00:00:00:01"}"#).is_err());
+        assert!(NodeGateway::parse(r#"{"bridge":"b","mac":"nope"}"#).is_err());
+        assert!(NodeGateway::parse(
+            r#"{"bridge":"b","mac":"02:00:00:00:00:01","nextHops":["1.1.1.1","2.2.2.2"]}"#
+        )
+        .is_err());
+        assert!(NodeGateway::parse("[").is_err());
     }
 
     #[test]

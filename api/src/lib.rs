@@ -13,4 +13,4 @@ pub mod annotations;
 pub mod mac;
 pub mod names;
 
-pub use annotations::{NodeSubnets, PodNetwork, Route};
+pub use annotations::{NodeGateway, NodeSubnets, PodNetwork, Route};

@@ -88,6 +88,58 @@ pub const SELECTOR: &str = "switchyard.io/selector";
 /// The meter that rate-limits ACL log messages.
 pub const ACL_LOGGING_METER: &str = "switchyard-acl-logging";
 
+/// Owner kind of a node's gateway rows (its gateway router, external
+/// switch, and the routes and policies that lead to them).
+pub const KIND_GATEWAY: &str = "Gateway";
+/// Owner kind of the join switch shared by every gateway router.
+pub const KIND_JOIN: &str = "Join";
+
+/// The switch between `cluster-router` and every node's gateway router.
+pub const JOIN_SWITCH: &str = "join";
+
+/// The physical network name the gateway routers' localnet ports use; the
+/// node agent maps it to its gateway bridge (`ovn-bridge-mappings`).
+pub const PHYSICAL_NETWORK: &str = "physnet";
+
+/// A node's gateway router, bound to the node's chassis.
+pub fn gateway_router(node: &str) -> String {
+    format!("GR-{node}")
+}
+
+/// A router's port on the join switch (`cluster-router` or `GR-<node>`).
+pub fn router_to_join(router: &str) -> String {
+    format!("rtoj-{router}")
+}
+
+/// The join switch's port facing a router's [`router_to_join`] port.
+pub fn join_to_router(router: &str) -> String {
+    format!("jtor-{router}")
+}
+
+/// A node's external switch: the gateway router's outside, a localnet
+/// port to the node's gateway bridge.
+pub fn external_switch(node: &str) -> String {
+    format!("ext-{node}")
+}
+
+/// The gateway router's port on the external switch: it carries the
+/// node's IPs and the gateway bridge's MAC.
+pub fn router_to_external(node: &str) -> String {
+    format!("rtoe-{}", gateway_router(node))
+}
+
+/// The external switch's port facing [`router_to_external`].
+pub fn external_to_router(node: &str) -> String {
+    format!("etor-{}", gateway_router(node))
+}
+
+/// The external switch's localnet port; ovn-controller names the patch
+/// port it creates on the gateway bridge after it
+/// (`patch-<this>-to-br-int`).
+pub fn localnet_port(node: &str) -> String {
+    format!("lnet-{node}")
+}
+
 /// The Linux name of the management interface on a node's host; OVS internal
 /// port names are limited to 15 bytes, so it is fixed rather than derived.
 pub const MGMT_INTERFACE: &str = "sy-mgmt0";
@@ -104,5 +156,12 @@ mod tests {
         assert_eq!(mgmt_port("a"), "mgmt-a");
         assert_eq!(pod_port("default", "web-0"), "default_web-0");
         assert!(MGMT_INTERFACE.len() <= 15);
+        assert_eq!(gateway_router("a"), "GR-a");
+        assert_eq!(router_to_join(CLUSTER_ROUTER), "rtoj-cluster-router");
+        assert_eq!(join_to_router("GR-a"), "jtor-GR-a");
+        assert_eq!(external_switch("a"), "ext-a");
+        assert_eq!(router_to_external("a"), "rtoe-GR-a");
+        assert_eq!(external_to_router("a"), "etor-GR-a");
+        assert_eq!(localnet_port("a"), "lnet-a");
     }
 }

@@ -138,6 +138,11 @@ pub struct Config {
     /// separated for a clustered database.
     pub nb_remote: String,
     pub nb_tls: Option<TlsFiles>,
+    /// The join switch's subnets, at most one per IP family: the links
+    /// between `cluster-router` and every node's gateway router. They must
+    /// not overlap anything pods talk to; each needs room for one address
+    /// per node subnet of its family plus two.
+    pub join_subnets: Vec<IpNet>,
     /// Pod interface MTU written into the pod annotation.
     pub mtu: Option<u32>,
     /// Where /metrics, /healthz and /readyz are served; none in tests.
@@ -165,6 +170,10 @@ impl Default for Config {
                 node_prefix: 24,
             }],
             service_cidrs: vec!["10.96.0.0/16".parse().expect("constant")],
+            join_subnets: vec![
+                "100.64.0.0/16".parse().expect("constant"),
+                "fd98::/64".parse().expect("constant"),
+            ],
             nb_remote: "unix:/var/run/ovn/ovnnb_db.sock".into(),
             nb_tls: None,
             mtu: Some(1400),
@@ -201,6 +210,34 @@ impl Config {
             return Err(Error::Config(
                 "at most one cluster CIDR per IP family".into(),
             ));
+        }
+        let join_v4 = self
+            .join_subnets
+            .iter()
+            .filter(|c| c.addr().is_ipv4())
+            .count();
+        if join_v4 > 1 || self.join_subnets.len() - join_v4 > 1 {
+            return Err(Error::Config(
+                "at most one join subnet per IP family".into(),
+            ));
+        }
+        for j in &self.join_subnets {
+            if *j != j.trunc() || j.max_prefix_len() - j.prefix_len() < 2 {
+                return Err(Error::Config(format!(
+                    "join subnet {j}: host bits set, or too small for a router and a node"
+                )));
+            }
+            if self
+                .cluster_cidrs
+                .iter()
+                .map(|c| c.cidr)
+                .chain(self.service_cidrs.iter().copied())
+                .any(|o| o.contains(&j.network()) || j.contains(&o.network()))
+            {
+                return Err(Error::Config(format!(
+                    "join subnet {j} overlaps a cluster or service CIDR"
+                )));
+            }
         }
         if self.nb_remote.trim().is_empty() {
             return Err(Error::Config("no northbound remote".into()));
@@ -254,6 +291,9 @@ pub struct Args {
     /// Service CIDRs, comma separated.
     #[arg(long, env = "SWITCHYARD_SERVICE_CIDRS", value_delimiter = ',')]
     pub service_cidrs: Vec<String>,
+    /// Join subnets (comma separated, at most one per family).
+    #[arg(long, env = "SWITCHYARD_JOIN_SUBNETS", value_delimiter = ',')]
+    pub join_subnets: Vec<String>,
     /// Northbound remote(s).
     #[arg(long, env = "SWITCHYARD_NB_REMOTE")]
     pub nb_remote: Option<String>,
@@ -343,6 +383,17 @@ impl Args {
                     s.trim()
                         .parse()
                         .map_err(|_| Error::Config(format!("service CIDR {s:?} is not a CIDR")))
+                })
+                .collect::<Result<_>>()?;
+        }
+        if !self.join_subnets.is_empty() {
+            c.join_subnets = self
+                .join_subnets
+                .iter()
+                .map(|s| {
+                    s.trim()
+                        .parse()
+                        .map_err(|_| Error::Config(format!("join subnet {s:?} is not a CIDR")))
                 })
                 .collect::<Result<_>>()?;
         }
@@ -493,5 +544,10 @@ mod tests {
         assert!(Config::from_yaml("clusterCidrs: []").is_err());
         assert!(Config::from_yaml("nbRemote: ssl:1.2.3.4:6641").is_err());
         assert!(Config::from_yaml("clusterCidrs: 5").is_err());
+        assert!(Config::from_yaml("joinSubnets: [\"100.64.0.0/16\", \"100.65.0.0/16\"]").is_err());
+        assert!(Config::from_yaml("joinSubnets: [\"10.244.0.0/24\"]").is_err());
+        assert!(Config::from_yaml("joinSubnets: [\"100.64.0.0/31\"]").is_err());
+        let c = Config::from_yaml("joinSubnets: [\"100.96.0.0/20\"]").unwrap();
+        assert_eq!(c.join_subnets.len(), 1);
     }
 }

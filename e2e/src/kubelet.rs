@@ -43,6 +43,9 @@ pub struct NodeInfo {
     pub conflist: PathBuf,
     pub cni_bin_dir: PathBuf,
     pub host_ip: String,
+    /// What a `hostNetwork` pod reports as its IPs: the node's, of the
+    /// cluster's families.
+    pub host_ips: Vec<String>,
 }
 
 /// A pod the kubelet runs (or is starting, or stopping).
@@ -52,6 +55,9 @@ pub struct PodSlot {
     pub uid: String,
     pub node: usize,
     pub netns: String,
+    /// Runs in its node's namespace (`hostNetwork: true`): no CNI, and the
+    /// namespace is never the pod's to delete.
+    pub host_network: bool,
     pub container_id: String,
     /// When the kubelet first saw the pod.
     pub seen: Instant,
@@ -169,9 +175,7 @@ impl Kubelet {
         let Some(node) = self.nodes.iter().position(|n| n.name == node_name) else {
             return;
         };
-        if pod.spec.as_ref().and_then(|s| s.host_network) == Some(true) {
-            return;
-        }
+        let host_network = pod.spec.as_ref().and_then(|s| s.host_network) == Some(true);
         let mut pods = lock(&self.pods);
         if pods.contains_key(&uid) {
             return;
@@ -180,7 +184,12 @@ impl Kubelet {
         let name = pod.metadata.name.clone().unwrap_or_default();
         let n = self.serial.fetch_add(1, Ordering::Relaxed);
         let slot = Arc::new(PodSlot {
-            netns: format!("sy{}-pod-{n}-{}", self.index, short(&name)),
+            netns: if host_network {
+                self.nodes[node].netns.clone()
+            } else {
+                format!("sy{}-pod-{n}-{}", self.index, short(&name))
+            },
+            host_network,
             container_id: container_id(&uid, n),
             namespace,
             name,
@@ -223,6 +232,28 @@ impl Kubelet {
     async fn start(self: Arc<Self>, slot: Arc<PodSlot>, container: Vec<String>) {
         let mut rt = slot.inner.lock().await;
         if slot.removed.load(Ordering::SeqCst) {
+            return;
+        }
+        if slot.host_network {
+            // The node's own namespace: no sandbox, no CNI; the pod's IPs
+            // are the node's.
+            if !container.is_empty() {
+                match self.spawn_container(&slot, &container) {
+                    Ok(child) => rt.child = Some(child),
+                    Err(e) => {
+                        self.fail(&slot, format!("starting the container: {e:#}"));
+                        return;
+                    }
+                }
+            }
+            let ips = self.nodes[slot.node].host_ips.clone();
+            {
+                let mut st = lock(&slot.state);
+                st.running = true;
+                st.ips = ips.clone();
+                st.add_returned = Some(Instant::now());
+            }
+            self.set_status(&slot, Some(&ips), None);
             return;
         }
         let name = slot.netns.clone();
@@ -407,7 +438,9 @@ impl Kubelet {
                     let _ = child.kill().await;
                 }
             }
-            let _ = run(&["ip", "netns", "del", &slot.netns]).await;
+            if !slot.host_network {
+                let _ = run(&["ip", "netns", "del", &slot.netns]).await;
+            }
         }
     }
 

@@ -37,6 +37,7 @@ pub struct Node {
     pub index: usize,
     pub dir: PathBuf,
     pub ip: String,
+    pub ip6: String,
     chassis: Chassis,
     agent: Option<Child>,
     settings: AgentSettings,
@@ -93,11 +94,27 @@ impl Node {
             sh(&["ip", "-n", &netns, "link", "set", "br-phy", "up"]).ok()
         })?;
         sh(&["ip", "-n", &netns, "addr", "add", &cidr, "dev", "br-phy"])?;
+        // Both families on the underlay whatever the pods get; the default
+        // routes lead to the external host.
+        let ip6 = underlay.node_ip6(index).to_string();
+        let cidr6 = format!("{ip6}/{}", Underlay::PREFIX6);
+        sh(&[
+            "ip", "-n", &netns, "addr", "add", &cidr6, "dev", "br-phy", "nodad",
+        ])?;
+        let (gw4, gw6) = (
+            underlay.external_ip().to_string(),
+            underlay.external_ip6().to_string(),
+        );
+        sh(&["ip", "-n", &netns, "route", "add", "default", "via", &gw4])?;
+        sh(&[
+            "ip", "-n", &netns, "-6", "route", "add", "default", "via", &gw6,
+        ])?;
         let mut node = Node {
             name: name.to_string(),
             index,
             dir,
             ip,
+            ip6,
             chassis,
             agent: None,
             settings,
@@ -145,6 +162,8 @@ impl Node {
             .arg(format!("--ovs-remote={}", self.chassis.ovs_remote()))
             .arg(format!("--sb-remote={}", self.settings.sb_remote))
             .arg(format!("--encap-ip={}", self.ip))
+            .arg("--gateway-bridge=br-phy")
+            .arg("--gateway-interface=ul0")
             .arg("--datapath-type=netdev")
             .arg(format!("--cni-conf-dir={}", self.cni_conf_dir().display()))
             .arg(format!("--cni-bin-dir={}", self.cni_bin_dir().display()))
@@ -189,6 +208,15 @@ impl Node {
                 tail(&log, 20).unwrap_or_default()
             )
         })
+    }
+
+    /// Restarts `ovs-vswitchd` (SIGTERM, then a new one on the same
+    /// database): every bridge's flows and, with the userspace datapath,
+    /// its internal devices and conntrack go with it.
+    pub fn restart_vswitchd(&mut self) -> Result<()> {
+        self.chassis
+            .restart_vswitchd()
+            .with_context(|| format!("restarting ovs-vswitchd on {}", self.name))
     }
 
     /// SIGKILLs the node agent (pods and OVS ports stay).

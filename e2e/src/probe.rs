@@ -17,12 +17,28 @@ use crate::util::in_netns;
 pub const TCP_PORT: u16 = 8080;
 /// UDP port of [`ECHO_SERVER`].
 pub const UDP_PORT: u16 = 8081;
+/// TCP port on which [`ECHO_SERVER`] answers `NAME PEER`: its name and the
+/// address the connection came from (what NAT made of the source).
+pub const WHOAMI_PORT: u16 = 8090;
 
 /// A Python server: on TCP 8080 it answers every connection with `argv[1]`,
-/// on UDP 8081 every datagram; both families (`::` with V6ONLY off).
+/// on UDP 8081 every datagram, on TCP 8090 with `argv[1]` and the peer's
+/// address; both families (`::` with V6ONLY off).
 pub const ECHO_SERVER: &str = r#"
 import socket, sys, threading
 name = sys.argv[1].encode()
+def whoami():
+    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("::", 8090)); s.listen(128)
+    while True:
+        c, a = s.accept()
+        peer = a[0][7:] if a[0].startswith("::ffff:") else a[0]
+        try: c.sendall(name + b" " + peer.encode())
+        except OSError: pass
+        c.close()
+threading.Thread(target=whoami, daemon=True).start()
 def tcp():
     s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
     s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
@@ -142,6 +158,51 @@ pub fn probe(
     loop {
         match probe_once(netns, proto, ip, expect) {
             Ok(()) => return Ok(()),
+            Err(e) if Instant::now() >= deadline => {
+                return Err(e.context(format!("still failing after {timeout:?}")))
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// Who answered on [`WHOAMI_PORT`] at `ip` from inside `netns`, and the
+/// source address it saw; retried until `timeout`.
+pub fn whoami(netns: &str, ip: IpAddr, timeout: Duration) -> Result<(String, IpAddr)> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let once = || -> Result<(String, IpAddr)> {
+            let out = in_netns(
+                netns,
+                &[
+                    python(),
+                    "-c",
+                    CLIENT,
+                    "tcp",
+                    &ip.to_string(),
+                    &WHOAMI_PORT.to_string(),
+                ],
+            )
+            .stdin(Stdio::null())
+            .output()?;
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            if !out.status.success() {
+                bail!(
+                    "whoami {ip} from {netns} failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                        .lines()
+                        .last()
+                        .unwrap_or_default()
+                );
+            }
+            let (name, peer) = text
+                .trim()
+                .split_once(' ')
+                .ok_or_else(|| anyhow::anyhow!("whoami {ip}: odd answer {text:?}"))?;
+            Ok((name.to_string(), peer.parse()?))
+        };
+        match once() {
+            Ok(v) => return Ok(v),
             Err(e) if Instant::now() >= deadline => {
                 return Err(e.context(format!("still failing after {timeout:?}")))
             }

@@ -22,7 +22,7 @@ use kube_memory::{self as memory, MemoryCluster};
 use ovn_testbed::{CentralOptions, OvnCentral};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use switchyard_api::annotations::{NODE_CHASSIS, NODE_SUBNETS, POD_NETWORK};
+use switchyard_api::annotations::{NODE_CHASSIS, NODE_GATEWAY, NODE_SUBNETS, POD_NETWORK};
 use switchyard_controller::config::ClusterCidr;
 use switchyard_controller::k8s::Object;
 use switchyard_controller::Config;
@@ -145,6 +145,9 @@ pub struct Sandbox {
     central: Option<OvnCentral>,
     /// Namespaces, Services, NetworkPolicies: kept, not yet acted upon.
     objects: Mutex<BTreeMap<(String, String, String), Value>>,
+    /// The external host's echo server ([`crate::probe::ECHO_SERVER`],
+    /// named `external`).
+    external_server: Mutex<Option<std::process::Child>>,
     down: bool,
 }
 
@@ -198,7 +201,10 @@ impl Sandbox {
                 index,
                 nodes: opts.nodes,
                 ip_family: opts.ip_family,
-                netns: vec![crate::underlay::netns_name(index)],
+                netns: vec![
+                    crate::underlay::netns_name(index),
+                    crate::underlay::external_netns_name(index),
+                ],
                 pids: vec![],
             },
         )?;
@@ -218,8 +224,28 @@ impl Sandbox {
 
         let cluster = MemoryCluster::new();
         let names: Vec<String> = (1..=opts.nodes).map(node_name).collect();
-        for name in &names {
-            cluster.apply_node(memory::node(name));
+        {
+            let ul = partial.underlay.as_ref().context("underlay")?;
+            for (k, name) in names.iter().enumerate() {
+                // As a kubelet reports them: the node's InternalIPs.
+                let mut node = memory::node(name);
+                node.status = Some(k8s_openapi::api::core::v1::NodeStatus {
+                    addresses: Some(
+                        [
+                            ul.node_ip(k + 1).to_string(),
+                            ul.node_ip6(k + 1).to_string(),
+                        ]
+                        .into_iter()
+                        .map(|a| k8s_openapi::api::core::v1::NodeAddress {
+                            type_: "InternalIP".into(),
+                            address: a,
+                        })
+                        .collect(),
+                    ),
+                    ..Default::default()
+                });
+                cluster.apply_node(node);
+            }
         }
         let mut config = Config {
             nb_remote,
@@ -296,6 +322,11 @@ impl Sandbox {
                 conflist: n.conflist(),
                 cni_bin_dir: n.cni_bin_dir(),
                 host_ip: n.ip.clone(),
+                host_ips: match opts.ip_family {
+                    IpFamily::Ipv4 => vec![n.ip.clone()],
+                    IpFamily::Ipv6 => vec![n.ip6.clone()],
+                    IpFamily::Dual => vec![n.ip.clone(), n.ip6.clone()],
+                },
             })
             .collect();
         let dirs: crate::mirror::Dirs = Arc::new(
@@ -330,8 +361,22 @@ impl Sandbox {
             underlay: partial.underlay.take(),
             central: partial.central.take(),
             objects: Mutex::default(),
+            external_server: Mutex::default(),
             down: false,
         };
+        let server = util::in_netns(
+            &sandbox.external_netns(),
+            &crate::probe::echo_server_command("external")
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting the external host's echo server")?;
+        *lock(&sandbox.external_server) = Some(server);
         sandbox.wait_nodes_ready(Duration::from_secs(90))?;
         Ok(sandbox)
     }
@@ -364,6 +409,18 @@ impl Sandbox {
                         .annotations
                         .as_ref()?
                         .get(NODE_CHASSIS)
+                        .map(drop)
+                },
+            )?;
+            wait_for(
+                deadline.saturating_duration_since(Instant::now()),
+                &format!("the node agent of {name} to publish its gateway bridge"),
+                || {
+                    let node = self.cluster.node(&name)?;
+                    node.metadata
+                        .annotations
+                        .as_ref()?
+                        .get(NODE_GATEWAY)
                         .map(drop)
                 },
             )?;
@@ -727,6 +784,42 @@ impl Sandbox {
         util::netns_output(self.node_netns(i), cmd)
     }
 
+    /// Node `i`'s (0-based) underlay addresses, IPv4 and IPv6: the
+    /// gateway bridge's, its InternalIPs.
+    pub fn node_ips(&self, i: usize) -> Vec<IpAddr> {
+        let nodes = lock(&self.nodes);
+        [&nodes[i].ip, &nodes[i].ip6]
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .collect()
+    }
+
+    /// The external host's network namespace.
+    pub fn external_netns(&self) -> String {
+        crate::underlay::external_netns_name(self.index)
+    }
+
+    /// The external host's addresses: underlay IPv4 and IPv6, then the
+    /// "internet" ones behind it.
+    pub fn external_ips(&self) -> Vec<IpAddr> {
+        self.underlay
+            .as_ref()
+            .map(|u| u.external_ips().to_vec())
+            .unwrap_or_default()
+    }
+
+    /// Runs `CMD...` on the external host.
+    pub fn external_exec(&self, cmd: &[&str]) -> Result<Output> {
+        util::netns_output(&self.external_netns(), cmd)
+    }
+
+    /// Restarts node `i`'s `ovs-vswitchd`.
+    pub fn restart_vswitchd(&self, i: usize) -> Result<()> {
+        let r = lock(&self.nodes)[i].restart_vswitchd();
+        self.update_state_pids();
+        r
+    }
+
     /// The pod's IPs as addresses.
     pub fn pod_ips(&self, namespace: &str, name: &str) -> Vec<IpAddr> {
         self.pod(namespace, name)
@@ -814,7 +907,10 @@ impl Sandbox {
             .node_netns
             .iter()
             .cloned()
-            .chain([crate::underlay::netns_name(self.index)])
+            .chain([
+                crate::underlay::netns_name(self.index),
+                crate::underlay::external_netns_name(self.index),
+            ])
             .filter(|n| netns_exists(n))
             .collect();
         if !leftovers.is_empty() {
@@ -834,6 +930,10 @@ impl Sandbox {
             rt.shutdown_timeout(Duration::from_secs(2));
         }
         self.kill_controller();
+        if let Some(mut c) = lock(&self.external_server).take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
         for node in lock(&self.nodes).iter_mut() {
             node.stop();
         }

@@ -9,11 +9,19 @@
 //! when the tunnel endpoint address lives on an OVS bridge.
 //!
 //! Addresses come from 198.18.0.0/15 (RFC 2544 benchmarking range):
-//! sandbox INDEX uses 198.18.INDEX.0/24, node K gets .(10+K). Claiming the
-//! underlay namespace name is atomic (`ip netns add` fails when it exists),
-//! which is how two sandboxes on one machine get different indexes.
+//! sandbox INDEX uses 198.18.INDEX.0/24, node K gets .(10+K); and, for
+//! IPv6, 2001:db8:18:INDEX::/64 (documentation range), node K gets
+//! ::(10+K) (hex). Claiming the underlay namespace name is atomic (`ip
+//! netns add` fails when it exists), which is how two sandboxes on one
+//! machine get different indexes.
+//!
+//! The **external host** (`sy<INDEX>-external`) sits on the same bridge,
+//! outside every node: .1 and ::1 on the underlay, every node's default
+//! next hop, and an "internet" address behind it ([`INTERNET_V4`],
+//! [`INTERNET_V6`], on its loopback) that only the nodes' default routes
+//! lead to.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use anyhow::{bail, Context, Result};
 
@@ -28,9 +36,23 @@ pub struct Underlay {
     deleted: bool,
 }
 
+/// An address behind the external host, reached only by default routes.
+pub const INTERNET_V4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+pub const INTERNET_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x113, 0, 0, 0, 0, 1);
+
 /// The underlay namespace's name for sandbox `index`.
 pub fn netns_name(index: u8) -> String {
     format!("sy{index}-underlay")
+}
+
+/// The external host's namespace for sandbox `index`.
+pub fn external_netns_name(index: u8) -> String {
+    format!("sy{index}-external")
+}
+
+/// The underlay's IPv6 address with host part `host`.
+pub fn ipv6(index: u8, host: u16) -> Ipv6Addr {
+    Ipv6Addr::new(0x2001, 0xdb8, 0x18, u16::from(index), 0, 0, 0, host)
 }
 
 impl Underlay {
@@ -71,6 +93,50 @@ impl Underlay {
         sh(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
         sh(&["ip", "-n", ns, "link", "add", "br0", "type", "bridge"])?;
         sh(&["ip", "-n", ns, "link", "set", "br0", "up"])?;
+        self.setup_external()
+    }
+
+    /// The external host: its own namespace, a veth onto the bridge with
+    /// the underlay's first addresses, the internet addresses on `lo`.
+    fn setup_external(&self) -> Result<()> {
+        let (ul, ext) = (self.netns.as_str(), external_netns_name(self.index));
+        delete_netns(&ext);
+        sh(&["ip", "netns", "add", &ext])?;
+        sh(&["ip", "-n", &ext, "link", "set", "lo", "up"])?;
+        sh(&[
+            "ip", "-n", ul, "link", "add", "x0", "type", "veth", "peer", "name", "eth0", "netns",
+            &ext,
+        ])?;
+        sh(&["ip", "-n", ul, "link", "set", "x0", "master", "br0", "up"])?;
+        for (ns, dev) in [(ul, "x0"), (ext.as_str(), "eth0")] {
+            sh(&["ip", "netns", "exec", ns, "ethtool", "-K", dev, "tx", "off"])?;
+        }
+        let v4 = format!("{}/{}", self.external_ip(), Self::PREFIX);
+        let v6 = format!("{}/{}", self.external_ip6(), Self::PREFIX6);
+        sh(&["ip", "-n", &ext, "addr", "add", &v4, "dev", "eth0"])?;
+        sh(&["ip", "-n", &ext, "addr", "add", &v6, "dev", "eth0", "nodad"])?;
+        sh(&["ip", "-n", &ext, "link", "set", "eth0", "up"])?;
+        sh(&[
+            "ip",
+            "-n",
+            &ext,
+            "addr",
+            "add",
+            &format!("{INTERNET_V4}/32"),
+            "dev",
+            "lo",
+        ])?;
+        sh(&[
+            "ip",
+            "-n",
+            &ext,
+            "addr",
+            "add",
+            &format!("{INTERNET_V6}/128"),
+            "dev",
+            "lo",
+            "nodad",
+        ])?;
         Ok(())
     }
 
@@ -79,7 +145,35 @@ impl Underlay {
         Ipv4Addr::new(198, 18, self.index, 10 + node as u8)
     }
 
+    /// The node's underlay IPv6 address.
+    pub fn node_ip6(&self, node: usize) -> Ipv6Addr {
+        ipv6(self.index, 0x10 + node as u16)
+    }
+
+    /// The external host's underlay addresses: every node's next hop.
+    pub fn external_ip(&self) -> Ipv4Addr {
+        Ipv4Addr::new(198, 18, self.index, 1)
+    }
+    pub fn external_ip6(&self) -> Ipv6Addr {
+        ipv6(self.index, 1)
+    }
+
+    /// The external host's addresses: underlay and internet, both families.
+    pub fn external_ips(&self) -> [IpAddr; 4] {
+        [
+            self.external_ip().into(),
+            self.external_ip6().into(),
+            INTERNET_V4.into(),
+            INTERNET_V6.into(),
+        ]
+    }
+
+    pub fn external_netns(&self) -> String {
+        external_netns_name(self.index)
+    }
+
     pub const PREFIX: u8 = 24;
+    pub const PREFIX6: u8 = 64;
 
     /// Connects the node namespace `node_ns` to the bridge: `ul0` there,
     /// `n<K>` here, both up with TX checksum offload off.
@@ -105,6 +199,7 @@ impl Underlay {
     pub fn delete(&mut self) {
         if !self.deleted {
             self.deleted = true;
+            delete_netns(&external_netns_name(self.index));
             delete_netns(&self.netns);
         }
     }

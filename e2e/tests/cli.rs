@@ -1,6 +1,7 @@
 //! The `switchyard-sandbox` command line end to end: up, a second up
 //! refused, apply from stdin, get pods, exec with the exit status passed
-//! through, delete, down leaving nothing behind.
+//! through (in a pod, on a node's host, on the external host), delete,
+//! down leaving nothing behind.
 
 mod common;
 
@@ -141,6 +142,36 @@ fn command_line_round_trip() {
         format!("for i in $(seq 1 50); do nc -z -w1 {b_ip} 80 && exit 0; sleep 0.1; done; exit 1");
     let nc = sandbox(d, &["exec", "cli/a", "--", "sh", "-c", &connect], None);
     assert!(nc.status.success(), "a -> b:80: {}", text(&nc));
+
+    // The external host and a node's host: the external host answers on
+    // 203.0.113.1 with the source it sees, which for a node is its IP.
+    let ext = sandbox(
+        d,
+        &["exec", "--external", "--", "ip", "-o", "addr", "show", "lo"],
+        None,
+    );
+    assert!(text(&ext).contains("203.0.113.1/32"), "{}", text(&ext));
+    let ask = "for i in $(seq 1 50); do nc -w1 203.0.113.1 8090 && exit 0; sleep 0.1; done; exit 1";
+    let who = sandbox(
+        d,
+        &["exec", "--node", "node-2", "--", "sh", "-c", ask],
+        None,
+    );
+    assert!(who.status.success(), "{}", text(&who));
+    assert!(text(&who).contains("external 198.18."), "{}", text(&who));
+    let from_pod = sandbox(d, &["exec", "cli/a", "--", "sh", "-c", ask], None);
+    assert!(
+        from_pod.status.success(),
+        "a -> outside: {}",
+        text(&from_pod)
+    );
+    let no_node = sandbox(d, &["exec", "--node", "node-9", "--", "true"], None);
+    assert!(!no_node.status.success());
+    assert!(
+        text(&no_node).contains("no node node-9"),
+        "{}",
+        text(&no_node)
+    );
 
     let del = sandbox(d, &["delete", "pod", "cli/b"], None);
     assert!(del.status.success(), "{}", text(&del));

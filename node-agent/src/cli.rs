@@ -55,6 +55,22 @@ pub struct Args {
     /// Do not create the management port.
     #[arg(long)]
     pub no_mgmt_port: bool,
+    /// The gateway bridge: the OVS bridge carrying the node IP and uplink,
+    /// shared with the node's gateway router (default: the OVS bridge the
+    /// default route leaves through).
+    #[arg(long)]
+    pub gateway_bridge: Option<String>,
+    /// The gateway bridge's uplink port; when the bridge does not exist,
+    /// the interface it is created from (taking its addresses and routes).
+    #[arg(long)]
+    pub gateway_interface: Option<String>,
+    /// Run without a gateway bridge (pods cannot leave the cluster).
+    #[arg(long)]
+    pub no_gateway: bool,
+    /// Open vSwitch's run directory, where `<bridge>.mgmt` OpenFlow sockets
+    /// are (default: the directory of a `unix:` --ovs-remote).
+    #[arg(long)]
+    pub ovs_rundir: Option<PathBuf>,
     /// `kube` (watch the API server; annotate this Node through it) or
     /// `dir:/path` (JSON files, and `node-annotations.json` written there;
     /// tests and the e2e sandbox).

@@ -31,6 +31,7 @@ use crate::cni::{
 };
 use crate::error::{Error, Result};
 use crate::ethtool;
+use crate::gateway::{self, Gateway, GatewayConfig};
 use crate::metrics::{Metrics, ADD_PHASES};
 use crate::mgmt;
 use crate::naming::{self, ext};
@@ -125,6 +126,8 @@ pub struct Config {
     pub mtu: u32,
     pub cluster_cidrs: Vec<IpNet>,
     pub mgmt_port: bool,
+    /// The gateway bridge; `None` runs without one.
+    pub gateway: Option<GatewayConfig>,
     pub annotation_timeout: Duration,
     pub install_timeout: Duration,
     pub startup_timeout: Duration,
@@ -149,6 +152,7 @@ impl Config {
             mtu: 1400,
             cluster_cidrs: vec![],
             mgmt_port: true,
+            gateway: None,
             annotation_timeout: Duration::from_secs(30),
             install_timeout: Duration::from_secs(60),
             startup_timeout: Duration::from_secs(60),
@@ -165,6 +169,18 @@ pub struct Daemon {
     metrics: Metrics,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     mgmt_ready: AtomicBool,
+    /// What the gateway task last learnt of the gateway bridge.
+    gateway: tokio::sync::watch::Sender<Option<switchyard_api::NodeGateway>>,
+}
+
+/// Open vSwitch's run directory for a `unix:` database remote: the
+/// socket's directory (`/var/run/openvswitch` for the default).
+pub fn ovs_rundir(remote: &str) -> PathBuf {
+    remote
+        .strip_prefix("unix:")
+        .and_then(|p| Path::new(p).parent())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("/var/run/openvswitch"))
 }
 
 /// Writes a file atomically (temp file + rename) with `mode`.
@@ -225,6 +241,7 @@ impl Daemon {
             metrics: Metrics::new(),
             locks: Mutex::new(HashMap::new()),
             mgmt_ready: AtomicBool::new(false),
+            gateway: tokio::sync::watch::channel(None).0,
         };
         daemon.remove_orphans().await;
         Ok(daemon)
@@ -301,13 +318,32 @@ impl Daemon {
     /// Accepts connections until the listener fails; also starts the
     /// management port, node publishing and metrics tasks.
     pub async fn serve(self: Arc<Self>, listener: UnixListener) -> Result<()> {
+        // Kernel changes: the gateway bridge and the management port are
+        // looked at again when links, addresses or routes move (their
+        // devices come back empty when ovs-vswitchd's datapath went).
+        let kicks = match gateway::monitor::start() {
+            Ok(rx) => rx,
+            Err(e) => {
+                warn!(error = %e, "no netlink notifications; kernel state is checked every few seconds");
+                tokio::sync::watch::channel(0).1
+            }
+        };
         {
             let d = self.clone();
             tokio::spawn(async move { d.publish_loop().await });
         }
         if self.cfg.mgmt_port {
-            let d = self.clone();
-            tokio::spawn(async move { d.mgmt_loop().await });
+            let (d, kicks) = (self.clone(), kicks.clone());
+            tokio::spawn(async move { d.mgmt_loop(kicks).await });
+        }
+        if let Some(cfg) = self.cfg.gateway.clone() {
+            let gw = Gateway {
+                cfg,
+                ovs: self.ovs.clone(),
+                out: self.gateway.clone(),
+                kicks,
+            };
+            tokio::spawn(gw.run());
         }
         if let Some(addr) = self.cfg.metrics_addr {
             let m = self.metrics.clone();
@@ -921,17 +957,46 @@ impl Daemon {
     }
 
     /// Creates and configures the management port, retrying until the node
-    /// has subnets and OVS has created the interface.
-    async fn mgmt_loop(&self) {
+    /// has subnets and OVS has created the interface; then keeps it so:
+    /// looks again whenever the kernel's links or addresses change (the
+    /// interface comes back empty when `ovs-vswitchd`'s datapath went),
+    /// and every minute.
+    async fn mgmt_loop(&self, mut kicks: tokio::sync::watch::Receiver<u64>) {
         let mut logged = false;
+        // The plan is read from the node's subnets (an API read with the
+        // kube source): once, then every minute, never per kernel change.
+        let mut plan: Option<mgmt::MgmtPlan> = None;
         loop {
-            match self.setup_mgmt().await {
-                Ok(true) => {
-                    self.mgmt_ready.store(true, Ordering::Relaxed);
-                    info!(interface = names::MGMT_INTERFACE, "management port ready");
-                    return;
+            let step = async {
+                if plan.is_none() {
+                    let subnets = self.pods.node_subnets(&self.cfg.node).await?;
+                    plan = mgmt::plan(&subnets, &self.cfg.cluster_cidrs);
                 }
-                Ok(false) => {}
+                match &plan {
+                    Some(p) => self.setup_mgmt(p).await,
+                    None => Ok(false),
+                }
+            };
+            match step.await {
+                Ok(true) => {
+                    if !self.mgmt_ready.swap(true, Ordering::Relaxed) {
+                        info!(interface = names::MGMT_INTERFACE, "management port ready");
+                    }
+                    logged = false;
+                    tokio::select! {
+                        r = kicks.changed() => {
+                            if r.is_err() {
+                                tokio::time::sleep(Duration::from_secs(5)).await;
+                            }
+                            // A burst of changes (a pod's veth) is one look.
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            kicks.borrow_and_update();
+                        }
+                        _ = tokio::time::sleep(Duration::from_secs(60)) => plan = None,
+                    }
+                    continue;
+                }
+                Ok(false) => plan = None,
                 Err(e) if !logged => {
                     warn!(error = %e, "management port not ready; retrying");
                     logged = true;
@@ -943,17 +1008,19 @@ impl Daemon {
     }
 
     /// Publishes [`node_annotations`] on the node's Node: at start-up,
-    /// then whenever the `Open_vSwitch` row changes what they would be;
-    /// failures are retried with back-off (CNI requests do not wait for
-    /// this).
+    /// then whenever the `Open_vSwitch` row or the gateway bridge change
+    /// what they would be; failures are retried with back-off (CNI
+    /// requests do not wait for this).
     async fn publish_loop(&self) {
         const BACKOFF_MIN: Duration = Duration::from_millis(200);
         const BACKOFF_MAX: Duration = Duration::from_secs(30);
         let mut backoff = BACKOFF_MIN;
         let mut failing = false;
         let mut published: Option<Annotations> = None;
+        let mut gateway = self.gateway.subscribe();
         loop {
-            let wanted = node_annotations(&self.ovs.node_ids());
+            let gw = gateway.borrow_and_update().clone();
+            let wanted = node_annotations(&self.ovs.node_ids(), gw.as_ref());
             if wanted.is_empty() {
                 // Nothing known yet (no system-id): nothing to say.
                 published = Some(wanted);
@@ -980,15 +1047,24 @@ impl Daemon {
                     }
                 }
             }
-            // Until the OVS row says something else (checked hourly too).
+            // Until the OVS row or the gateway says something else
+            // (checked hourly too).
             let current = published.clone().unwrap_or_default();
-            if let Err(e) = self
-                .ovs
-                .wait_node_ids_change(Duration::from_secs(3600), &current, node_annotations)
-                .await
-            {
-                warn!(error = %e, "watching the Open_vSwitch row failed");
-                tokio::time::sleep(BACKOFF_MAX).await;
+            let gw_now = gw.clone();
+            let chassis_only =
+                move |ids: &BTreeMap<String, String>| node_annotations(ids, gw_now.as_ref());
+            tokio::select! {
+                r = self.ovs.wait_node_ids_change(Duration::from_secs(3600), &current, chassis_only) => {
+                    if let Err(e) = r {
+                        warn!(error = %e, "watching the Open_vSwitch row failed");
+                        tokio::time::sleep(BACKOFF_MAX).await;
+                    }
+                }
+                r = gateway.changed() => {
+                    if r.is_err() {
+                        tokio::time::sleep(BACKOFF_MAX).await;
+                    }
+                }
             }
         }
     }
@@ -997,11 +1073,9 @@ impl Daemon {
         self.mgmt_ready.load(Ordering::Relaxed)
     }
 
-    async fn setup_mgmt(&self) -> Result<bool> {
-        let subnets = self.pods.node_subnets(&self.cfg.node).await?;
-        let Some(plan) = mgmt::plan(&subnets, &self.cfg.cluster_cidrs) else {
-            return Ok(false);
-        };
+    /// Makes the management port as `plan` says; `Ok(false)` while OVS has
+    /// not created its interface yet.
+    async fn setup_mgmt(&self, plan: &mgmt::MgmtPlan) -> Result<bool> {
         let iface_id = names::mgmt_port(&self.cfg.node);
         let current = self.ovs.interface(names::MGMT_INTERFACE);
         let ok = current
@@ -1028,6 +1102,25 @@ impl Daemon {
         }
         let mac = netlink::parse_mac(&plan.mac)
             .ok_or_else(|| Error::Config(format!("bad MAC {}", plan.mac)))?;
+        // Already as planned: write nothing (writes are kernel changes,
+        // which would bring this loop straight back here). Its routes go
+        // only with its addresses, when the device is recreated.
+        let name = names::MGMT_INTERFACE.to_string();
+        let state = netlink::run_in(
+            None,
+            move |h| async move { netlink::inspect(&h, &name).await },
+        )
+        .await?;
+        if let Some(st) = state {
+            if ok
+                && st.up
+                && st.mac == Some(mac)
+                && st.mtu == Some(self.cfg.mtu)
+                && plan.addresses.iter().all(|a| st.ips.contains(a))
+            {
+                return Ok(true);
+            }
+        }
         let configured = netlink::configure_host_link(
             names::MGMT_INTERFACE.to_string(),
             mac,

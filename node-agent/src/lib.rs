@@ -9,7 +9,9 @@
 //! - [`pod_source`]: the Kubernetes boundary, inbound (kube-rs, or a
 //!   directory): pods on this node and the node's subnets;
 //! - [`node_publisher`]: the Kubernetes boundary, outbound: annotations on
-//!   this node's Node (`switchyard.io/chassis-id`);
+//!   this node's Node (`switchyard.io/chassis-id`, `switchyard.io/gateway`);
+//! - [`gateway`]: the gateway bridge (flows, host addresses, the
+//!   `switchyard.io/gateway` annotation);
 //! - [`mgmt`]: the management port's addressing;
 //! - [`metrics`]: Prometheus metrics.
 //!
@@ -22,7 +24,7 @@
 //! |---|---|---|---|
 //! | `""` | pods | list, watch | [`pod_source::KubeSource`]: the reflector over this node's pods (`fieldSelector=spec.nodeName=<node>`), where ADD finds the pod's annotation |
 //! | `""` | nodes | get | [`pod_source::KubeSource`]: the node's pod subnets (management port); [`node_publisher::KubePublisher`]: the current annotations |
-//! | `""` | nodes | patch | [`node_publisher::KubePublisher`]: one merge patch of `switchyard.io/chassis-id` on its own Node, only when the value differs |
+//! | `""` | nodes | patch | [`node_publisher::KubePublisher`]: one merge patch of `switchyard.io/chassis-id` and `switchyard.io/gateway` on its own Node, only when a value differs |
 //!
 //! RBAC cannot limit a ServiceAccount to "its own" Node or to the pods of
 //! one node; the agent asks only for those, but the grant is cluster-wide
@@ -32,6 +34,7 @@ pub mod cni;
 pub mod daemon;
 pub mod error;
 pub mod ethtool;
+pub mod gateway;
 pub mod metrics;
 pub mod mgmt;
 pub mod naming;

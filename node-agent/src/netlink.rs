@@ -452,6 +452,83 @@ pub async fn inspect(h: &Handle, name: &str) -> Result<Option<LinkState>> {
     Ok(Some(state))
 }
 
+/// A link's MAC address.
+pub fn link_mac(link: &LinkMessage) -> Option<[u8; 6]> {
+    link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::Address(b) if b.len() == 6 => {
+            let mut mac = [0u8; 6];
+            mac.copy_from_slice(b);
+            Some(mac)
+        }
+        _ => None,
+    })
+}
+
+/// Names of the links the main table's default routes leave through, the
+/// IPv4 ones first.
+pub async fn default_route_links(h: &Handle) -> Result<Vec<String>> {
+    use rtnetlink::packet_route::route::RouteAttribute;
+    let mut indexes = Vec::new();
+    for v6 in [false, true] {
+        let req = if v6 {
+            RouteMessageBuilder::<std::net::Ipv6Addr>::new().build()
+        } else {
+            RouteMessageBuilder::<std::net::Ipv4Addr>::new().build()
+        };
+        let mut routes = h.route().get(req).execute();
+        while let Some(r) = routes
+            .try_next()
+            .await
+            .map_err(|e| Error::netlink("listing routes", e))?
+        {
+            if r.header.destination_prefix_length != 0 || r.header.table != 254 {
+                continue;
+            }
+            for a in &r.attributes {
+                if let RouteAttribute::Oif(i) = a {
+                    if !indexes.contains(i) {
+                        indexes.push(*i);
+                    }
+                }
+            }
+        }
+    }
+    let mut names = Vec::new();
+    for i in indexes {
+        let mut links = h.link().get().match_index(i).execute();
+        if let Ok(Some(l)) = links.try_next().await {
+            names.extend(l.attributes.iter().find_map(|a| match a {
+                LinkAttribute::IfName(n) => Some(n.clone()),
+                _ => None,
+            }));
+        }
+    }
+    Ok(names)
+}
+
+/// Removes an address from a link; an absent one is fine.
+pub async fn delete_address(h: &Handle, index: u32, net: IpNet) -> Result<()> {
+    let mut addrs = h
+        .address()
+        .get()
+        .set_link_index_filter(index)
+        .set_address_filter(net.addr())
+        .set_prefix_length_filter(net.prefix_len())
+        .execute();
+    while let Some(msg) = addrs
+        .try_next()
+        .await
+        .map_err(|e| Error::netlink(format!("finding {net}"), e))?
+    {
+        h.address()
+            .del(msg)
+            .execute()
+            .await
+            .map_err(|e| Error::netlink(format!("removing {net}"), e))?;
+    }
+    Ok(())
+}
+
 /// Parses `aa:bb:cc:dd:ee:ff`.
 pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
     let mut out = [0u8; 6];

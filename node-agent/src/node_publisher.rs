@@ -2,10 +2,9 @@
 //! own Node object, the way back from the node to the controller.
 //!
 //! [`node_annotations`] computes the whole map from what the node knows
-//! (today `switchyard.io/chassis-id`, the OVN chassis name: the
-//! `Open_vSwitch` row's `external_ids:system-id`). A later value (the
-//! gateway MAC, the node's IPs) is one more entry in that map; nothing else
-//! changes. The daemon publishes the map at start-up and again whenever it
+//! (`switchyard.io/chassis-id`, the OVN chassis name: the `Open_vSwitch`
+//! row's `external_ids:system-id`; `switchyard.io/gateway`, the gateway
+//! bridge's MAC, addresses and next hops). The daemon publishes the map at start-up and again whenever it
 //! changes, retrying until the API server takes it.
 //!
 //! Two implementations sit behind [`NodePublisher`], beside the two
@@ -27,7 +26,8 @@ use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Patch, PatchParams};
 use kube::Api;
-use switchyard_api::annotations::NODE_CHASSIS;
+use switchyard_api::annotations::{NODE_CHASSIS, NODE_GATEWAY};
+use switchyard_api::NodeGateway;
 
 use crate::error::{Error, Result};
 
@@ -41,14 +41,21 @@ pub const DIR_FILE: &str = "node-annotations.json";
 pub const FIELD_MANAGER: &str = "switchyard-node";
 
 /// Everything the node agent publishes about its node, from the
-/// `Open_vSwitch` row's `external_ids`. Absent inputs leave their keys out.
-pub fn node_annotations(ovs_external_ids: &BTreeMap<String, String>) -> Annotations {
+/// `Open_vSwitch` row's `external_ids` and the gateway bridge. Absent
+/// inputs leave their keys out.
+pub fn node_annotations(
+    ovs_external_ids: &BTreeMap<String, String>,
+    gateway: Option<&NodeGateway>,
+) -> Annotations {
     let mut out = Annotations::new();
     if let Some(id) = ovs_external_ids
         .get("system-id")
         .filter(|s| !s.trim().is_empty())
     {
         out.insert(NODE_CHASSIS.to_string(), id.trim().to_string());
+    }
+    if let Some(gw) = gateway {
+        out.insert(NODE_GATEWAY.to_string(), gw.to_json());
     }
     out
 }
@@ -179,10 +186,18 @@ mod tests {
 
     #[test]
     fn annotations_come_from_the_system_id() {
-        let a = node_annotations(&ids(&[("system-id", "node-1"), ("hostname", "h")]));
+        let a = node_annotations(&ids(&[("system-id", "node-1"), ("hostname", "h")]), None);
         assert_eq!(a, ids(&[(NODE_CHASSIS, "node-1")]));
-        assert!(node_annotations(&ids(&[("hostname", "h")])).is_empty());
-        assert!(node_annotations(&ids(&[("system-id", " ")])).is_empty());
+        assert!(node_annotations(&ids(&[("hostname", "h")]), None).is_empty());
+        assert!(node_annotations(&ids(&[("system-id", " ")]), None).is_empty());
+        let gw = NodeGateway {
+            bridge: "br-phy".into(),
+            mac: "02:00:00:00:00:01".into(),
+            ips: vec!["198.18.0.11/24".parse().unwrap()],
+            next_hops: vec![],
+        };
+        let a = node_annotations(&ids(&[("system-id", "node-1")]), Some(&gw));
+        assert_eq!(NodeGateway::parse(&a[NODE_GATEWAY]).unwrap(), gw);
     }
 
     #[tokio::test]

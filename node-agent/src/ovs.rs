@@ -56,6 +56,52 @@ pub struct PortSpec {
     pub external_ids: BTreeMap<String, String>,
 }
 
+/// An interface of a bridge, as OVS records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BridgeInterface {
+    pub name: String,
+    /// `""` for a system device, `internal`, `patch`, ...
+    pub kind: String,
+    /// The OpenFlow port number, once assigned (positive).
+    pub ofport: Option<u32>,
+}
+
+fn bridge_interfaces(db: &ReplicaDb, bridge: &str) -> Vec<BridgeInterface> {
+    let Some((_, b)) = db.table("Bridge").by_name(bridge) else {
+        return Vec::new();
+    };
+    let ports = db.table("Port");
+    let ifaces = db.table("Interface");
+    let mut out: Vec<BridgeInterface> = b
+        .get("ports")
+        .map(Value::uuids)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|p| ports.get(p))
+        .flat_map(|p| p.get("interfaces").map(Value::uuids).unwrap_or_default())
+        .filter_map(|i| ifaces.get(&i))
+        .map(|r| BridgeInterface {
+            name: r.str("name").unwrap_or_default().to_string(),
+            kind: r.str("type").unwrap_or_default().to_string(),
+            ofport: r
+                .get("ofport")
+                .and_then(Value::as_i64)
+                .and_then(|n| u32::try_from(n).ok())
+                .filter(|n| *n > 0),
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// What the agent reads of a Bridge row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BridgeRow {
+    pub uuid: Uuid,
+    pub external_ids: BTreeMap<String, String>,
+    pub other_config: BTreeMap<String, String>,
+}
+
 #[derive(Clone)]
 pub struct Ovs {
     client: Client,
@@ -83,7 +129,16 @@ impl Ovs {
             .monitor(
                 MonitorSpec::new(DB)
                     .table("Open_vSwitch", cols(&["external_ids", "bridges"]))
-                    .table("Bridge", cols(&["name", "ports", "datapath_type"]))
+                    .table(
+                        "Bridge",
+                        cols(&[
+                            "name",
+                            "ports",
+                            "datapath_type",
+                            "external_ids",
+                            "other_config",
+                        ]),
+                    )
                     .table("Port", cols(&["name", "interfaces"]))
                     .table(
                         "Interface",
@@ -166,6 +221,121 @@ impl Ovs {
             Err(ovsdb::Error::Timeout(_)) => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// A bridge's `external_ids` and `other_config`, if it exists.
+    pub fn bridge(&self, name: &str) -> Option<BridgeRow> {
+        self.replica.with(|db| {
+            db.table("Bridge")
+                .by_name(name)
+                .map(|(uuid, row)| BridgeRow {
+                    uuid,
+                    external_ids: str_map(row, "external_ids"),
+                    other_config: str_map(row, "other_config"),
+                })
+        })
+    }
+
+    /// The interfaces of bridge `name`: (name, type, ofport once
+    /// assigned), sorted by name.
+    pub fn bridge_interfaces(&self, name: &str) -> Vec<BridgeInterface> {
+        self.replica.with(|db| bridge_interfaces(db, name))
+    }
+
+    /// Waits (up to `timeout`) until the interfaces of bridge `name`
+    /// differ from `than`.
+    pub async fn wait_bridge_interfaces_change(
+        &self,
+        name: &str,
+        than: &[BridgeInterface],
+        timeout: Duration,
+    ) {
+        let _ = self
+            .replica
+            .wait_for(timeout, |db| bridge_interfaces(db, name) != than)
+            .await;
+    }
+
+    /// Sets keys of a map column of the bridge `name`, leaving its other
+    /// keys alone.
+    pub async fn set_bridge_keys(
+        &self,
+        name: &str,
+        column: &str,
+        keys: &BTreeMap<String, String>,
+    ) -> Result<()> {
+        let mut tx = Transaction::new(DB);
+        tx.mutate(
+            "Bridge",
+            vec![Condition::eq("name", name)],
+            vec![
+                Mutation::delete(column, Value::set(keys.keys().map(String::as_str))),
+                Mutation::insert(
+                    column,
+                    Value::map(keys.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+                ),
+            ],
+        );
+        self.client.transact(tx).await?;
+        Ok(())
+    }
+
+    /// Creates bridge `name` holding its internal port and the port
+    /// `uplink`, with its MAC pinned to `hwaddr` and `external_ids`.
+    pub async fn create_bridge(
+        &self,
+        name: &str,
+        datapath_type: Option<&str>,
+        uplink: &str,
+        hwaddr: &str,
+        external_ids: &BTreeMap<String, String>,
+    ) -> Result<()> {
+        let mut tx = Transaction::new(DB);
+        tx.insert_as(
+            "Interface",
+            Row::new().with("name", name).with("type", "internal"),
+            "local_iface",
+        );
+        tx.insert_as(
+            "Port",
+            Row::new()
+                .with("name", name)
+                .with("interfaces", Value::named_uuid("local_iface")),
+            "local_port",
+        );
+        tx.insert_as("Interface", Row::new().with("name", uplink), "up_iface");
+        tx.insert_as(
+            "Port",
+            Row::new()
+                .with("name", uplink)
+                .with("interfaces", Value::named_uuid("up_iface")),
+            "up_port",
+        );
+        let mut bridge = Row::new()
+            .with("name", name)
+            .with(
+                "ports",
+                Value::Set(vec![
+                    ovsdb::Atom::NamedUuid("local_port".into()),
+                    ovsdb::Atom::NamedUuid("up_port".into()),
+                ]),
+            )
+            .with("other_config", Value::map([("hwaddr", hwaddr)]))
+            .with(
+                "external_ids",
+                Value::map(external_ids.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+            );
+        if let Some(dp) = datapath_type {
+            bridge.set("datapath_type", dp);
+        }
+        tx.insert_as("Bridge", bridge, "bridge");
+        tx.mutate(
+            "Open_vSwitch",
+            vec![],
+            vec![Mutation::insert("bridges", Value::named_uuid("bridge"))],
+        );
+        self.client.transact(tx).await?;
+        Ok(())
     }
 
     /// Waits until the bridge exists (ovn-controller creates `br-int`).

@@ -317,6 +317,27 @@ impl Chassis {
         found.map_err(|msg| self.controller.error(msg))
     }
 
+    /// Restarts `ovs-vswitchd` (SIGTERM, then a new process on the same
+    /// database). Every bridge loses its flows and, with the userspace
+    /// datapath, its internal devices (recreated without addresses) and
+    /// the conntrack table. Returns once the new process answers and has
+    /// applied the database's configuration.
+    pub fn restart_vswitchd(&mut self) -> io::Result<()> {
+        self.vswitchd.respawn()?;
+        let ctl = self.vswitchd.spec().ctl_path();
+        self.vswitchd
+            .wait_ready(READY_TIMEOUT, "ovs-vswitchd to answer", |_| {
+                appctl(&ctl, &["version"]).ok().map(drop)
+            })?;
+        run(vsctl_command(
+            &self.dir,
+            &self.ovs_remote(),
+            &["--", "comment", "testbed-restarted"],
+        ))
+        .map(drop)
+        .map_err(|e| self.vswitchd.error(e))
+    }
+
     /// Kills `ovn-controller` with SIGKILL (its flows stay in `br-int`).
     pub fn kill_ovn_controller(&mut self) {
         self.controller.kill();

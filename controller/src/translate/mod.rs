@@ -20,6 +20,7 @@ use crate::model::{Change, Model};
 use crate::nb::{DesiredRow, Table};
 
 pub mod cluster;
+pub mod gateway;
 pub mod namespace;
 pub mod node;
 pub mod pod;
@@ -95,6 +96,8 @@ pub fn registry() -> &'static [&'static dyn Translator] {
         &namespace::Namespaces,
         &node::Nodes,
         &cluster::ClusterRows,
+        &gateway::JoinRows,
+        &gateway::Gateways,
         &service::Services,
         &service::NodeServices,
         &policy::NetworkPolicies,

@@ -110,11 +110,18 @@ impl Env {
         let nodes = self.cluster.nodes();
         let mut want: HashSet<(String, String)> = HashSet::new();
         want.insert(("Logical_Router".into(), names::CLUSTER_ROUTER.into()));
+        want.extend(gateway_rows(None));
         for g in switchyard_controller::translate::service::GROUPS {
             want.insert(("Load_Balancer_Group".into(), g.into()));
         }
         for n in &nodes {
             let name = n.metadata.name.clone().unwrap_or_default();
+            let ann = n.metadata.annotations.clone().unwrap_or_default();
+            if ann.contains_key(annotations::NODE_GATEWAY)
+                && ann.contains_key(annotations::NODE_CHASSIS)
+            {
+                want.extend(gateway_rows(Some(&name)));
+            }
             want.insert(("Logical_Switch".into(), names::node_switch(&name)));
             want.insert(("Logical_Router_Port".into(), names::router_port(&name)));
             want.insert((
@@ -164,12 +171,18 @@ impl Env {
             expected_pods.insert(key, (p.metadata.uid.clone().unwrap_or_default(), net));
         }
         // NetworkPolicy rows are `policy::check_policies`'s to judge (their
-        // ACLs are unnamed and may repeat a name).
-        let mut have = self.nb_rows();
-        have.retain(|(_, _, ids)| {
-            !ids.get(names::OWNER_KIND)
-                .is_some_and(|k| policy::POLICY_KINDS.contains(&k.as_str()))
-        });
+        // ACLs are unnamed and may repeat a name); rows without names
+        // (routes, NAT, policies) are checked by the tests that make them.
+        let have: Vec<_> = self
+            .nb_rows()
+            .into_iter()
+            .filter(|(t, _, ids)| {
+                Table::from_name(t).is_some_and(|t| t.name_column() == Some("name"))
+                    && !ids
+                        .get(names::OWNER_KIND)
+                        .is_some_and(|k| policy::POLICY_KINDS.contains(&k.as_str()))
+            })
+            .collect();
         let have_set: HashSet<(String, String)> = have
             .iter()
             .map(|(t, n, _)| (t.clone(), n.clone()))
@@ -224,6 +237,36 @@ impl Env {
         match bad {
             Some(b) => Err(b),
             None => Ok(()),
+        }
+    }
+}
+
+/// The named rows of the join switch (`None`) or of a node's gateway.
+pub fn gateway_rows(node: Option<&str>) -> Vec<(String, String)> {
+    let row = |t: &str, n: String| (t.to_string(), n);
+    match node {
+        None => vec![
+            row("Logical_Switch", names::JOIN_SWITCH.into()),
+            row(
+                "Logical_Router_Port",
+                names::router_to_join(names::CLUSTER_ROUTER),
+            ),
+            row(
+                "Logical_Switch_Port",
+                names::join_to_router(names::CLUSTER_ROUTER),
+            ),
+        ],
+        Some(n) => {
+            let gr = names::gateway_router(n);
+            vec![
+                row("Logical_Router", gr.clone()),
+                row("Logical_Router_Port", names::router_to_join(&gr)),
+                row("Logical_Switch_Port", names::join_to_router(&gr)),
+                row("Logical_Switch", names::external_switch(n)),
+                row("Logical_Router_Port", names::router_to_external(n)),
+                row("Logical_Switch_Port", names::external_to_router(n)),
+                row("Logical_Switch_Port", names::localnet_port(n)),
+            ]
         }
     }
 }

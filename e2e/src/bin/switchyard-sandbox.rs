@@ -68,10 +68,19 @@ enum Cmd {
         #[arg(short = 'o', long = "output")]
         output: Option<String>,
     },
-    /// Run a command inside a pod's network namespace.
+    /// Run a command inside a pod's network namespace, on a node's host
+    /// (`--node NODE`) or on the external host (`--external`).
     Exec {
         /// NAMESPACE/POD
-        pod: String,
+        #[arg(required_unless_present_any = ["node", "external"], conflicts_with_all = ["node", "external"])]
+        pod: Option<String>,
+        /// Run on this node's host (its network namespace).
+        #[arg(long, conflicts_with = "external")]
+        node: Option<String>,
+        /// Run on the external host: on the underlay, outside every node,
+        /// with 203.0.113.1 and 2001:db8:113::1 behind it.
+        #[arg(long)]
+        external: bool,
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
@@ -205,7 +214,20 @@ fn run(cmd: Cmd, dir: &Path) -> Result<ExitCode> {
             let r = call(dir, &Request::Pods, Duration::from_secs(30))?;
             print!("{}", cli::format_pods(&r.pods, wide));
         }
-        Cmd::Exec { pod, command } => return exec(dir, &pod, &command),
+        Cmd::Exec {
+            pod,
+            node,
+            external,
+            command,
+        } => {
+            let target = match (pod, node) {
+                _ if external => Target::External,
+                (_, Some(n)) => Target::Node(n),
+                (Some(p), None) => Target::Pod(p),
+                (None, None) => bail!("exec needs a pod, --node NODE or --external"),
+            };
+            return exec(dir, &target, &command);
+        }
         Cmd::Wait { timeout } => wait_ready(dir, timeout)?,
         Cmd::Nbctl { args } => {
             let st = status(dir)?;
@@ -324,21 +346,41 @@ fn up(
     }
 }
 
-fn exec(dir: &Path, pod: &str, command: &[String]) -> Result<ExitCode> {
-    let (ns, name) = pod
-        .split_once('/')
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .unwrap_or_else(|| ("default".into(), pod.to_string()));
-    let r = call(dir, &Request::Pods, Duration::from_secs(30))?;
-    let p = r
-        .pods
-        .iter()
-        .find(|p| p.namespace == ns && p.name == name)
-        .with_context(|| format!("pod {ns}/{name} not found"))?;
-    let netns = p
-        .netns
-        .clone()
-        .with_context(|| format!("pod {ns}/{name} is not running ({})", p.phase))?;
+/// Where `exec` runs its command.
+enum Target {
+    Pod(String),
+    Node(String),
+    External,
+}
+
+fn exec(dir: &Path, target: &Target, command: &[String]) -> Result<ExitCode> {
+    let netns = match target {
+        Target::Pod(pod) => {
+            let (ns, name) = pod
+                .split_once('/')
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .unwrap_or_else(|| ("default".into(), pod.to_string()));
+            let r = call(dir, &Request::Pods, Duration::from_secs(30))?;
+            let p = r
+                .pods
+                .iter()
+                .find(|p| p.namespace == ns && p.name == name)
+                .with_context(|| format!("pod {ns}/{name} not found"))?;
+            p.netns
+                .clone()
+                .with_context(|| format!("pod {ns}/{name} is not running ({})", p.phase))?
+        }
+        Target::Node(node) => {
+            let st = status(dir)?;
+            let i = st
+                .nodes
+                .iter()
+                .position(|n| n == node)
+                .with_context(|| format!("no node {node} (nodes: {})", st.nodes.join(", ")))?;
+            st.node_netns[i].clone()
+        }
+        Target::External => switchyard_e2e::underlay::external_netns_name(status(dir)?.index),
+    };
     let s = Command::new("ip")
         .args(["netns", "exec", &netns])
         .args(command)

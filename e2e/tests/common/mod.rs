@@ -93,6 +93,21 @@ pub fn init_tracing() {
 
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Polls `cond` until it is Ok or `timeout` passes; panics with the last
+/// error.
+pub fn wait(timeout: Duration, what: &str, mut cond: impl FnMut() -> Result<(), String>) {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        match cond() {
+            Ok(()) => return,
+            Err(e) if std::time::Instant::now() >= deadline => {
+                panic!("timed out after {timeout:?} waiting for {what}: {e}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
 /// Every pod reaches every other pod's every address over ICMP, TCP and
 /// UDP, the TCP/UDP reply naming the pod (pods run the echo server and
 /// answer with their name). Sources are probed in parallel.

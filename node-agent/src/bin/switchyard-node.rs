@@ -8,7 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use switchyard_node::cli::Args;
-use switchyard_node::daemon::{Config, Daemon};
+use switchyard_node::daemon::{ovs_rundir, Config, Daemon};
+use switchyard_node::gateway::GatewayConfig;
 use switchyard_node::node_publisher::{DirPublisher, KubePublisher, NodePublisher};
 use switchyard_node::pod_source::{DirSource, KubeSource, PodSource};
 
@@ -55,6 +56,16 @@ async fn main() -> anyhow::Result<()> {
     cfg.mtu = args.mtu;
     cfg.cluster_cidrs = args.cluster_cidrs;
     cfg.mgmt_port = !args.no_mgmt_port;
+    cfg.gateway = (!args.no_gateway).then(|| GatewayConfig {
+        node: cfg.node.clone(),
+        bridge: args.gateway_bridge,
+        interface: args.gateway_interface,
+        integration_bridge: cfg.bridge.clone(),
+        ovs_rundir: args
+            .ovs_rundir
+            .unwrap_or_else(|| ovs_rundir(&cfg.ovs_remote)),
+        datapath_type: cfg.datapath_type.clone(),
+    });
     cfg.annotation_timeout = Duration::from_millis(args.annotation_timeout_ms);
     cfg.install_timeout = Duration::from_millis(args.ovn_install_timeout_ms);
     cfg.startup_timeout = Duration::from_millis(args.startup_timeout_ms);
