@@ -50,3 +50,35 @@ fn raw_action_with_a_right_length_field_round_trips() {
         assert_eq!(back.message, m);
     }
 }
+
+/// `openflow_decode`: a port status whose 16-byte name field had no NUL
+/// decoded to a 16-character name that encodes as 15 (the wire keeps one
+/// byte for the NUL), so decode(encode(m)) != m. Names are now read as OVS
+/// reads them, at most 15 bytes, and cut at a character boundary both ways
+/// (invalid UTF-8 becomes U+FFFD, three bytes, which must still fit).
+#[test]
+fn port_names_are_at_most_fifteen_bytes_both_ways() {
+    let mut port_status = vec![0x04, 0x0c, 0x00, 0x50, 0, 0, 0, 0x1c];
+    port_status.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0]); // reason, pad
+    port_status.extend_from_slice(&[0, 0, 0, 7, 0, 0, 0, 0]); // port_no, pad
+    port_status.extend_from_slice(&[0x0a, 0x58, 0, 0, 0, 1, 0, 0]); // hw_addr, pad
+    let name_at = port_status.len();
+    port_status.extend_from_slice(b"QQQQQQQQQQQQQQQQ"); // 16 bytes, no NUL
+    port_status.resize(0x50, 0);
+    let check = |bytes: &[u8], want: &str| {
+        let m = decode(bytes).expect("decodes").message;
+        let Message::PortStatus(ps) = &m else {
+            panic!("{m:?}")
+        };
+        assert_eq!(ps.desc.name, want);
+        let again = decode(&encode(Version::V1_3, 0x1c, &m).expect("encodes")).expect("decodes");
+        assert_eq!(again.message, m);
+    };
+    check(&port_status, "QQQQQQQQQQQQQQQ");
+    // Fourteen ASCII bytes then the first byte of a two-byte character.
+    port_status[name_at..name_at + 16].copy_from_slice(b"abcdefghijklmn\xc3\xa9");
+    check(&port_status, "abcdefghijklmn");
+    // Invalid UTF-8 throughout: five replacement characters fill 15 bytes.
+    port_status[name_at..name_at + 16].copy_from_slice(&[0xff; 16]);
+    check(&port_status, &"\u{fffd}".repeat(5));
+}
