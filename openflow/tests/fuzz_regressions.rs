@@ -82,3 +82,66 @@ fn port_names_are_at_most_fifteen_bytes_both_ways() {
     port_status[name_at..name_at + 16].copy_from_slice(&[0xff; 16]);
     check(&port_status, &"\u{fffd}".repeat(5));
 }
+
+/// `openflow_decode`: an `NXT_CT_FLUSH` for a non-ICMP protocol carrying
+/// ICMP id/type/code (or one with a `::` address) decoded to fields the
+/// encoder does not write, so decode(encode(m)) != m. A received flush now
+/// keeps only what it means, which is what the encoder writes.
+#[test]
+fn ct_flush_fields_the_protocol_does_not_use_are_dropped() {
+    use openflow::{CtFlush, CtTuple};
+    let icmp = CtFlush {
+        zone: Some(5),
+        ip_proto: 1,
+        orig: CtTuple {
+            src: Some("10.0.0.1".parse().unwrap()),
+            icmp_id: 52656,
+            icmp_type: 160,
+            icmp_code: 197,
+            ..CtTuple::default()
+        },
+        reply: CtTuple::default(),
+    };
+    let mut bytes = encode(Version::V1_5, 3, &Message::CtFlush(icmp)).unwrap();
+    assert_eq!(bytes[16], 1, "ip_proto follows the experimenter header");
+    bytes[16] = 97; // the same properties under another protocol
+    let m = decode(&bytes).unwrap().message;
+    let want = CtFlush {
+        ip_proto: 97,
+        orig: CtTuple {
+            src: icmp.orig.src,
+            ..CtTuple::default()
+        },
+        ..icmp
+    };
+    assert_eq!(m, Message::CtFlush(want));
+    let again = decode(&encode(Version::V1_5, 3, &m).unwrap()).unwrap();
+    assert_eq!(again.message, m);
+
+    // Ports under ICMP are dropped the same way, and `::` is a wildcard.
+    let tcp = CtFlush {
+        ip_proto: 6,
+        orig: CtTuple {
+            src: Some("10.0.0.1".parse().unwrap()),
+            dst_port: 80,
+            ..CtTuple::default()
+        },
+        ..CtFlush::default()
+    };
+    let mut bytes = encode(Version::V1_5, 3, &Message::CtFlush(tcp)).unwrap();
+    bytes[16] = 58;
+    let Message::CtFlush(f) = decode(&bytes).unwrap().message else {
+        panic!("not a flush")
+    };
+    assert_eq!(f.orig.dst_port, 0);
+    let v4_at = bytes
+        .windows(6)
+        .position(|w| w == [0, 0, 0xff, 0xff, 10, 0])
+        .expect("the v4-mapped address");
+    bytes[v4_at + 2..v4_at + 6].fill(0);
+    bytes[v4_at + 6..v4_at + 8].fill(0);
+    let Message::CtFlush(f) = decode(&bytes).unwrap().message else {
+        panic!("not a flush")
+    };
+    assert_eq!(f.orig.src, None, "{f:?}");
+}
