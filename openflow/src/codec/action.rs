@@ -370,6 +370,15 @@ fn encode_action(out: &mut Vec<u8>, a: &Action) -> Result<()> {
                     len: raw.len(),
                 });
             }
+            // And it must be what it says: an action this codec does not
+            // interpret. Bytes of a known type would be read back as that
+            // action, or refused when malformed, by us and by the switch.
+            let reads_back = decode_action(&mut Reader::new(raw, "raw action"), 0);
+            if !matches!(reads_back, Ok(Action::Unknown { .. })) {
+                return Err(Error::InvalidArgument(format!(
+                    "raw action {raw:02x?} is of a type this codec encodes itself; write that action"
+                )));
+            }
             out.extend_from_slice(raw);
         }
     }

@@ -97,6 +97,14 @@ pub(crate) fn encode_instructions(out: &mut Vec<u8>, instructions: &[Instruction
                         len: raw.len(),
                     });
                 }
+                // And of a type this codec does not interpret (see raw
+                // actions).
+                let reads_back = decode_instructions(&mut Reader::new(raw, "raw instruction"));
+                if !matches!(reads_back.as_deref(), Ok([Instruction::Unknown { .. }])) {
+                    return Err(Error::InvalidArgument(format!(
+                        "raw instruction {raw:02x?} is of a type this codec encodes itself; write that instruction"
+                    )));
+                }
                 out.extend_from_slice(raw);
             }
         }
