@@ -26,19 +26,27 @@ fn subnet_addresses(net: ipnet::IpNet) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     bounded("annotations", data, 128, 128 << 10, |_| {
         if let Ok(net) = PodNetwork::parse(text) {
             assert_eq!(PodNetwork::parse(&net.to_json()).expect("round trip"), net);
             net.ips.iter().copied().for_each(subnet_addresses);
         }
         if let Ok(subnets) = NodeSubnets::parse(text) {
-            assert_eq!(NodeSubnets::parse(&subnets.to_json()).expect("round trip"), subnets);
+            assert_eq!(
+                NodeSubnets::parse(&subnets.to_json()).expect("round trip"),
+                subnets
+            );
             subnets.0.iter().copied().for_each(subnet_addresses);
         }
         if let Ok(ips) = parse_requested_ips(text) {
             let joined: Vec<String> = ips.iter().map(ToString::to_string).collect();
-            assert_eq!(parse_requested_ips(&joined.join(",")).expect("round trip"), ips);
+            assert_eq!(
+                parse_requested_ips(&joined.join(",")).expect("round trip"),
+                ips
+            );
             ips.iter().copied().for_each(|ip| drop(mac::from_ip(ip)));
         }
     });

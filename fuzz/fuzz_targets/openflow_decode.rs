@@ -28,7 +28,11 @@ fn print_flow(f: &FlowStats) {
             let again = canonical
                 .parse::<FlowStats>()
                 .unwrap_or_else(|e| panic!("{canonical:?} does not parse: {e}"));
-            assert_eq!(again.to_ofctl(stats), canonical, "printing is not a fixpoint");
+            assert_eq!(
+                again.to_ofctl(stats),
+                canonical,
+                "printing is not a fixpoint"
+            );
         }
     }
 }
@@ -67,7 +71,9 @@ fn one(frame: &[u8]) {
     if let Message::FlowMod(fm) = &f.message {
         let _ = format_instructions(&fm.instructions);
     }
-    let Some(v) = Version::from_wire(f.version) else { return };
+    let Some(v) = Version::from_wire(f.version) else {
+        return;
+    };
     if let Ok(bytes) = encode(v, f.xid, &f.message) {
         let again = decode(&bytes).expect("a message we encoded does not decode");
         assert_eq!(again.message, f.message, "decode(encode(m)) != m");

@@ -30,7 +30,9 @@ fn check_flow_mod(fm: FlowMod) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     bounded("openflow text", data, 256, 256 << 10, |_| {
         if let Ok(flow) = parse_flow(text) {
             for stats in [false, true] {

@@ -35,7 +35,10 @@ fn run(limit: usize, stream: &[u8], read_size: usize) -> (Vec<Json>, End) {
                 }
                 Ok(None) => {
                     let held = framer.buffer().len();
-                    assert!(held <= limit, "{held} bytes buffered over a bound of {limit}");
+                    assert!(
+                        held <= limit,
+                        "{held} bytes buffered over a bound of {limit}"
+                    );
                     break;
                 }
                 Err(Error::MessageTooLarge { limit: l }) => {

@@ -55,7 +55,10 @@ fn row(j: &Json) {
     if let Ok(r) = borrowed {
         let back = r.to_json();
         assert_eq!(Row::from_json(&back).expect("row round trip"), r);
-        assert_eq!(serde_json::to_string(&r).expect("serialize"), back.to_string());
+        assert_eq!(
+            serde_json::to_string(&r).expect("serialize"),
+            back.to_string()
+        );
         let _ = (r.uuid(), r.str("name"), r.map_get("external_ids", "k"));
     }
 }
