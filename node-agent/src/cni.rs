@@ -58,6 +58,9 @@ pub mod codes {
     /// The pod was deleted, or replaced by another pod of the same name
     /// (another UID), while ADD waited for its annotation.
     pub const POD_GONE: u32 = 107;
+    /// The caller is not root: the daemon reads its peer's credentials
+    /// (`SO_PEERCRED`) and serves uid 0 only, whatever the socket's mode.
+    pub const PERMISSION_DENIED: u32 = 108;
 }
 
 /// A CNI error result, printed on stdout with a non-zero exit status.

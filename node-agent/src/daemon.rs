@@ -183,6 +183,26 @@ pub fn ovs_rundir(remote: &str) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/var/run/openvswitch"))
 }
 
+/// Creates the socket's directory, or checks the one there: it must be a
+/// directory (not a symlink) owned by the daemon's own user, because
+/// whoever owns it can swap the socket and 0700 then protects nothing; its
+/// mode is set to 0700.
+fn prepare_socket_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    let meta = std::fs::symlink_metadata(dir)
+        .map_err(|e| Error::io(format!("inspecting {}", dir.display()), e))?;
+    let euid = nix::unistd::geteuid().as_raw();
+    if !meta.is_dir() || std::os::unix::fs::MetadataExt::uid(&meta) != euid {
+        return Err(Error::Config(format!(
+            "{} must be a directory owned by uid {euid} (not a symlink)",
+            dir.display()
+        )));
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| Error::io(format!("chmod {}", dir.display()), e))
+}
+
 /// Writes a file atomically (temp file + rename) with `mode`.
 fn install_file(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -276,10 +296,7 @@ impl Daemon {
     pub fn listen(&self) -> Result<UnixListener> {
         let socket = &self.cfg.socket;
         if let Some(dir) = socket.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-                .map_err(|e| Error::io(format!("chmod {}", dir.display()), e))?;
+            prepare_socket_dir(dir)?;
         }
         match std::fs::remove_file(socket) {
             Ok(()) => {}
@@ -364,6 +381,19 @@ impl Daemon {
     }
 
     async fn connection(&self, mut stream: UnixStream) {
+        // Whoever may call can plumb interfaces into any namespace, so the
+        // socket's mode (0600 in a 0700 directory) is not the only guard:
+        // the caller's credentials, as the kernel recorded them when it
+        // connected, must be root's.
+        let refused = match stream.peer_cred() {
+            Ok(cred) if cred.uid() == 0 => None,
+            Ok(cred) => Some(format!(
+                "caller uid {} (pid {})",
+                cred.uid(),
+                cred.pid().map_or("unknown".into(), |p| p.to_string())
+            )),
+            Err(e) => Some(format!("cannot read the caller's credentials: {e}")),
+        };
         let mut body = Vec::new();
         // The shim sends its request at once; a peer that never finishes
         // must not hold a task forever.
@@ -373,18 +403,37 @@ impl Daemon {
         )
         .await
         .unwrap_or_else(|_| Err(std::io::Error::from(std::io::ErrorKind::TimedOut)));
-        let reply = match read {
-            Err(e) => Reply::Err(
-                CniError::new(codes::IO_FAILURE, "reading the request failed")
-                    .details(e.to_string()),
-            ),
-            Ok(_) => match serde_json::from_slice::<RawRequest>(&body) {
+        // The request is read (bounded, as any) before a refusal is sent:
+        // closing a unix socket with unread data resets it, and the caller
+        // would see that instead of the reason.
+        let reply = if let Some(why) = refused {
+            warn!(caller = %why, "refused a CNI request: only root may call");
+            self.metrics.observe_request(
+                "refused",
+                &codes::PERMISSION_DENIED.to_string(),
+                Duration::ZERO,
+            );
+            Reply::Err(
+                CniError::new(
+                    codes::PERMISSION_DENIED,
+                    "permission denied: only root may call switchyard-node",
+                )
+                .details(why),
+            )
+        } else {
+            match read {
                 Err(e) => Reply::Err(
-                    CniError::new(codes::DECODE_FAILURE, "malformed request from the shim")
+                    CniError::new(codes::IO_FAILURE, "reading the request failed")
                         .details(e.to_string()),
                 ),
-                Ok(raw) => self.handle(&raw).await,
-            },
+                Ok(_) => match serde_json::from_slice::<RawRequest>(&body) {
+                    Err(e) => Reply::Err(
+                        CniError::new(codes::DECODE_FAILURE, "malformed request from the shim")
+                            .details(e.to_string()),
+                    ),
+                    Ok(raw) => self.handle(&raw).await,
+                },
+            }
         };
         let out = serde_json::to_vec(&reply).unwrap_or_default();
         if let Err(e) = stream.write_all(&out).await {
@@ -1130,5 +1179,36 @@ impl Daemon {
         )
         .await?;
         Ok(configured)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn socket_dir_is_made_private_and_must_be_ours() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("run").join("cni");
+        prepare_socket_dir(&dir).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        // Loosened since: made private again.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        prepare_socket_dir(&dir).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        // A symlink to a directory, even our own, is refused.
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&dir, &link).unwrap();
+        let err = prepare_socket_dir(&link).unwrap_err().to_string();
+        assert!(err.contains("not a symlink"), "{err}");
+        // Someone else's directory is refused (changing owners needs root).
+        if nix::unistd::geteuid().is_root() {
+            std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
+            let err = prepare_socket_dir(&dir).unwrap_err().to_string();
+            assert!(err.contains("owned by uid 0"), "{err}");
+        }
     }
 }

@@ -6,7 +6,10 @@
 //! restart can never leave a half-read message behind.
 //!
 //! The socket lives in a directory of mode 0700 and is itself 0600: anyone
-//! who can reach it can plumb interfaces into namespaces.
+//! who can reach it can plumb interfaces into namespaces. The daemon also
+//! checks each caller's credentials (`SO_PEERCRED`) and answers anyone but
+//! uid 0 with [`codes::PERMISSION_DENIED`], so loosened modes are not
+//! enough to call it.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -47,7 +50,18 @@ pub fn call(socket: &Path, req: &RawRequest, timeout: Duration) -> Result<Reply,
             .details(format!("cannot connect to {}: {e}", socket.display()))
     };
     let command = req.env.get("CNI_COMMAND").cloned().unwrap_or_default();
-    let mut stream = UnixStream::connect(socket).map_err(|e| unreachable(e, &command))?;
+    let mut stream = UnixStream::connect(socket).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::PermissionDenied {
+            // The daemon runs, but its socket is root's alone.
+            CniError::new(
+                codes::PERMISSION_DENIED,
+                "permission denied: only root may call switchyard-node",
+            )
+            .details(format!("cannot connect to {}: {e}", socket.display()))
+        } else {
+            unreachable(e, &command)
+        }
+    })?;
     let io_err = |what: &str, e: std::io::Error| {
         CniError::new(
             codes::DAEMON_FAILURE,

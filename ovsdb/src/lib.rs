@@ -10,6 +10,9 @@ mod client;
 mod connection;
 mod error;
 mod framing;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod locks;
 pub mod nb;
 mod remote;

@@ -693,6 +693,12 @@ impl ReplicaShared {
     pub(crate) fn with_db<R>(&self, f: impl FnOnce(&ReplicaDb) -> R) -> R {
         f(&read(&self.db))
     }
+
+    /// A change subscriber for the fuzz harness (`crate::fuzzing`).
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn updates_for_fuzzing(&self) -> broadcast::Receiver<Arc<Update>> {
+        self.updates.subscribe()
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use super::buf::{check_len, len16, Put, Reader};
+use super::buf::{self, check_len, len16, Put, Reader};
 use super::oxm::{narrow_port, put_oxm, take_oxm, widen_port, Field, MatchField, NX_EXPERIMENTER};
 use crate::error::{Error, Result};
 
@@ -362,11 +362,22 @@ fn encode_action(out: &mut Vec<u8>, a: &Action) -> Result<()> {
             finish(out, s)?;
         }
         Action::Unknown { raw } => {
-            if raw.len() < 8 || raw.len() % 8 != 0 {
+            // Written as given, so its own length field must say what it
+            // is, or the receiver splits the action list elsewhere.
+            if raw.len() < 8 || raw.len() % 8 != 0 || buf::declared_len(raw) != Some(raw.len()) {
                 return Err(Error::BadLength {
                     what: "raw action",
                     len: raw.len(),
                 });
+            }
+            // And it must be what it says: an action this codec does not
+            // interpret. Bytes of a known type would be read back as that
+            // action, or refused when malformed, by us and by the switch.
+            let reads_back = decode_action(&mut Reader::new(raw, "raw action"), 0);
+            if !matches!(reads_back, Ok(Action::Unknown { .. })) {
+                return Err(Error::InvalidArgument(format!(
+                    "raw action {raw:02x?} is of a type this codec encodes itself; write that action"
+                )));
             }
             out.extend_from_slice(raw);
         }

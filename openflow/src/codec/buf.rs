@@ -144,6 +144,12 @@ pub(crate) fn len16(what: &'static str, len: usize) -> Result<u16> {
     })
 }
 
+/// The length a raw TLV (action, instruction) declares in bytes 2..4.
+pub(crate) fn declared_len(raw: &[u8]) -> Option<usize> {
+    let field: [u8; 2] = raw.get(2..4)?.try_into().ok()?;
+    Some(usize::from(u16::from_be_bytes(field)))
+}
+
 /// Reads a TLV-ish length field and checks it against the minimum and what is
 /// left.
 pub(crate) fn check_len(

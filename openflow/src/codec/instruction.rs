@@ -6,7 +6,7 @@
 //! from the switch then compare equal to the ones written.
 
 use super::action::{decode_actions, encode_actions, Action};
-use super::buf::{check_len, len16, Put, Reader};
+use super::buf::{self, check_len, len16, Put, Reader};
 use crate::error::{Error, Result};
 
 /// One instruction.
@@ -89,11 +89,21 @@ pub(crate) fn encode_instructions(out: &mut Vec<u8>, instructions: &[Instruction
                 out.put_u32(*m);
             }
             Instruction::Unknown { raw } => {
-                if raw.len() < 8 || raw.len() % 8 != 0 {
+                // As for raw actions: the length field must match.
+                if raw.len() < 8 || raw.len() % 8 != 0 || buf::declared_len(raw) != Some(raw.len())
+                {
                     return Err(Error::BadLength {
                         what: "raw instruction",
                         len: raw.len(),
                     });
+                }
+                // And of a type this codec does not interpret (see raw
+                // actions).
+                let reads_back = decode_instructions(&mut Reader::new(raw, "raw instruction"));
+                if !matches!(reads_back.as_deref(), Ok([Instruction::Unknown { .. }])) {
+                    return Err(Error::InvalidArgument(format!(
+                        "raw instruction {raw:02x?} is of a type this codec encodes itself; write that instruction"
+                    )));
                 }
                 out.extend_from_slice(raw);
             }

@@ -221,7 +221,28 @@ impl CtFlush {
                 _ => return Err(Error::malformed("ct flush", format!("property {ptype}"))),
             }
         }
+        f.orig = f.meaningful(f.orig);
+        f.reply = f.meaningful(f.reply);
         Ok(f)
+    }
+
+    /// What of a received tuple the flush means, which is what
+    /// [`CtFlush::encode`] writes: ports or ICMP fields as the protocol
+    /// uses (OVS keeps the two in the same storage), and an address only
+    /// when it is not `::` (a wildcard).
+    fn meaningful(&self, mut t: CtTuple) -> CtTuple {
+        if self.is_icmp() {
+            t.src_port = 0;
+            t.dst_port = 0;
+        } else {
+            t.icmp_id = 0;
+            t.icmp_type = 0;
+            t.icmp_code = 0;
+        }
+        let wildcard = |a: &IpAddr| matches!(a, IpAddr::V6(v6) if v6.is_unspecified());
+        t.src = t.src.filter(|a| !wildcard(a));
+        t.dst = t.dst.filter(|a| !wildcard(a));
+        t
     }
 }
 

@@ -26,9 +26,22 @@ pub struct PortDesc {
     pub max_speed: u32,
 }
 
+/// Port names are at most 15 bytes on the wire (16 with the NUL), as in
+/// OVS. Both directions cut at a character boundary, so a name decoded
+/// from any 16 bytes encodes back to the bytes it decodes from.
+const MAX_NAME: usize = 15;
+
+fn clip_name(name: &str) -> &str {
+    let mut end = name.len().min(MAX_NAME);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    name.get(..end).unwrap_or_default()
+}
+
 fn put_name(out: &mut Vec<u8>, name: &str) {
     let mut bytes = [0u8; 16];
-    for (slot, b) in bytes.iter_mut().zip(name.bytes().take(15)) {
+    for (slot, b) in bytes.iter_mut().zip(clip_name(name).bytes()) {
         *slot = b;
     }
     out.extend_from_slice(&bytes);
@@ -36,8 +49,10 @@ fn put_name(out: &mut Vec<u8>, name: &str) {
 
 fn take_name(r: &mut Reader<'_>) -> Result<String> {
     let raw = r.bytes(16)?;
+    let raw = raw.get(..MAX_NAME).unwrap_or_default();
     let end = raw.iter().position(|b| *b == 0).unwrap_or(raw.len());
-    Ok(String::from_utf8_lossy(raw.get(..end).unwrap_or_default()).into_owned())
+    let name = String::from_utf8_lossy(raw.get(..end).unwrap_or_default());
+    Ok(clip_name(&name).to_string())
 }
 
 impl PortDesc {
