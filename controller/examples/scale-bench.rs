@@ -426,9 +426,42 @@ async fn delete_ours(client: &Client) -> Result<(), Box<dyn std::error::Error>> 
     Ok(())
 }
 
+/// Prints the live heap and its peak with every event it is given.
+struct HeapTrace;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for HeapTrace {
+    fn on_event(&self, ev: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct Msg(String);
+        impl tracing::field::Visit for Msg {
+            fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                if f.name() == "message" {
+                    self.0 = format!("{v:?}");
+                }
+            }
+        }
+        let mut m = Msg(String::new());
+        ev.record(&mut m);
+        eprintln!(
+            "  [heap {:.1} MiB, peak {:.1} MiB] {}",
+            heap_mib(),
+            PEAK.load(Ordering::Relaxed) as f64 / MIB,
+            m.0
+        );
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    if std::env::var_os("RUST_LOG").is_some() {
+    if std::env::var_os("HEAP_TRACE").is_some() {
+        // Where the heap goes: the live heap beside each of the engine's
+        // phase messages (connected, listed, allocations rebuilt,
+        // translated, committed).
+        use tracing_subscriber::layer::{Layer, SubscriberExt};
+        let filter = tracing_subscriber::EnvFilter::new("switchyard_controller=debug");
+        tracing::subscriber::set_global_default(
+            tracing_subscriber::registry().with(HeapTrace.with_filter(filter)),
+        )?;
+    } else if std::env::var_os("RUST_LOG").is_some() {
         tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .init();

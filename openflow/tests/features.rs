@@ -72,7 +72,7 @@ async fn bundle_replaces_flows_and_a_bad_bundle_changes_nothing() {
                 .contains("BUNDLE_ADD_MESSAGE(FLOW_MOD add"),
             "{err}"
         );
-        assert!(failures[0].request.contains("tp_dst=53"), "{err}");
+        assert!(failures[0].request.contains("udp_dst=53"), "{err}");
         assert_eq!(failures[0].error.kind(), ErrorType::BadMatch);
         assert_eq!(
             common::our_flows(&c).await,

@@ -173,7 +173,7 @@ async fn bad_flow_mod_is_a_typed_error_naming_the_request() {
         assert_eq!(r.error.code_name(), "OFPBMC_BAD_PREREQ");
         assert!(
             r.request
-                .contains("FLOW_MOD add table=3, priority=33,tp_dst=80"),
+                .contains("FLOW_MOD add table=3, priority=33,tcp_dst=80"),
             "{}",
             r.request
         );
