@@ -7,15 +7,17 @@ use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
 use k8s_openapi::api::core::v1::{Pod, Service};
-use switchyard_api::{annotations, mac, names, PodNetwork};
+use switchyard_api::{addressing, annotations, mac, names, PodNetwork};
 
 use crate::cluster::ClusterView;
 use crate::error::{Error, Result};
 
-/// What the user named: `ns/pod`, `svc:ns/name`, or an address.
+/// What the user named: `ns/pod`, `svc:ns/name`, `host:node` (the node's
+/// host through its management port), or an address.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Target {
     Pod { namespace: String, name: String },
+    Host { node: String },
     Service { namespace: String, name: String },
     Ip(IpAddr),
 }
@@ -37,6 +39,14 @@ impl FromStr for Target {
         if let Some(rest) = s.strip_prefix("svc:") {
             let (namespace, name) = split(rest)?;
             return Ok(Target::Service { namespace, name });
+        }
+        if let Some(node) = s.strip_prefix("host:") {
+            if node.is_empty() || node.contains('/') {
+                return Err(Error::Invalid(format!("{s:?}: expected host:<node>")));
+            }
+            return Ok(Target::Host {
+                node: node.to_string(),
+            });
         }
         if let Ok(ip) = s.parse::<IpAddr>() {
             return Ok(Target::Ip(ip));
@@ -85,18 +95,23 @@ impl FromStr for Protocol {
     }
 }
 
-/// A pod as its annotation describes it.
+/// A pod as its annotation describes it, or a node's host as its
+/// management port (`host`: `name` is the node, `namespace` empty).
 #[derive(Clone, Debug)]
 pub struct PodEnd {
     pub namespace: String,
     pub name: String,
     pub node: String,
     pub network: PodNetwork,
+    pub host: bool,
 }
 
 impl PodEnd {
     /// The logical switch port, also the OVS `iface-id`.
     pub fn port(&self) -> String {
+        if self.host {
+            return names::mgmt_port(&self.node);
+        }
         names::pod_port(&self.namespace, &self.name)
     }
 
@@ -109,6 +124,9 @@ impl PodEnd {
     }
 
     fn key(&self) -> String {
+        if self.host {
+            return format!("host:{}", self.node);
+        }
         format!("{}/{}", self.namespace, self.name)
     }
 }
@@ -139,6 +157,43 @@ fn pod_end(pod: &Pod) -> Result<PodEnd> {
         name,
         node,
         network,
+        host: false,
+    })
+}
+
+/// A node's host as its management port: the management address of each
+/// node subnet, the MAC derived from it, the subnet's router as gateway
+/// (as the node agent configures the management interface).
+async fn host_end(cluster: &dyn ClusterView, node: &str) -> Result<PodEnd> {
+    let n = cluster
+        .nodes()
+        .await?
+        .into_iter()
+        .find(|n| n.metadata.name.as_deref() == Some(node))
+        .ok_or_else(|| Error::NotFound(format!("node {node}")))?;
+    let subnets = crate::status::node_subnets(&n);
+    let ips: Vec<_> = subnets
+        .iter()
+        .filter_map(|s| addressing::management_net(*s))
+        .collect();
+    let first = ips
+        .first()
+        .ok_or_else(|| Error::Invalid(format!("node {node} has no pod subnet yet")))?;
+    Ok(PodEnd {
+        namespace: String::new(),
+        name: node.to_string(),
+        node: node.to_string(),
+        network: PodNetwork {
+            mac: mac::from_ip(first.addr()),
+            gateways: subnets
+                .iter()
+                .filter_map(|s| addressing::gateway(*s))
+                .collect(),
+            ips,
+            routes: Vec::new(),
+            mtu: None,
+        },
+        host: true,
     })
 }
 
@@ -283,13 +338,19 @@ pub async fn microflow(
         Target::Ip(ip) => pod_by_ip(cluster, *ip)
             .await?
             .ok_or_else(|| Error::NotFound(format!("a pod with address {ip} (the source)")))?,
+        Target::Host { node } => host_end(cluster, node).await?,
         Target::Service { .. } => {
             return Err(Error::Invalid(
-                "the source must be a pod (ns/pod or its address)".into(),
+                "the source must be a pod (ns/pod or its address) or host:<node>".into(),
             ))
         }
     };
     let (dest, proto, dport) = match dst {
+        Target::Host { node } => (
+            Dest::Pod(host_end(cluster, node).await?),
+            protocol.unwrap_or_default(),
+            port.unwrap_or(80),
+        ),
         Target::Pod { namespace, name } => (
             Dest::Pod(named_pod(cluster, namespace, name).await?),
             protocol.unwrap_or_default(),
@@ -462,7 +523,13 @@ mod tests {
             "fd00::1".parse::<Target>().ok(),
             Some(Target::Ip("fd00::1".parse().unwrap()))
         );
-        for bad in ["x", "x/", "/a", "svc:x", "x/a/b", "svc:/a"] {
+        assert_eq!(
+            "host:n1".parse::<Target>().ok(),
+            Some(Target::Host { node: "n1".into() })
+        );
+        for bad in [
+            "x", "x/", "/a", "svc:x", "x/a/b", "svc:/a", "host:", "host:a/b",
+        ] {
             assert!(bad.parse::<Target>().is_err(), "{bad}");
         }
         assert_eq!("UDP".parse::<Protocol>().ok(), Some(Protocol::Udp));

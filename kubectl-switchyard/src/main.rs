@@ -46,8 +46,9 @@ enum Command {
         #[arg(long, default_value = "switchyard-controller")]
         lease_name: String,
     },
-    /// Where a new connection from SRC to DST goes: SRC is `ns/pod` or a
-    /// pod's address; DST is `ns/pod`, `svc:ns/name` or an address.
+    /// Where a new connection from SRC to DST goes: SRC is `ns/pod`,
+    /// `host:<node>` or a pod's address; DST is `ns/pod`, `host:<node>`,
+    /// `svc:ns/name` or an address.
     Trace {
         src: String,
         dst: String,

@@ -60,7 +60,8 @@ pub struct Status {
     pub errors: Vec<String>,
 }
 
-fn node_subnets(node: &Node) -> Vec<IpNet> {
+/// A node's pod subnets: `spec.podCIDRs`, else Switchyard's annotation.
+pub(crate) fn node_subnets(node: &Node) -> Vec<IpNet> {
     let from_spec: Vec<IpNet> = node
         .spec
         .as_ref()

@@ -84,10 +84,20 @@ fn access(c: &Cluster) -> OvnAccess {
 }
 
 async fn run(c: &Cluster, src: &str, dst: &str, port: Option<u16>) -> Traced {
+    run_proto(c, src, dst, port, Protocol::Tcp).await
+}
+
+async fn run_proto(
+    c: &Cluster,
+    src: &str,
+    dst: &str,
+    port: Option<u16>,
+    protocol: Protocol,
+) -> Traced {
     let view = MemoryView(c.memory.clone());
     let src: Target = src.parse().expect("source");
     let dst: Target = dst.parse().expect("destination");
-    trace(&view, &access(c), &src, &dst, port, Some(Protocol::Tcp))
+    trace(&view, &access(c), &src, &dst, port, Some(protocol))
         .await
         .expect("trace")
 }
@@ -132,6 +142,28 @@ async fn trace_names_switches_router_policy_and_verdict() {
     );
     assert!(s.contains("DROPPED on node-n2"), "{s}");
 
+    // The policy admits TCP 80 only: UDP 80, SCTP 80 and TCP 81 are not.
+    for (proto, port) in [
+        (Protocol::Udp, 80),
+        (Protocol::Sctp, 80),
+        (Protocol::Tcp, 81),
+    ] {
+        let t = run_proto(&c, "x/a", "x/c", Some(port), proto).await;
+        let s = text(&t);
+        assert!(t
+            .microflow
+            .flow
+            .contains(&format!("{}.dst == {port}", proto.ovn())));
+        assert!(
+            matches!(t.summary.verdict, Verdict::Dropped { .. }),
+            "{proto:?} {port}: {s}"
+        );
+        assert!(
+            s.contains("default deny of NetworkPolicy x/c-from-a"),
+            "{s}"
+        );
+    }
+
     // Not isolated: same switch, no ACL, no router.
     let open = run(&c, "x/c", "x/a", Some(80)).await;
     let s = text(&open);
@@ -162,6 +194,25 @@ async fn trace_names_switches_router_policy_and_verdict() {
         matches!(blocked.summary.verdict, Verdict::Dropped { .. }),
         "{}",
         text(&blocked)
+    );
+
+    // A node's host reaches its own isolated pod (kubelet probes), through
+    // its management port.
+    let probe = run(&c, "host:n2", "x/c", Some(80)).await;
+    let s = text(&probe);
+    eprintln!("host:n2 -> c:\n{s}\n");
+    assert!(probe.microflow.flow.contains("inport == \"mgmt-n2\""));
+    assert_eq!(
+        probe.summary.verdict,
+        Verdict::Delivered("x_c".into()),
+        "{s}"
+    );
+    let back = run(&c, "x/a", "host:n1", Some(10250)).await;
+    assert_eq!(
+        back.summary.verdict,
+        Verdict::Delivered("mgmt-n1".into()),
+        "{}",
+        text(&back)
     );
 
     // By address: the source and destination pods found from their IPs.
