@@ -124,3 +124,50 @@ async fn main() -> anyhow::Result<ExitCode> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_lines_parse() {
+        let a = Args::try_parse_from([
+            "kubectl-switchyard",
+            "trace",
+            "x/a",
+            "svc:x/web",
+            "--port",
+            "8080",
+            "--protocol",
+            "udp",
+            "--ovn",
+            "--sb",
+            "tcp:10.0.0.1:6642",
+        ])
+        .expect("trace parses");
+        assert_eq!(a.sb, "tcp:10.0.0.1:6642");
+        match a.command {
+            Command::Trace {
+                src,
+                dst,
+                port,
+                protocol,
+                ovn,
+                ..
+            } => {
+                assert_eq!((src.as_str(), dst.as_str()), ("x/a", "svc:x/web"));
+                assert_eq!(port, Some(8080));
+                assert_eq!(protocol.as_deref(), Some("udp"));
+                assert!(ovn);
+            }
+            other => panic!("{other:?}"),
+        }
+        let a = Args::try_parse_from(["kubectl-switchyard", "status"]).expect("status parses");
+        assert!(matches!(a.command, Command::Status { .. }));
+        assert!(Args::try_parse_from(["kubectl-switchyard", "trace", "x/a"]).is_err());
+        assert!(
+            Args::try_parse_from(["kubectl-switchyard", "trace", "a", "b", "--port", "70000"])
+                .is_err()
+        );
+    }
+}
