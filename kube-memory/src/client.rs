@@ -40,6 +40,9 @@ pub struct ApiCall {
     pub group: String,
     pub resource: String,
     pub namespace: Option<String>,
+    /// The object the request names, as RBAC's `resourceNames` sees it:
+    /// `None` for requests on a collection (list, watch, create).
+    pub name: Option<String>,
 }
 
 /// A connection to the in-memory API server.
@@ -74,13 +77,21 @@ impl MemoryCluster {
             .clone()
     }
 
-    fn record(&self, client: &str, verb: &'static str, kind: (&str, &str), ns: Option<&str>) {
+    fn record(
+        &self,
+        client: &str,
+        verb: &'static str,
+        kind: (&str, &str),
+        ns: Option<&str>,
+        name: Option<&str>,
+    ) {
         self.lock().calls.push(ApiCall {
             client: client.to_string(),
             verb,
             group: kind.0.to_string(),
             resource: kind.1.to_string(),
             namespace: ns.map(str::to_string),
+            name: name.map(str::to_string),
         });
     }
 
@@ -106,6 +117,7 @@ impl MemoryCluster {
             group: kind.group().into(),
             resource: kind.resource().into(),
             namespace: target.namespace.clone(),
+            name: Some(target.name.clone()),
         });
         if st.fail_patches > 0 {
             st.fail_patches -= 1;
@@ -199,6 +211,7 @@ impl MemoryCluster {
             group: kind.group().into(),
             resource: format!("{}/status", kind.resource()),
             namespace: target.namespace.clone(),
+            name: Some(target.name.clone()),
         });
         let key = (
             target.namespace.clone().unwrap_or_default(),
@@ -285,10 +298,11 @@ impl MemoryCluster {
                 && e.record.action == record.action
                 && e.object.reporting_instance.as_deref() == Some(client)
         };
-        let verb = if st.events.iter().any(same) {
-            "patch"
-        } else {
-            "create"
+        // A repeat patches the first occurrence by its name; a create
+        // names no object (RBAC sees a request on the collection).
+        let (verb, name) = match st.events.iter().find(|e| same(e)) {
+            Some(first) => ("patch", first.object.metadata.name.clone()),
+            None => ("create", None),
         };
         st.calls.push(ApiCall {
             client: client.to_string(),
@@ -296,6 +310,7 @@ impl MemoryCluster {
             group: "events.k8s.io".into(),
             resource: "events".into(),
             namespace: Some(ns.clone()),
+            name,
         });
         if st.refuse_events {
             return Err(KubeError::Forbidden(format!(
@@ -331,7 +346,7 @@ impl MemoryCluster {
         if self.is_dead(client) {
             return Err(closed());
         }
-        self.record(client, "get", LEASES, Some(ns));
+        self.record(client, "get", LEASES, Some(ns), Some(name));
         Ok(self.lease(ns, name))
     }
 
@@ -341,7 +356,7 @@ impl MemoryCluster {
             return Err(closed());
         }
         let key = key_of_lease(&lease);
-        st.calls.push(lease_call(client, "create", &key.0));
+        st.calls.push(lease_call(client, "create", &key.0, None));
         let errs = validate::object_meta("Lease", true, &lease.metadata);
         if !errs.is_empty() {
             return Err(status::to_error(&status::invalid(
@@ -364,7 +379,8 @@ impl MemoryCluster {
             return Err(closed());
         }
         let key = key_of_lease(&lease);
-        st.calls.push(lease_call(client, "update", &key.0));
+        st.calls
+            .push(lease_call(client, "update", &key.0, Some(&key.1)));
         let Some(stored) = st.leases.get(&key) else {
             return Err(status::to_error(&status::not_found(
                 LEASES.0, LEASES.1, &key.1,
@@ -404,13 +420,14 @@ pub fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Value) {
     }
 }
 
-fn lease_call(client: &str, verb: &'static str, ns: &str) -> ApiCall {
+fn lease_call(client: &str, verb: &'static str, ns: &str, name: Option<&str>) -> ApiCall {
     ApiCall {
         client: client.to_string(),
         verb,
         group: LEASES.0.into(),
         resource: LEASES.1.into(),
         namespace: Some(ns.to_string()),
+        name: name.map(str::to_string),
     }
 }
 
@@ -487,10 +504,20 @@ impl Cluster for MemoryClient {
     fn watch(&self, kind: Kind) -> BoxStream<'static, WatchEvent<Observed>> {
         if !self.cluster.is_dead(&self.name) {
             let ns = None;
-            self.cluster
-                .record(&self.name, "list", (kind.group(), kind.resource()), ns);
-            self.cluster
-                .record(&self.name, "watch", (kind.group(), kind.resource()), ns);
+            self.cluster.record(
+                &self.name,
+                "list",
+                (kind.group(), kind.resource()),
+                ns,
+                None,
+            );
+            self.cluster.record(
+                &self.name,
+                "watch",
+                (kind.group(), kind.resource()),
+                ns,
+                None,
+            );
         }
         let decode = move |p: Payload| -> Option<Observed> {
             match Observed::decode(kind, &crate::to_json(&p)) {
