@@ -740,12 +740,19 @@ async fn record_node_agent(node: &str) -> Vec<Request> {
     // The management port's subnets.
     let subnets = source.node_subnets(node).await.expect("node subnets");
     assert_eq!(subnets.len(), 1);
-    // The chassis published on the Node: written once, then left alone.
     let publisher = KubePublisher::new(fake.client.clone(), node);
-    let wanted = node_annotations(&BTreeMap::from([(
-        "system-id".to_string(),
-        "chassis-1".to_string(),
-    )]));
+    // The chassis and the gateway bridge published on the Node: written
+    // once, then left alone.
+    let gateway = annotations::NodeGateway {
+        bridge: "br-phy".into(),
+        mac: "0a:58:c6:12:00:02".into(),
+        ips: vec!["198.18.0.2/24".parse().expect("net")],
+        next_hops: vec!["198.18.0.1".parse().expect("ip")],
+    };
+    let wanted = node_annotations(
+        &BTreeMap::from([("system-id".to_string(), "chassis-1".to_string())]),
+        Some(&gateway),
+    );
     assert_eq!(
         publisher.publish(&wanted).await.expect("publish"),
         Published::Written
