@@ -441,6 +441,13 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for HeapTrace {
         }
         let mut m = Msg(String::new());
         ev.record(&mut m);
+        // Per-object messages repeat 10,000 times: the first of a run only.
+        static LAST: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+        let Ok(mut last) = LAST.lock() else { return };
+        if *last == m.0 {
+            return;
+        }
+        last.clone_from(&m.0);
         eprintln!(
             "  [heap {:.1} MiB, peak {:.1} MiB] {}",
             heap_mib(),
