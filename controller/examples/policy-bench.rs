@@ -304,13 +304,13 @@ fn restore_tx(rows: &[(String, ovsdb::Uuid, Row)]) -> Transaction {
     for (t, u, r) in rows.iter().filter(|(_, _, r)| ours(r)) {
         let mut row = Row::new();
         for (c, v) in r.iter().filter(|(c, _)| *c != "_uuid" && *c != "_version") {
-            let v = match (t.as_str(), c.as_str()) {
+            let v = match (t.as_str(), c) {
                 ("Port_Group", "acls") => {
                     Value::set(v.uuids().iter().map(|a| Atom::NamedUuid(named(a))))
                 }
                 _ => v.clone(),
             };
-            row.set(c.clone(), v);
+            row.set(c, v);
         }
         if t == "ACL"
             && r.map_get("external_ids", names::OWNER_KIND) == Some(names::KIND_POLICY_HOST)

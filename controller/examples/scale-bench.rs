@@ -388,7 +388,7 @@ fn ingest_transaction(rows: &[(String, Vec<ovsdb::Row>)]) -> Transaction {
                     Value::Set(s) => Value::Set(s.iter().map(fix).collect()),
                     Value::Map(m) => Value::Map(m.iter().map(|(k, v)| (fix(k), fix(v))).collect()),
                 };
-                row.set(c.as_str(), v);
+                row.set(c, v);
             }
             let name = r
                 .uuid()

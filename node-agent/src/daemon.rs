@@ -42,8 +42,12 @@ use crate::pod_source::PodSource;
 use crate::protocol::{Reply, MAX_MESSAGE};
 
 /// How long an ADD waits for the kernel to report a pod's veth running
-/// before adding its port anyway.
-const LINK_RUNNING_WAIT: Duration = Duration::from_millis(200);
+/// before adding its port anyway. The kernel's link watcher may hold a
+/// carrier change back for up to a second (it rate-limits per device), and
+/// on a busy machine its work runs later still; a port added before then
+/// goes down and up in OVS, which reconfigures the bridge twice more. The
+/// wait ends as soon as the link runs, so only a slow kernel pays it.
+const LINK_RUNNING_WAIT: Duration = Duration::from_millis(2500);
 
 /// How long a client may take to send its request.
 const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(30);

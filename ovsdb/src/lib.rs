@@ -6,6 +6,7 @@
 //! controller and node agent a typed, reconnecting, replicated view of any
 //! OVSDB database. See `API.md` beside this crate for the tour.
 
+mod atom_map;
 mod client;
 mod connection;
 mod error;
@@ -23,6 +24,7 @@ mod transport;
 mod value;
 pub mod vswitch;
 
+pub use atom_map::AtomMap;
 pub use client::{Client, ClientConfig};
 pub use error::{Error, Result};
 pub use remote::Remote;

@@ -6,7 +6,6 @@
 //! code that reads optional columns needs no special case.
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -14,6 +13,7 @@ use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::{json, Value as Json};
 use uuid::Uuid;
 
+use crate::atom_map::AtomMap;
 use crate::error::{Error, Result};
 
 /// One atomic value.
@@ -253,7 +253,7 @@ impl From<Uuid> for Atom {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Value {
     Set(Vec<Atom>),
-    Map(BTreeMap<Atom, Atom>),
+    Map(AtomMap),
 }
 
 impl Value {
@@ -279,7 +279,7 @@ impl Value {
     }
 
     pub fn empty_map() -> Value {
-        Value::Map(BTreeMap::new())
+        Value::Map(AtomMap::new())
     }
 
     pub fn named_uuid(name: impl Into<String>) -> Value {
@@ -318,7 +318,7 @@ impl Value {
         }
     }
 
-    pub fn as_map(&self) -> Option<&BTreeMap<Atom, Atom>> {
+    pub fn as_map(&self) -> Option<&AtomMap> {
         match self {
             Value::Map(m) => Some(m),
             Value::Set(v) if v.is_empty() => None,
@@ -329,13 +329,8 @@ impl Value {
     /// Looks up a string key in a string-to-string map such as `external_ids`.
     pub fn map_get(&self, key: &str) -> Option<&str> {
         match self {
-            // Small maps (external_ids, options) are scanned rather than
-            // searched with a key allocated for the occasion.
-            Value::Map(m) if m.len() <= 16 => m
-                .iter()
-                .find(|(k, _)| k.as_str() == Some(key))
-                .and_then(|(_, v)| v.as_str()),
-            Value::Map(m) => m.get(&Atom::String(key.to_string())).and_then(Atom::as_str),
+            // Searched without allocating a key for the occasion.
+            Value::Map(m) => m.get_str(key).and_then(Atom::as_str),
             Value::Set(_) => None,
         }
     }
@@ -383,16 +378,16 @@ impl Value {
                         return Ok(Value::set(atoms));
                     }
                     (Some("map"), Json::Array(pairs)) => {
-                        let mut m = BTreeMap::new();
+                        let mut m = Vec::with_capacity(pairs.len());
                         for p in pairs {
                             match p {
                                 Json::Array(kv) if kv.len() == 2 => {
-                                    m.insert(Atom::from_json(&kv[0])?, Atom::from_json(&kv[1])?);
+                                    m.push((Atom::from_json(&kv[0])?, Atom::from_json(&kv[1])?));
                                 }
                                 _ => return Err(Error::protocol(format!("bad map pair {p}"))),
                             }
                         }
-                        return Ok(Value::Map(m));
+                        return Ok(Value::Map(m.into_iter().collect()));
                     }
                     _ => {}
                 }
@@ -423,7 +418,7 @@ impl Value {
                     let Some(Json::Array(pairs)) = a.pop() else {
                         unreachable!("checked above")
                     };
-                    let mut m = BTreeMap::new();
+                    let mut m = Vec::with_capacity(pairs.len());
                     for p in pairs {
                         match p {
                             Json::Array(kv) if kv.len() == 2 => {
@@ -431,12 +426,12 @@ impl Value {
                                 let (Some(k), Some(v)) = (kv.next(), kv.next()) else {
                                     unreachable!("length checked")
                                 };
-                                m.insert(Atom::from_json_owned(k)?, Atom::from_json_owned(v)?);
+                                m.push((Atom::from_json_owned(k)?, Atom::from_json_owned(v)?));
                             }
                             _ => return Err(Error::protocol(format!("bad map pair {p}"))),
                         }
                     }
-                    return Ok(Value::Map(m));
+                    return Ok(Value::Map(m.into_iter().collect()));
                 }
                 _ => {}
             }
@@ -449,7 +444,7 @@ impl Value {
 /// output.
 impl Serialize for Value {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        struct Pairs<'a>(&'a BTreeMap<Atom, Atom>);
+        struct Pairs<'a>(&'a AtomMap);
         impl Serialize for Pairs<'_> {
             fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
                 let mut seq = s.serialize_seq(Some(self.0.len()))?;
@@ -488,15 +483,44 @@ impl<T: Into<Atom>> From<T> for Value {
 ///
 /// The columns are shared between clones (copied on the first write to a
 /// shared row), so handing a replica's row to change subscribers, or
-/// keeping the old row beside the new one, copies nothing.
+/// keeping the old row beside the new one, copies nothing. They are a
+/// vector sorted by name with the names interned: a replica holds tens of
+/// thousands of rows of a dozen columns each, and a tree of owned names
+/// cost more than the values.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Row {
-    columns: Arc<BTreeMap<String, Value>>,
+    columns: Arc<Vec<(Arc<str>, Value)>>,
+}
+
+/// Column names, shared by every row that has them. Bounded: names come
+/// from the server, and a hostile one could send endless new ones; past
+/// the bound a name is simply not shared.
+fn intern(name: &str) -> Arc<str> {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    const MAX_NAMES: usize = 4096;
+    static NAMES: OnceLock<Mutex<HashSet<Arc<str>>>> = OnceLock::new();
+    let names = NAMES.get_or_init(Default::default);
+    let Ok(mut names) = names.lock() else {
+        return Arc::from(name);
+    };
+    if let Some(n) = names.get(name) {
+        return n.clone();
+    }
+    let n: Arc<str> = Arc::from(name);
+    if names.len() < MAX_NAMES {
+        names.insert(n.clone());
+    }
+    n
 }
 
 impl Row {
     pub fn new() -> Row {
         Row::default()
+    }
+
+    fn find(&self, column: &str) -> Result<usize, usize> {
+        self.columns.binary_search_by(|(c, _)| (**c).cmp(column))
     }
 
     /// Builder form of [`Row::set`].
@@ -506,26 +530,27 @@ impl Row {
     }
 
     pub fn set(&mut self, column: impl Into<String>, value: impl Into<Value>) -> &mut Row {
-        Arc::make_mut(&mut self.columns).insert(column.into(), value.into());
+        let column = column.into();
+        let value = value.into();
+        match self.find(&column) {
+            Ok(i) => Arc::make_mut(&mut self.columns)[i].1 = value,
+            Err(i) => Arc::make_mut(&mut self.columns).insert(i, (intern(&column), value)),
+        }
         self
     }
 
     pub fn remove(&mut self, column: &str) -> Option<Value> {
-        if !self.columns.contains_key(column) {
-            return None;
-        }
-        Arc::make_mut(&mut self.columns).remove(column)
+        let i = self.find(column).ok()?;
+        Some(Arc::make_mut(&mut self.columns).remove(i).1)
     }
 
     pub fn get(&self, column: &str) -> Option<&Value> {
-        self.columns.get(column)
+        self.find(column).ok().map(|i| &self.columns[i].1)
     }
 
     pub fn get_mut(&mut self, column: &str) -> Option<&mut Value> {
-        if !self.columns.contains_key(column) {
-            return None;
-        }
-        Arc::make_mut(&mut self.columns).get_mut(column)
+        let i = self.find(column).ok()?;
+        Some(&mut Arc::make_mut(&mut self.columns)[i].1)
     }
 
     pub fn str(&self, column: &str) -> Option<&str> {
@@ -540,12 +565,13 @@ impl Row {
         self.get("_uuid").and_then(Value::as_uuid)
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &Value)> {
-        self.columns.iter()
+    /// The columns and their values, by column name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.columns.iter().map(|(c, v)| (&**c, v))
     }
 
-    pub fn columns(&self) -> impl Iterator<Item = &String> {
-        self.columns.keys()
+    pub fn columns(&self) -> impl Iterator<Item = &str> {
+        self.columns.iter().map(|(c, _)| &**c)
     }
 
     pub fn len(&self) -> usize {
@@ -560,7 +586,7 @@ impl Row {
         Json::Object(
             self.columns
                 .iter()
-                .map(|(k, v)| (k.clone(), v.to_json()))
+                .map(|(k, v)| (k.to_string(), v.to_json()))
                 .collect(),
         )
     }
@@ -569,29 +595,42 @@ impl Row {
         let obj = j
             .as_object()
             .ok_or_else(|| Error::protocol(format!("row is not an object: {j}")))?;
-        let mut columns = BTreeMap::new();
+        let mut columns = Vec::with_capacity(obj.len());
         for (k, v) in obj {
-            columns.insert(k.clone(), Value::from_json(v)?);
+            columns.push((intern(k), Value::from_json(v)?));
         }
-        Ok(Row {
-            columns: Arc::new(columns),
-        })
+        Ok(Row::sorted(columns))
     }
 
-    /// [`Row::from_json`] taking the JSON by value: column names and
-    /// strings move instead of being copied, and each column's JSON is
-    /// freed as soon as it is decoded.
+    /// [`Row::from_json`] taking the JSON by value: strings move instead
+    /// of being copied, and each column's JSON is freed as soon as it is
+    /// decoded.
     pub(crate) fn from_json_owned(j: Json) -> Result<Row> {
         let Json::Object(obj) = j else {
             return Err(Error::protocol(format!("row is not an object: {j}")));
         };
-        let mut columns = BTreeMap::new();
+        let mut columns = Vec::with_capacity(obj.len());
         for (k, v) in obj {
-            columns.insert(k, Value::from_json_owned(v)?);
+            columns.push((intern(&k), Value::from_json_owned(v)?));
         }
-        Ok(Row {
-            columns: Arc::new(columns),
-        })
+        Ok(Row::sorted(columns))
+    }
+
+    /// Sorted by name, the last of a repeated name kept (as inserting each
+    /// into a map would).
+    fn sorted(mut columns: Vec<(Arc<str>, Value)>) -> Row {
+        columns.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut out: Vec<(Arc<str>, Value)> = Vec::with_capacity(columns.len());
+        for (k, v) in columns {
+            match out.last_mut() {
+                Some(last) if last.0 == k => last.1 = v,
+                _ => out.push((k, v)),
+            }
+        }
+        out.shrink_to_fit();
+        Row {
+            columns: Arc::new(out),
+        }
     }
 }
 
@@ -601,7 +640,7 @@ impl Serialize for Row {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(Some(self.columns.len()))?;
         for (k, v) in self.columns.iter() {
-            m.serialize_entry(k, v)?;
+            m.serialize_entry(&**k, v)?;
         }
         m.end()
     }
@@ -609,19 +648,21 @@ impl Serialize for Row {
 
 impl FromIterator<(String, Value)> for Row {
     fn from_iter<I: IntoIterator<Item = (String, Value)>>(iter: I) -> Self {
-        Row {
-            columns: Arc::new(iter.into_iter().collect()),
-        }
+        Row::sorted(iter.into_iter().map(|(k, v)| (intern(&k), v)).collect())
     }
 }
 
 impl IntoIterator for Row {
     type Item = (String, Value);
-    type IntoIter = std::collections::btree_map::IntoIter<String, Value>;
+    type IntoIter = std::iter::Map<
+        std::vec::IntoIter<(Arc<str>, Value)>,
+        fn((Arc<str>, Value)) -> (String, Value),
+    >;
     fn into_iter(self) -> Self::IntoIter {
         Arc::try_unwrap(self.columns)
             .unwrap_or_else(|shared| (*shared).clone())
             .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
     }
 }
 

@@ -265,7 +265,7 @@ fn to_row_columns_writes_only_the_named_columns() {
         LogicalSwitchPort::ADDRESSES,
         LogicalSwitchPort::EXTERNAL_IDS,
     ]);
-    let columns: Vec<&String> = row.columns().collect();
+    let columns: Vec<&str> = row.columns().collect();
     assert_eq!(columns, ["addresses", "external_ids"]);
     let back = LogicalSwitchPort::from_row(&row).unwrap();
     assert_eq!(back.addresses, lsp.addresses);

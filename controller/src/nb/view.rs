@@ -246,7 +246,10 @@ fn mutate(cur: &Value, ins: &Value, del: &Value) -> Value {
                 out.remove(k);
             }
             for (k, v) in ins.as_map().into_iter().flatten() {
-                out.entry(k.clone()).or_insert_with(|| v.clone());
+                // OVSDB's map insert never overwrites a key.
+                if !out.contains_key(k) {
+                    out.insert(k.clone(), v.clone());
+                }
             }
             Value::Map(out)
         }
