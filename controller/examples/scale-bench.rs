@@ -416,6 +416,10 @@ async fn delete_ours(client: &Client) -> Result<(), Box<dyn std::error::Error>> 
         vec![Condition::eq("name", names::CLUSTER_ROUTER)],
     );
     tx.delete(
+        "Logical_Switch",
+        vec![Condition::eq("name", names::JOIN_SWITCH)],
+    );
+    tx.delete(
         "Address_Set",
         vec![Condition::includes(
             "external_ids",
@@ -489,7 +493,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let replica = client.monitor(spec).await?;
     // What the controller wants in NB.
-    let all_rows = [1, nodes, nodes, 2 * nodes + pods, 2 * NAMESPACES];
+    // The cluster router; per node a switch, its router port and both ends
+    // of the link, per pod a port; the join switch with cluster-router's
+    // port on it (gateway routers come only with nodes' gateway bridges,
+    // which these nodes have none of); two address sets per namespace.
+    let all_rows = [
+        1,
+        nodes + 1,
+        nodes + 1,
+        2 * nodes + pods + 1,
+        2 * NAMESPACES,
+    ];
     let mut config = Config {
         nb_remote: central.nb_remote(),
         http_addr: None,
