@@ -452,8 +452,11 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for HeapTrace {
             return;
         }
         last.clone_from(&m.0);
+        static T0: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        let t0 = T0.get_or_init(Instant::now);
         eprintln!(
-            "  [heap {:.1} MiB, peak {:.1} MiB] {}",
+            "  [{:>9.3} s heap {:.1} MiB, peak {:.1} MiB] {}",
+            t0.elapsed().as_secs_f64(),
             heap_mib(),
             PEAK.load(Ordering::Relaxed) as f64 / MIB,
             m.0
