@@ -40,6 +40,11 @@ pub struct NodeStatus {
     pub gateways: Vec<IpAddr>,
     /// Whether NB has the node's switch (the controller translated it).
     pub switch_in_nb: bool,
+    /// The gateway bridge the node agent published
+    /// (`switchyard.io/gateway`): bridge and node addresses.
+    pub bridge: Option<String>,
+    /// Whether NB has the node's gateway router `GR-<node>`.
+    pub gateway_router_in_nb: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,6 +93,7 @@ struct OvnFacts {
     /// chassis name -> bound VIF ports.
     chassis: BTreeMap<String, usize>,
     switches: BTreeSet<String>,
+    routers: BTreeSet<String>,
 }
 
 async fn ovn_facts(opts: &StatusOptions) -> Result<OvnFacts> {
@@ -116,6 +122,11 @@ async fn ovn_facts(opts: &StatusOptions) -> Result<OvnFacts> {
     for row in ovn::select(&nb, &opts.nb, NB_DB, "Logical_Switch", &["name"]).await? {
         facts
             .switches
+            .insert(row.str("name").unwrap_or_default().to_string());
+    }
+    for row in ovn::select(&nb, &opts.nb, NB_DB, "Logical_Router", &["name"]).await? {
+        facts
+            .routers
             .insert(row.str("name").unwrap_or_default().to_string());
     }
     Ok(facts)
@@ -147,6 +158,23 @@ pub async fn status(cluster: &dyn ClusterView, opts: &StatusOptions) -> Result<S
             .and_then(|a| a.get(annotations::NODE_CHASSIS))
             .cloned();
         let bound = chassis.as_ref().and_then(|c| facts.chassis.get(c)).copied();
+        let bridge = n
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(annotations::NODE_GATEWAY))
+            .map(|t| match annotations::NodeGateway::parse(t) {
+                Ok(gw) => format!(
+                    "{} {}",
+                    gw.bridge,
+                    gw.ips
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+                Err(e) => format!("INVALID ({e})"),
+            });
         let subnets = node_subnets(&n);
         nodes.push(NodeStatus {
             ready,
@@ -158,6 +186,8 @@ pub async fn status(cluster: &dyn ClusterView, opts: &StatusOptions) -> Result<S
                 .collect(),
             subnets,
             switch_in_nb: facts.switches.contains(&names::node_switch(&name)),
+            gateway_router_in_nb: facts.routers.contains(&names::gateway_router(&name)),
+            bridge,
             chassis,
             name,
         });
@@ -234,10 +264,10 @@ impl Status {
 
     pub fn lines(&self) -> Vec<String> {
         let mut out =
-            vec!["NODE  READY  AGENT (CHASSIS)  IN SB  BOUND PORTS  SWITCH  GATEWAY".to_string()];
+            vec!["NODE  READY  AGENT (CHASSIS)  IN SB  BOUND PORTS  SWITCH  GATEWAY  GATEWAY BRIDGE  GATEWAY ROUTER".to_string()];
         for n in &self.nodes {
             out.push(format!(
-                "{}  {}  {}  {}  {}  {}  {}",
+                "{}  {}  {}  {}  {}  {}  {}  {}  {}",
                 n.name,
                 n.ready.map(yes).unwrap_or("unknown"),
                 n.chassis
@@ -259,7 +289,13 @@ impl Status {
                         .map(ToString::to_string)
                         .collect::<Vec<_>>()
                         .join(",")
-                }
+                },
+                n.bridge.as_deref().unwrap_or("none published"),
+                if n.gateway_router_in_nb {
+                    names::gateway_router(&n.name)
+                } else {
+                    "none".into()
+                },
             ));
         }
         out.push(match &self.leader {

@@ -27,6 +27,17 @@ async fn status_reports_nodes_leader_and_databases() {
         .annotations
         .get_or_insert_with(BTreeMap::new)
         .insert(annotations::NODE_CHASSIS.into(), "chassis-n1".into());
+    // ... and its gateway bridge, from which the controller builds GR-n1.
+    let gw = annotations::NodeGateway {
+        bridge: "br-phy".into(),
+        mac: "0a:58:c6:12:00:02".into(),
+        ips: vec!["198.18.0.2/24".parse().expect("net")],
+        next_hops: vec!["198.18.0.1".parse().expect("ip")],
+    };
+    n1.metadata
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert(annotations::NODE_GATEWAY.into(), gw.to_json());
     c.memory.apply_node(n1);
     c.central
         .sbctl(&["chassis-add", "chassis-n1", "geneve", "127.0.0.1"])
@@ -48,7 +59,8 @@ async fn status_reports_nodes_leader_and_databases() {
         let s = status(&view, &opts).await.map_err(|e| e.to_string())?;
         let ok = s.leader.as_ref().is_some_and(|l| l.holder.is_some())
             && s.nodes.len() == 2
-            && s.nodes.iter().all(|n| n.switch_in_nb);
+            && s.nodes.iter().all(|n| n.switch_in_nb)
+            && s.nodes[0].gateway_router_in_nb;
         ok.then_some(()).ok_or(s.lines().join("\n"))
     })
     .await;
@@ -61,6 +73,10 @@ async fn status_reports_nodes_leader_and_databases() {
     assert!(n1.chassis_registered, "{text}");
     assert_eq!(n1.bound_ports, 1, "{text}");
     assert_eq!(n1.gateways.len(), 1, "{text}");
+    assert_eq!(n1.bridge.as_deref(), Some("br-phy 198.18.0.2/24"), "{text}");
+    assert!(text.contains("GR-n1"), "{text}");
+    assert!(!s.nodes[1].gateway_router_in_nb, "{text}");
+    assert!(text.contains("none published"), "{text}");
     let n2 = &s.nodes[1];
     assert_eq!(n2.chassis, None, "{text}");
     assert!(!n2.chassis_registered);
