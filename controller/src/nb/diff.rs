@@ -417,12 +417,12 @@ fn delta(have: Option<&Value>, want: &Value) -> Option<(Value, Value)> {
         (Some(h), Some(w)) => {
             let delete: Vec<Atom> = h
                 .iter()
-                .filter(|(k, v)| w.get(*k) != Some(*v))
+                .filter(|(k, v)| w.get(k) != Some(*v))
                 .map(|(k, _)| k.clone())
                 .collect();
             let insert: Vec<(Atom, Atom)> = w
                 .iter()
-                .filter(|(k, v)| h.get(*k) != Some(*v))
+                .filter(|(k, v)| h.get(k) != Some(*v))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
             let change = delete.len() + insert.len();
