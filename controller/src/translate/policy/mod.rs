@@ -43,10 +43,10 @@
 //! | band | what |
 //! |---|---|
 //! | [`HOST_ALLOW`] (32000) | a node's host to the pods on its node (kubelet probes), whatever any policy says |
-//! | [`ADMIN_BAND`] (20000–31999) | reserved: AdminNetworkPolicy (issue 13) |
+//! | [`ADMIN_BAND`] (20000–31999) | AdminNetworkPolicy rules ([`crate::translate::anp`]) |
 //! | [`ALLOW`] (12000) | NetworkPolicy allow rules |
 //! | [`DENY`] (11000) | NetworkPolicy default deny of isolated pods |
-//! | [`BASELINE_BAND`] (1000–10999) | reserved: BaselineAdminNetworkPolicy, reached only by traffic no NetworkPolicy isolates |
+//! | [`BASELINE_BAND`] (1000–10999) | BaselineAdminNetworkPolicy rules, reached only by traffic no NetworkPolicy isolates |
 //!
 //! AdminNetworkPolicy's `from-lport` ACLs must also be after-LB to be
 //! ordered against these.
@@ -279,7 +279,13 @@ impl Translator for PolicyPeers {
         &[Table::AddressSet]
     }
     fn inputs(&self) -> &'static [Kind] {
-        &[Kind::NetworkPolicy, Kind::Pod, Kind::Namespace]
+        &[
+            Kind::NetworkPolicy,
+            Kind::AdminNetworkPolicy,
+            Kind::BaselineAdminNetworkPolicy,
+            Kind::Pod,
+            Kind::Namespace,
+        ]
     }
     fn owners(&self, change: &Change, view: &View, out: &mut Vec<String>) {
         mapper::peer_sets(change, view, out)
