@@ -386,4 +386,4 @@ pub fn acl_ids(
 #[cfg(test)]
 mod mapper_tests;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
