@@ -44,14 +44,35 @@ pub fn nodes_set(info: &AdminInfo, d: Direction, rule: usize, v6: bool) -> Strin
     format!("{}.{dir}{rule}.nodes.{fam}", subject_group(info))
 }
 
-/// The ports of the subject's pods, and a digest of their identities (see
-/// [`MEMBERS`]).
-fn subject_ports(info: &AdminInfo, view: &View) -> (Vec<String>, String) {
+/// The address set of the subject's pods, per family (what `Pass`
+/// exclusions match: OVN refuses a negated port match).
+pub fn subject_set(info: &AdminInfo, v6: bool) -> String {
+    format!(
+        "{}.subject.{}",
+        subject_group(info),
+        if v6 { "v6" } else { "v4" }
+    )
+}
+
+/// The subject's pods: their ports, their addresses, and a digest of
+/// their identities (see [`MEMBERS`]).
+struct SubjectPods {
+    ports: Vec<String>,
+    addrs: BTreeSet<IpAddr>,
+    digest: String,
+}
+
+fn subject_pods(info: &AdminInfo, view: &View) -> SubjectPods {
     let m = view.model;
     let mut ports = Vec::new();
+    let mut addrs = BTreeSet::new();
     let mut ident = String::new();
     let Some(s) = &info.subject else {
-        return (ports, format!("{:016x}", fnv64("")));
+        return SubjectPods {
+            ports,
+            addrs,
+            digest: format!("{:016x}", fnv64("")),
+        };
     };
     let nss = m
         .select_namespaces(s.namespaces.selector())
@@ -62,9 +83,13 @@ fn subject_ports(info: &AdminInfo, view: &View) -> (Vec<String>, String) {
             .unwrap_or_default()
         {
             let Some(p) = m.pod(&k) else { continue };
-            if p.node.is_none() || !view.decisions.pod_addresses.contains_key(&k) {
+            let Some(a) = view.decisions.pod_addresses.get(&k) else {
+                continue;
+            };
+            if p.node.is_none() {
                 continue;
             }
+            addrs.extend(a.addrs());
             let port = names::pod_port(&p.namespace, &p.name);
             ident.push_str(&port);
             ident.push('=');
@@ -73,7 +98,11 @@ fn subject_ports(info: &AdminInfo, view: &View) -> (Vec<String>, String) {
             ports.push(port);
         }
     }
-    (ports, format!("{:016x}", fnv64(&ident)))
+    SubjectPods {
+        ports,
+        addrs,
+        digest: format!("{:016x}", fnv64(&ident)),
+    }
 }
 
 /// The addresses of the nodes `sel` picks: their status addresses and
@@ -95,6 +124,19 @@ fn node_addrs(view: &View, sel: &crate::model::policy::Selector) -> BTreeSet<IpA
 /// One part of a rule: a key unique in the rule and a match.
 pub type Part = (String, String);
 
+/// How a rule's match names its subject.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// By port group: the ACL's own match.
+    Ports,
+    /// By address set: a `Pass` match to negate (OVN refuses a negated
+    /// port match).
+    Addresses,
+    /// Not at all: a `Pass` match negated in the same policy's ACLs, which
+    /// name the subject already.
+    Omitted,
+}
+
 /// The matches of a rule (no exclusions), one per part; none when the rule
 /// matches nothing.
 pub fn rule_matches(
@@ -103,15 +145,21 @@ pub fn rule_matches(
     i: usize,
     r: &AdminRule,
     view: &View,
+    how: Side,
 ) -> Vec<Part> {
     let mut out = Vec::new();
     if r.peers.is_empty() {
         return out;
     }
     let pg = subject_group(info);
-    let (side, field) = match d {
-        Direction::Ingress => (format!("outport == @{pg}"), "src"),
-        Direction::Egress => (format!("inport == @{pg}"), "dst"),
+    let (port_side, field, own) = match d {
+        Direction::Ingress => (format!("outport == @{pg}"), "src", "dst"),
+        Direction::Egress => (format!("inport == @{pg}"), "dst", "src"),
+    };
+    let side = match how {
+        Side::Ports => Some(port_side),
+        Side::Addresses => sets_term(own, &[subject_set(info, false)], &[subject_set(info, true)]),
+        Side::Omitted => None,
     };
     let (mut v4, mut v6) = (Vec::new(), Vec::new());
     let mut terms = Vec::new();
@@ -166,7 +214,7 @@ pub fn rule_matches(
         let ports = numbered_term(r.ports.as_deref());
         out.push((
             "num".into(),
-            and(&[Some(&side), Some(pt), ports.as_deref()]),
+            and(&[side.as_deref(), Some(pt), ports.as_deref()]),
         ));
     }
     let dport = |pn: &PortName, n: u16| format!("{}.dst == {n}", pn.protocol.ovn());
@@ -186,7 +234,12 @@ pub fn rule_matches(
                 for n in port_numbers(view, &ds) {
                     let (a, b) = set_pair(&ds, n);
                     let dst = sets_term("dst", &[a], &[b]);
-                    let m = and(&[Some(&side), Some(pt), dst.as_deref(), Some(&dport(pn, n))]);
+                    let m = and(&[
+                        side.as_deref(),
+                        Some(pt),
+                        dst.as_deref(),
+                        Some(&dport(pn, n)),
+                    ]);
                     out.push((tag(pn, n), m));
                 }
             }
@@ -210,7 +263,7 @@ pub fn rule_matches(
                     b.sort();
                     b.dedup();
                     let dst = sets_term("dst", &a, &b);
-                    let m = and(&[Some(&side), dst.as_deref(), Some(&dport(pn, n))]);
+                    let m = and(&[side.as_deref(), dst.as_deref(), Some(&dport(pn, n))]);
                     out.push((tag(pn, n), m));
                 }
             }
@@ -246,7 +299,7 @@ pub fn policy_rows<'p>(
 ) -> Vec<DesiredRow> {
     let owner = Owner::of(kind, info.name.clone());
     let pg = subject_group(info);
-    let (ports, digest) = subject_ports(info, view);
+    let subject = subject_pods(info, view);
     let what = match &info.subject {
         Some(s) => format!(
             "pods {} in namespaces {}",
@@ -256,8 +309,29 @@ pub fn policy_rows<'p>(
         None => "no pod".to_string(),
     };
     let mut out = vec![DesiredRow::named(Table::PortGroup, &pg, &owner)
-        .ids([(names::SELECTOR, what.as_str()), (MEMBERS, digest.as_str())])
-        .col(PortGroup::PORTS, Col::refs(Table::LogicalSwitchPort, ports))];
+        .ids([
+            (names::SELECTOR, what.as_str()),
+            (MEMBERS, subject.digest.as_str()),
+        ])
+        .col(
+            PortGroup::PORTS,
+            Col::refs(Table::LogicalSwitchPort, subject.ports),
+        )];
+    if info.has_pass() {
+        for v6 in [false, true] {
+            let list: Vec<String> = subject
+                .addrs
+                .iter()
+                .filter(|a| a.is_ipv6() == v6)
+                .map(ToString::to_string)
+                .collect();
+            out.push(
+                DesiredRow::named(Table::AddressSet, subject_set(info, v6), &owner)
+                    .ids([(names::SELECTOR, what.as_str())])
+                    .col(AddressSet::ADDRESSES, Col::set(list)),
+            );
+        }
+    }
     for d in Direction::BOTH {
         for (i, r) in info.rules(d).iter().enumerate() {
             for (j, peer) in r.peers.iter().enumerate() {
@@ -299,7 +373,7 @@ pub fn policy_rows<'p>(
             };
             let Some(at) = place(d, i) else { continue };
             let excl = exclusion(at.pass_above);
-            for (part, m) in rule_matches(info, d, i, r, view) {
+            for (part, m) in rule_matches(info, d, i, r, view, Side::Ports) {
                 let spec = AclSpec {
                     key: format!("{}:{i}:{part}", d.as_str()),
                     direction: d,

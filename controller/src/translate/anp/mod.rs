@@ -39,11 +39,15 @@
 //! allows would bypass NetworkPolicy, so a `Pass` rule has no ACL of its
 //! own; instead every ANP ACL below it (same direction) gets
 //! `&& !(<pass match>)` appended. Passed traffic thus matches no ANP ACL and
-//! falls to NetworkPolicy's 12000/11000 and then to the baseline. The
-//! negation is exact (the pass match is the rule's full match: subject port
-//! group, peers, ports) but costly in ovn-controller, which expands a
-//! negated set into per-bit flows; keep `Pass` peers small. OVN ≥ 23.06
-//! would replace all of this with tiers.
+//! falls to NetworkPolicy's 12000/11000 and then to the baseline. OVN
+//! refuses to negate a port match (`outport` is a nominal field), so the
+//! pass match names its subject by address instead: an ANP with a `Pass`
+//! rule also has address sets `anp.<name>.subject.v4/.v6` of its subject's
+//! pods (port security makes a pod's port and its addresses equivalent);
+//! inside one ANP the lower rules name the same subject already, so the
+//! subject is left out. The negation is exact but costly in
+//! ovn-controller, which expands a negated set into per-bit flows; keep
+//! `Pass` peers small. OVN ≥ 23.06 would replace all of this with tiers.
 //!
 //! **The baseline sits under NetworkPolicy's default deny.** A pod that
 //! some NetworkPolicy isolates in a direction has a `drop` at 11000 for all
@@ -110,7 +114,7 @@ pub fn slot(view: &View, name: &str, d: Direction) -> Option<Slot> {
         for (i, r) in a.rules(d).iter().enumerate() {
             if r.action == Action::Pass {
                 pass_before.extend(
-                    acl::rule_matches(a, d, i, r, view)
+                    acl::rule_matches(a, d, i, r, view, acl::Side::Addresses)
                         .into_iter()
                         .map(|(_, m)| m),
                 );
@@ -141,7 +145,7 @@ pub fn anp_rows(info: &AdminInfo, view: &View, problems: &mut Vec<Problem>) -> V
         for (i, r) in info.rules(d).iter().enumerate() {
             if r.action == Action::Pass {
                 acc.extend(
-                    acl::rule_matches(info, d, i, r, view)
+                    acl::rule_matches(info, d, i, r, view, acl::Side::Omitted)
                         .into_iter()
                         .map(|(_, m)| m),
                 );

@@ -128,7 +128,11 @@ fn pass_has_no_acl_and_is_excluded_from_every_lower_anp_rule() {
         "ingress": [rule("Deny", json!([{"namespaces": {}}]))]}),
     ));
     let (rows, _) = fx.rows();
-    let pass = "outport == @anp.first && (ip4.src == $ns.y.v4 || ip6.src == $ns.y.v6)";
+    let peer = "(ip4.src == $ns.y.v4 || ip6.src == $ns.y.v6)";
+    // Across ANPs the subject is named by address: OVN refuses `!` over a
+    // port match.
+    let pass =
+        format!("(ip4.dst == $anp.first.subject.v4 || ip6.dst == $anp.first.subject.v6) && {peer}");
     let f = acls(&rows, ANP, "first");
     assert_eq!(f.len(), 2, "{f:?}");
     // Above the pass: untouched.
@@ -136,10 +140,21 @@ fn pass_has_no_acl_and_is_excluded_from_every_lower_anp_rule() {
     assert!(!f[0].2.contains('!'), "{}", f[0].2);
     // Below it, in the same ANP and in the next: the pass excluded.
     assert_eq!(f[1].0, 31997);
-    assert!(f[1].2.ends_with(&format!(" && !(({pass}))")), "{}", f[1].2);
+    assert!(f[1].2.ends_with(&format!(" && !(({peer}))")), "{}", f[1].2);
     let s = acls(&rows, ANP, "second");
     assert_eq!(s[0].0, 31996);
     assert!(s[0].2.ends_with(&format!(" && !(({pass}))")), "{}", s[0].2);
+    let set = rows[&Owner::of(ANP, "first")]
+        .iter()
+        .find(|r| r.name() == Some("anp.first.subject.v4"))
+        .expect("subject addresses");
+    assert_eq!(
+        set.get("addresses").map(|c| match c {
+            Col::Set(v) => v.len(),
+            _ => 0,
+        }),
+        Some(3)
+    );
 }
 
 #[test]
