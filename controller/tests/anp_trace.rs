@@ -412,3 +412,75 @@ async fn egress_to_nodes_and_networks_and_label_changes() {
     );
     second.stop().await;
 }
+
+/// The `Ready` condition of ANP `name`: (status, reason, message).
+fn ready(env: &Env, name: &str) -> Option<(String, String, String)> {
+    let o = env.cluster.get(Kind::AdminNetworkPolicy, None, name)?;
+    let switchyard_controller::k8s::Object::AdminNetworkPolicy(p) = o else {
+        return None;
+    };
+    let c = p
+        .status?
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Ready")?;
+    Some((c.status, c.reason, c.message))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_conditions_and_same_priority_events() {
+    let (env, running) = xyz().await;
+    let c = &env.cluster;
+    c.apply(anp(
+        "good",
+        json!({"priority": 20, "subject": nss("x"),
+        "ingress": [ingress("Deny", nss("y"))]}),
+    ));
+    c.apply(anp(
+        "twin",
+        json!({"priority": 20, "subject": nss("z"),
+        "ingress": [ingress("Deny", nss("y"))]}),
+    ));
+    // Not a CIDR: that peer matches nothing, the rest is enforced.
+    c.apply(anp(
+        "bad",
+        json!({"priority": 30, "subject": nss("x"),
+        "egress": [{"action": "Deny", "to": [{"networks": ["not-a-cidr"]}]}]}),
+    ));
+    converged(&env, &[(A, "good", 1), (A, "twin", 1)]).await;
+    eventually(T, "Ready conditions", || {
+        let g = ready(&env, "good").ok_or("good has none")?;
+        let b = ready(&env, "bad").ok_or("bad has none")?;
+        if g.0 != "True" || g.1 != "SetupSucceeded" {
+            return Err(format!("good: {g:?}"));
+        }
+        if b.0 != "False" || !b.2.contains("not-a-cidr") {
+            return Err(format!("bad: {b:?}"));
+        }
+        Ok(())
+    })
+    .await;
+    eventually(T, "a priority Event on both twins", || {
+        let on = |n: &str| {
+            c.events()
+                .iter()
+                .any(|e| e.regarding.name == n && e.reason == "AdminNetworkPolicyPriorityConflict")
+        };
+        (on("good") && on("twin"))
+            .then_some(())
+            .ok_or(format!("{:?}", c.events()))
+    })
+    .await;
+    // Fixed, the condition follows.
+    c.apply(anp(
+        "bad",
+        json!({"priority": 30, "subject": nss("x"),
+        "egress": [{"action": "Deny", "to": [{"networks": ["192.0.2.0/24"]}]}]}),
+    ));
+    eventually(T, "bad becomes Ready", || {
+        let b = ready(&env, "bad").ok_or("none")?;
+        (b.0 == "True").then_some(()).ok_or(format!("{b:?}"))
+    })
+    .await;
+    running.stop().await;
+}

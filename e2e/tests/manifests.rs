@@ -1167,6 +1167,16 @@ fn rbac_grants_what_the_code_calls_and_nothing_else() {
             "baselineadminnetworkpolicies",
             "watch",
         ),
+        t(
+            "policy.networking.k8s.io",
+            "adminnetworkpolicies/status",
+            "patch",
+        ),
+        t(
+            "policy.networking.k8s.io",
+            "baselineadminnetworkpolicies/status",
+            "patch",
+        ),
         t("events.k8s.io", "events", "create"),
         t("events.k8s.io", "events", "patch"),
     ]

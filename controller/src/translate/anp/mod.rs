@@ -152,14 +152,7 @@ pub fn anp_rows(info: &AdminInfo, view: &View, problems: &mut Vec<Problem>) -> V
             }
             above.push(acc.clone());
         }
-        let lowest = s.first - info.rules(d).len() as i64 + 1;
-        if lowest < ADMIN_BAND.0 {
-            notes.push(format!(
-                "{} rules past the {} ANP rules OVN's priority band holds in this direction are not enforced",
-                d.as_str(),
-                ADMIN_BAND.1 - ADMIN_BAND.0 + 1
-            ));
-        }
+        notes.extend(overflow(info, d, s.first));
         passes.push(above);
         firsts.push(s.first);
     }
@@ -189,6 +182,45 @@ pub fn anp_rows(info: &AdminInfo, view: &View, problems: &mut Vec<Problem>) -> V
             priority,
             pass_above: &passes[k][i],
         })
+    })
+}
+
+/// The note for rules of `info` in direction `d` that do not fit the band
+/// when its first rule is at `first`.
+fn overflow(info: &AdminInfo, d: Direction, first: i64) -> Option<String> {
+    let lowest = first - info.rules(d).len() as i64 + 1;
+    (lowest < ADMIN_BAND.0).then(|| {
+        format!(
+            "{} rules past the {} ANP rules OVN's priority band holds in this direction are not enforced",
+            d.as_str(),
+            ADMIN_BAND.1 - ADMIN_BAND.0 + 1
+        )
+    })
+}
+
+/// Whether an admin policy is programmed as written: `Ok`, or what is
+/// not; `None` when the model has no such policy.
+pub fn readiness(kind: Kind, name: &str, view: &View) -> Option<Result<(), String>> {
+    let notes = match kind {
+        Kind::AdminNetworkPolicy => {
+            let info = view.model.admin.anp(name)?;
+            let mut notes = info.problems.clone();
+            for d in Direction::BOTH {
+                let first = slot(view, name, d).map_or(ADMIN_BAND.1, |s| s.first);
+                notes.extend(overflow(info, d, first));
+            }
+            notes
+        }
+        Kind::BaselineAdminNetworkPolicy => {
+            let p = view.model.baseline_admin_network_policies.get(name)?;
+            AdminInfo::from_banp(p).problems
+        }
+        _ => return None,
+    };
+    Some(if notes.is_empty() {
+        Ok(())
+    } else {
+        Err(notes.join("; "))
     })
 }
 
