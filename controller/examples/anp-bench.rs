@@ -252,7 +252,7 @@ fn anp(j: usize, namespaces: usize, edit: Option<u16>) -> AdminNetworkPolicy {
     let ns = format!("ns{}", j % namespaces);
     let app = j % 50;
     let ns_sel = |l: &str| json!({"namespaces": {"matchLabels": {"team": l}}});
-    let fourth = if j % 10 == 0 {
+    let fourth = if j.is_multiple_of(10) {
         json!({"action": "Pass", "from": [{"namespaces": {"matchLabels": {"kubernetes.io/metadata.name": ns}}}]})
     } else {
         json!({"action": "Allow", "from": [ns_sel("t0")], "ports": [{"portNumber": {"protocol": "TCP", "port": 8443}}]})
