@@ -132,6 +132,23 @@ impl Engine {
     fn finish(&mut self, round: Round, changes: Vec<Change>) {
         let groups = self.groups(&changes);
         self.publish(groups);
+        // An admin policy whose spec did not change has no rows to
+        // translate, but its condition may have been changed by others.
+        for c in &changes {
+            let (kind, name) = match c {
+                Change::AdminNetworkPolicy { name, .. } => (Kind::AdminNetworkPolicy, name),
+                Change::BaselineAdminNetworkPolicy { name, .. } => {
+                    (Kind::BaselineAdminNetworkPolicy, name)
+                }
+                _ => continue,
+            };
+            let view = View {
+                model: &self.model,
+                decisions: &self.alloc.decisions,
+                config: &self.config,
+            };
+            self.admin_status.ensure(kind, name, &view, &self.outbox);
+        }
         for w in round.wants {
             let (rv, current) = match w.target.kind {
                 Kind::Node => self.model.nodes.get(&w.key).map(|n| {

@@ -81,6 +81,12 @@ pub fn anps(change: &Change, view: &View, out: &mut Vec<String>) {
     let mut every = false;
     match change {
         Change::AdminNetworkPolicy { name, old, new } => {
+            // Status (our own condition) and metadata change no row.
+            if let (Some(o), Some(n)) = (old, new) {
+                if o.spec == n.spec {
+                    return;
+                }
+            }
             out.push(name.clone());
             every = shape(old) != shape(new) || has_pass(old) || has_pass(new);
         }
@@ -104,7 +110,12 @@ pub fn anps(change: &Change, view: &View, out: &mut Vec<String>) {
 /// `BaselineAdminNetworkPolicy` owners.
 pub fn baseline(change: &Change, view: &View, out: &mut Vec<String>) {
     match change {
-        Change::BaselineAdminNetworkPolicy { name, .. } => out.push(name.clone()),
+        Change::BaselineAdminNetworkPolicy { name, old, new } => {
+            let same = matches!((old, new), (Some(o), Some(n)) if o.spec == n.spec);
+            if !same {
+                out.push(name.clone());
+            }
+        }
         Change::AdminNetworkPolicy { .. } => {}
         _ => touched(
             change,

@@ -275,6 +275,15 @@ fn changes_touch_what_they_move() {
     changed.metadata.resource_version = Some("2".into());
     fx.apply(changed);
     assert_eq!(fx.touched(ANP), ["a".to_string()].into());
+    // Our own status patch: nothing to translate.
+    let mut status = anp(
+        "a",
+        json!({"priority": 1, "subject": subject_x(), "ingress": [rule("Deny", from_ns("z"))]}),
+    );
+    status.metadata.resource_version = Some("2s".into());
+    status.status = Some(crate::k8s::policy_api::PolicyStatus::default());
+    fx.apply(status);
+    assert!(fx.touched(ANP).is_empty());
     // A new priority moves everything after it.
     let mut moved = anp(
         "a",
