@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use ovsdb::nb::{AddressSet, PortGroup};
-use switchyard_api::{addressing, names};
+use switchyard_api::{addressing, annotations, names};
 
 use crate::model::admin::{egress_named, named, Action, AdminInfo, AdminPeer, AdminRule};
 use crate::model::policy::{Direction, IpBlock, Peer, Port, PortName};
@@ -16,7 +16,7 @@ use crate::translate::policy::acl::{
     acl_row, and, any_of, block_term, numbered_term, sets_term, AclSpec,
 };
 use crate::translate::policy::sets::{port_numbers, MEMBERS};
-use crate::translate::policy::{acl_ids, fnv64, peer_set_name};
+use crate::translate::policy::{acl_ids, fnv64, peer_set_name, Logging};
 use crate::translate::View;
 
 /// Whether `info` is the baseline.
@@ -282,6 +282,27 @@ pub fn exclusion(pass: &[String]) -> String {
     format!(" && !({})", parts.join(" || "))
 }
 
+/// The ACL logging the policy's own `switchyard.io/acl-logging`
+/// annotation asks for (as a namespace's does for its NetworkPolicies);
+/// an invalid annotation logs nothing.
+fn logging(info: &AdminInfo, view: &View) -> Logging {
+    let m = view.model;
+    let meta = match info.priority {
+        Some(_) => m
+            .admin_network_policies
+            .get(&info.name)
+            .map(|p| &p.metadata),
+        None => m
+            .baseline_admin_network_policies
+            .get(&info.name)
+            .map(|p| &p.metadata),
+    };
+    meta.and_then(|m| m.annotations.as_ref())
+        .and_then(|a| a.get(annotations::ACL_LOGGING))
+        .and_then(|t| Logging::parse(t).ok())
+        .unwrap_or_default()
+}
+
 /// A rule's place: its priority and the matches of the `Pass` rules above
 /// it in its direction.
 pub struct Placed<'a> {
@@ -298,6 +319,7 @@ pub fn policy_rows<'p>(
     mut place: impl FnMut(Direction, usize) -> Option<Placed<'p>>,
 ) -> Vec<DesiredRow> {
     let owner = Owner::of(kind, info.name.clone());
+    let logging = logging(info, view);
     let pg = subject_group(info);
     let subject = subject_pods(info, view);
     let what = match &info.subject {
@@ -382,7 +404,10 @@ pub fn policy_rows<'p>(
                     action,
                     name: format!("{}:{}:{}:{}", prefix(info), info.name, d.as_str(), r.name),
                     ids: acl_ids(&info.name, d, Some(i), r.action.as_str()),
-                    log: None,
+                    log: match r.action {
+                        Action::Allow => logging.allow.clone(),
+                        _ => logging.deny.clone(),
+                    },
                 };
                 out.push(acl_row(
                     &owner,

@@ -12,11 +12,18 @@
 
 use std::sync::Arc;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use switchyard_api::annotations;
+
 use crate::k8s::AdminNetworkPolicy;
 use crate::model::admin::AdminInfo;
 use crate::model::{Change, NodeInfo, PodInfo};
 use crate::translate::policy::mapper::{labels_of, namespace_labels, pods_of};
 use crate::translate::View;
+
+fn logging(m: &ObjectMeta) -> Option<&String> {
+    m.annotations.as_ref()?.get(annotations::ACL_LOGGING)
+}
 
 fn node_moves(old: &Option<Arc<NodeInfo>>, new: &Option<Arc<NodeInfo>>) -> bool {
     match (old, new) {
@@ -83,7 +90,7 @@ pub fn anps(change: &Change, view: &View, out: &mut Vec<String>) {
         Change::AdminNetworkPolicy { name, old, new } => {
             // Status (our own condition) and metadata change no row.
             if let (Some(o), Some(n)) = (old, new) {
-                if o.spec == n.spec {
+                if o.spec == n.spec && logging(&o.metadata) == logging(&n.metadata) {
                     return;
                 }
             }
@@ -111,7 +118,8 @@ pub fn anps(change: &Change, view: &View, out: &mut Vec<String>) {
 pub fn baseline(change: &Change, view: &View, out: &mut Vec<String>) {
     match change {
         Change::BaselineAdminNetworkPolicy { name, old, new } => {
-            let same = matches!((old, new), (Some(o), Some(n)) if o.spec == n.spec);
+            let same = matches!((old, new), (Some(o), Some(n))
+                if o.spec == n.spec && logging(&o.metadata) == logging(&n.metadata));
             if !same {
                 out.push(name.clone());
             }

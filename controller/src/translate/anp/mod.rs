@@ -247,6 +247,7 @@ impl Translator for AdminPolicies {
             names::KIND_POD,
             names::KIND_NAMESPACE,
             names::KIND_POLICY_PEERS,
+            names::KIND_POLICY_METER,
         ]
     }
     fn tables(&self) -> &'static [Table] {
@@ -284,6 +285,7 @@ impl Translator for BaselinePolicy {
             names::KIND_POD,
             names::KIND_NAMESPACE,
             names::KIND_POLICY_PEERS,
+            names::KIND_POLICY_METER,
         ]
     }
     fn tables(&self) -> &'static [Table] {

@@ -301,3 +301,39 @@ fn changes_touch_what_they_move() {
     fx.apply(np("x", "np", json!({"podSelector": {}})));
     assert!(fx.touched(ANP).is_empty());
 }
+
+#[test]
+fn logging_follows_the_policys_annotation() {
+    let mut fx = Fx::xyz();
+    let mut p = anp(
+        "logged",
+        json!({"priority": 1, "subject": subject_x(),
+        "ingress": [rule("Allow", from_ns("y")), rule("Deny", from_ns("z"))]}),
+    );
+    p.metadata.annotations = Some(
+        [(
+            switchyard_api::annotations::ACL_LOGGING.to_string(),
+            r#"{"deny":"alert"}"#.to_string(),
+        )]
+        .into(),
+    );
+    fx.apply(p);
+    let (rows, _) = fx.rows();
+    let logged: Vec<(bool, Option<String>)> = rows[&Owner::of(ANP, "logged")]
+        .iter()
+        .filter(|r| r.table == Table::Acl)
+        .map(|r| {
+            let sev = match r.get("severity") {
+                Some(Col::Set(v)) => v.first().cloned(),
+                _ => None,
+            };
+            (r.get("log") == Some(&Col::Bool(true)), sev)
+        })
+        .collect();
+    assert!(logged.contains(&(true, Some("alert".into()))), "{logged:?}");
+    assert!(logged.contains(&(false, None)), "{logged:?}");
+    assert!(rows.contains_key(&Owner::of(
+        names::KIND_POLICY_METER,
+        crate::translate::policy::METER_KEY
+    )));
+}

@@ -344,17 +344,41 @@ impl Translator for PolicyMeter {
         &[Table::Meter, Table::MeterBand]
     }
     fn inputs(&self) -> &'static [Kind] {
-        &[Kind::Namespace]
+        &[
+            Kind::Namespace,
+            Kind::AdminNetworkPolicy,
+            Kind::BaselineAdminNetworkPolicy,
+        ]
     }
     fn owners(&self, change: &Change, _: &View, out: &mut Vec<String>) {
-        if let Change::Namespace { old, new, .. } = change {
-            let ann = |n: &Option<std::sync::Arc<crate::model::NamespaceInfo>>| {
-                n.as_ref()
-                    .and_then(|n| n.annotations.get(annotations::ACL_LOGGING).cloned())
-            };
-            if ann(old) != ann(new) {
-                out.push(METER_KEY.to_string());
+        fn meta_ann(
+            m: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>,
+        ) -> Option<String> {
+            m?.annotations
+                .as_ref()?
+                .get(annotations::ACL_LOGGING)
+                .cloned()
+        }
+        let moved = match change {
+            Change::Namespace { old, new, .. } => {
+                let ann = |n: &Option<std::sync::Arc<crate::model::NamespaceInfo>>| {
+                    n.as_ref()
+                        .and_then(|n| n.annotations.get(annotations::ACL_LOGGING).cloned())
+                };
+                ann(old) != ann(new)
             }
+            Change::AdminNetworkPolicy { old, new, .. } => {
+                meta_ann(old.as_ref().map(|p| &p.metadata))
+                    != meta_ann(new.as_ref().map(|p| &p.metadata))
+            }
+            Change::BaselineAdminNetworkPolicy { old, new, .. } => {
+                meta_ann(old.as_ref().map(|p| &p.metadata))
+                    != meta_ann(new.as_ref().map(|p| &p.metadata))
+            }
+            _ => false,
+        };
+        if moved {
+            out.push(METER_KEY.to_string());
         }
     }
     fn all(&self, _: &View) -> Vec<String> {
