@@ -484,3 +484,28 @@ async fn status_conditions_and_same_priority_events() {
     .await;
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ports_by_number_name_and_range_on_each_protocol() {
+    let (env, running) = xyz().await;
+    env.cluster.apply(anp("ports", json!({"priority": 8, "subject": nss("x"),
+        "ingress": [
+            {"action": "Deny", "from": [nss("y")], "ports": [{"portNumber": {"protocol": "SCTP", "port": 80}}]},
+            {"action": "Deny", "from": [nss("z")], "ports": [{"namedPort": "serve-81-tcp"}]},
+            {"action": "Deny", "from": [nss("x")], "ports": [{"portRange": {"protocol": "UDP", "start": 80, "end": 81}}]},
+        ]})));
+    converged(&env, &[(A, "ports", 3)]).await;
+    let t = Tracer::new(&env);
+    let to_x_from = |src: &'static str| {
+        let mut r = Reach::all(true);
+        r.pairs(move |a, b| (ns(a) == src && ns(b) == "x").then_some(false));
+        r
+    };
+    to_x_from("y").check("SCTP 80 by number", SCTP80, &t.matrix(SCTP80, false));
+    to_x_from("z").check("TCP 81 by name", TCP81, &t.matrix(TCP81, false));
+    Reach::all(true).check("TCP 80 untouched", TCP80, &t.matrix(TCP80, false));
+    for l4 in [UDP80, UDP81] {
+        to_x_from("x").check("UDP 80-81 by range", l4, &t.matrix(l4, false));
+    }
+    running.stop().await;
+}
