@@ -509,3 +509,36 @@ async fn ports_by_number_name_and_range_on_each_protocol() {
     }
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn egress_pass_hands_over_to_network_policy() {
+    let (env, running) = xyz().await;
+    let c = &env.cluster;
+    c.apply(anp(
+        "pass-z",
+        json!({"priority": 1, "subject": nss("x"),
+        "egress": [{"action": "Pass", "to": [nss("z")]}]}),
+    ));
+    c.apply(anp(
+        "deny-out",
+        json!({"priority": 2, "subject": nss("x"),
+        "egress": [{"action": "Deny", "to": [all_ns()]}]}),
+    ));
+    c.apply(np(
+        "x",
+        "to-za",
+        json!({"podSelector": {}, "policyTypes": ["Egress"],
+        "egress": [{"to": [{"namespaceSelector": {"matchLabels": {"ns": "z"}},
+                            "podSelector": {"matchLabels": {"pod": "a"}}}]}]}),
+    ));
+    converged(&env, &[(A, "deny-out", 1)]).await;
+    let mut want = Reach::all(true);
+    want.egress(is("x"), false)
+        .pairs(|a, b| (ns(a) == "x" && b == "z/a").then_some(true));
+    want.check(
+        "egress Pass then NP",
+        TCP80,
+        &Tracer::new(&env).matrix(TCP80, false),
+    );
+    running.stop().await;
+}
