@@ -162,15 +162,26 @@ pub fn peer_sets(change: &Change, view: &View, out: &mut Vec<String>) {
                 );
             }
         }
+        // Only the sets an admin policy starts or stops using: one it keeps
+        // has the same members (unlike a NetworkPolicy's, an admin
+        // policy's sets never depend on its own namespace).
         Change::AdminNetworkPolicy { old, new, .. } => {
-            for p in old.iter().chain(new.iter()) {
-                out.extend(AdminInfo::from_anp(p).peer_sets().iter().map(PeerSet::key));
-            }
+            let sets = |p: &Option<Arc<crate::k8s::AdminNetworkPolicy>>| {
+                p.as_deref()
+                    .map(|p| AdminInfo::from_anp(p).peer_sets())
+                    .unwrap_or_default()
+            };
+            let (o, n) = (sets(old), sets(new));
+            out.extend(o.symmetric_difference(&n).map(PeerSet::key));
         }
         Change::BaselineAdminNetworkPolicy { old, new, .. } => {
-            for p in old.iter().chain(new.iter()) {
-                out.extend(AdminInfo::from_banp(p).peer_sets().iter().map(PeerSet::key));
-            }
+            let sets = |p: &Option<Arc<crate::k8s::BaselineAdminNetworkPolicy>>| {
+                p.as_deref()
+                    .map(|p| AdminInfo::from_banp(p).peer_sets())
+                    .unwrap_or_default()
+            };
+            let (o, n) = (sets(old), sets(new));
+            out.extend(o.symmetric_difference(&n).map(PeerSet::key));
         }
         Change::Namespace { old, new, .. } => {
             let (ol, nl) = (labels_of(old), labels_of(new));
