@@ -4,7 +4,7 @@
 //! peers name, the nodes its node peers pick, and, through priorities and
 //! `Pass` exclusions, the ANPs before it. So: an ANP change touches itself,
 //! and every ANP when it moves priorities (added, removed, re-prioritised,
-//! rules added or removed) or when any `Pass` is involved; a pod touches
+//! rules added or removed) or changes a `Pass` rule; a pod touches
 //! the policies whose subject it is in (old or new labels) or whose named
 //! ports it may resolve; namespace labels touch all (subjects and peers are
 //! by namespace label); node labels and addresses touch those with node
@@ -16,7 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use switchyard_api::annotations;
 
 use crate::k8s::AdminNetworkPolicy;
-use crate::model::admin::AdminInfo;
+use crate::model::admin::{named, Action, AdminInfo};
 use crate::model::{Change, NodeInfo, PodInfo};
 use crate::translate::policy::mapper::{labels_of, namespace_labels, pods_of};
 use crate::translate::View;
@@ -38,11 +38,34 @@ fn shape(p: &Option<Arc<AdminNetworkPolicy>>) -> Option<(i32, usize, usize)> {
         .map(|p| (p.spec.priority, p.spec.ingress.len(), p.spec.egress.len()))
 }
 
-fn has_pass(p: &Option<Arc<AdminNetworkPolicy>>) -> bool {
-    p.as_ref().is_some_and(|p| {
-        p.spec.ingress.iter().any(|r| r.action == "Pass")
-            || p.spec.egress.iter().any(|r| r.action == "Pass")
-    })
+/// The `Pass` rules, with their places: what the ANPs below read of this
+/// one (its subject they name by a set whose members are its own rows).
+fn passes(p: &Option<Arc<AdminNetworkPolicy>>) -> Vec<String> {
+    let Some(p) = p else { return Vec::new() };
+    let s = &p.spec;
+    let ingress = s
+        .ingress
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.action == "Pass");
+    let egress = s
+        .egress
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.action == "Pass");
+    ingress
+        .map(|(i, r)| format!("i{i}{r:?}"))
+        .chain(egress.map(|(i, r)| format!("e{i}{r:?}")))
+        .collect()
+}
+
+/// Whether a pod can change the match of one of `a`'s `Pass` rules: only
+/// through the numbers its named ports resolve to.
+fn pass_moves_with_pods(a: &AdminInfo) -> bool {
+    a.ingress
+        .iter()
+        .chain(&a.egress)
+        .any(|r| r.action == Action::Pass && named(r).next().is_some())
 }
 
 /// Whether `pod` is among the policy's subject, or may resolve its named
@@ -95,14 +118,16 @@ pub fn anps(change: &Change, view: &View, out: &mut Vec<String>) {
                 }
             }
             out.push(name.clone());
-            every = shape(old) != shape(new) || has_pass(old) || has_pass(new);
+            every = shape(old) != shape(new) || passes(old) != passes(new);
         }
         Change::BaselineAdminNetworkPolicy { .. } => {}
-        _ => touched(change, view, &idx.ordered().collect::<Vec<_>>(), out),
+        _ => {
+            touched(change, view, &idx.ordered().collect::<Vec<_>>(), out);
+            every = out[start..]
+                .iter()
+                .any(|n| idx.anp(n).is_some_and(|a| pass_moves_with_pods(a)));
+        }
     }
-    every |= out[start..]
-        .iter()
-        .any(|n| idx.anp(n).is_some_and(|a| a.has_pass()));
     if every {
         out.truncate(start);
         out.extend(idx.names().cloned());

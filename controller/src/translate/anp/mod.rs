@@ -45,9 +45,11 @@
 //! rule also has address sets `anp.<name>.subject.v4/.v6` of its subject's
 //! pods (port security makes a pod's port and its addresses equivalent);
 //! inside one ANP the lower rules name the same subject already, so the
-//! subject is left out. The negation is exact but costly in
-//! ovn-controller, which expands a negated set into per-bit flows; keep
-//! `Pass` peers small. OVN ≥ 23.06 would replace all of this with tiers.
+//! subject is left out. The negation is exact, but it has costs: each
+//! `Pass` lengthens every ANP match below it, and ovn-controller turns a
+//! negated address set into per-bit OpenFlow matches, which can be many
+//! flows for large peer sets (not measured yet; keep `Pass` peers small).
+//! OVN ≥ 23.06 would replace all of this with tiers.
 //!
 //! **The baseline sits under NetworkPolicy's default deny.** A pod that
 //! some NetworkPolicy isolates in a direction has a `drop` at 11000 for all
@@ -75,7 +77,10 @@
 //!
 //! ACLs carry `name` `anp:<name>:<Direction>:<rule name>`, a conntrack
 //! `label` and `external_ids` (`switchyard.io/policy`, `direction`, `rule`,
-//! `action`) for counters, as NetworkPolicy's do.
+//! `action`) for counters, as NetworkPolicy's do; the policy's own
+//! `switchyard.io/acl-logging` annotation logs them. Each policy's `Ready`
+//! condition is [`crate::admin_status`]'s. `tests/anp_trace.rs` proves the
+//! compiled order with `ovn-trace`; `examples/anp-bench.rs` measures it.
 
 use crate::k8s::{Kind, ObjectRef};
 use crate::model::admin::{Action, AdminInfo, BASELINE_NAME};

@@ -337,3 +337,34 @@ fn logging_follows_the_policys_annotation() {
         crate::translate::policy::METER_KEY
     )));
 }
+
+#[test]
+fn only_a_changed_pass_moves_the_anps_below() {
+    let mut fx = Fx::xyz();
+    let spec = |deny_from: &str| {
+        json!({"priority": 1, "subject": subject_x(),
+            "ingress": [rule("Pass", from_ns("y")), rule("Deny", from_ns(deny_from))]})
+    };
+    fx.apply(anp("p", spec("z")));
+    fx.apply(anp(
+        "below",
+        json!({"priority": 2, "subject": subject_x(),
+        "ingress": [rule("Deny", json!([{"namespaces": {}}]))]}),
+    ));
+    fx.changes.clear();
+    let mut edit = anp("p", spec("x"));
+    edit.metadata.resource_version = Some("2".into());
+    fx.apply(edit);
+    assert_eq!(fx.touched(ANP), ["p".to_string()].into());
+    let mut pass = anp(
+        "p",
+        json!({"priority": 1, "subject": subject_x(),
+        "ingress": [rule("Pass", from_ns("z")), rule("Deny", from_ns("x"))]}),
+    );
+    pass.metadata.resource_version = Some("3".into());
+    fx.apply(pass);
+    assert_eq!(
+        fx.touched(ANP),
+        ["below".to_string(), "p".to_string()].into()
+    );
+}
