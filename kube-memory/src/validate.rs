@@ -532,44 +532,6 @@ pub fn known(kind: Kind) -> bool {
     Kind::ALL.contains(&kind)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_follow_the_server_rules() {
-        assert!(dns1123_subdomain("web-0.x").is_none());
-        assert!(dns1123_subdomain("churn_p1").is_some());
-        assert!(dns1123_subdomain("Web").is_some());
-        assert!(dns1123_label("a.b").is_some());
-        assert!(dns1035_label("1abc").is_some());
-        assert!(dns1035_label("abc").is_none());
-        assert!(qualified_name("switchyard.io/pod-network").is_none());
-        assert!(qualified_name("bad key").is_some());
-        assert!(qualified_name("/x").is_some());
-    }
-
-    #[test]
-    fn generate_name_forgives_only_a_trailing_dash() {
-        let meta = |g: &str| ObjectMeta {
-            generate_name: Some(g.into()),
-            namespace: Some("ns".into()),
-            ..Default::default()
-        };
-        let errs = object_meta("Event", true, &meta("badip."));
-        assert_eq!(errs.len(), 1);
-        assert_eq!(errs[0].field, "metadata.generateName");
-        assert!(errs[0].detail.contains("RFC 1123 subdomain"));
-        assert!(object_meta("Event", true, &meta("badip-")).is_empty());
-    }
-
-    #[test]
-    fn annotations_are_bounded() {
-        let big: BTreeMap<String, String> = [("k".to_string(), "v".repeat(300_000))].into();
-        assert_eq!(annotations(Some(&big))[0].field, "metadata.annotations");
-    }
-}
-
 /// What the AdminNetworkPolicy and BaselineAdminNetworkPolicy CRDs'
 /// schemas check that the controller relies on: the priority range, at
 /// most 100 rules per direction, the actions, and the baseline's name
@@ -652,4 +614,42 @@ pub fn admin_policy(obj: &Object) -> Vec<FieldError> {
         _ => {}
     }
     errs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_server_rules() {
+        assert!(dns1123_subdomain("web-0.x").is_none());
+        assert!(dns1123_subdomain("churn_p1").is_some());
+        assert!(dns1123_subdomain("Web").is_some());
+        assert!(dns1123_label("a.b").is_some());
+        assert!(dns1035_label("1abc").is_some());
+        assert!(dns1035_label("abc").is_none());
+        assert!(qualified_name("switchyard.io/pod-network").is_none());
+        assert!(qualified_name("bad key").is_some());
+        assert!(qualified_name("/x").is_some());
+    }
+
+    #[test]
+    fn generate_name_forgives_only_a_trailing_dash() {
+        let meta = |g: &str| ObjectMeta {
+            generate_name: Some(g.into()),
+            namespace: Some("ns".into()),
+            ..Default::default()
+        };
+        let errs = object_meta("Event", true, &meta("badip."));
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].field, "metadata.generateName");
+        assert!(errs[0].detail.contains("RFC 1123 subdomain"));
+        assert!(object_meta("Event", true, &meta("badip-")).is_empty());
+    }
+
+    #[test]
+    fn annotations_are_bounded() {
+        let big: BTreeMap<String, String> = [("k".to_string(), "v".repeat(300_000))].into();
+        assert_eq!(annotations(Some(&big))[0].field, "metadata.annotations");
+    }
 }
