@@ -349,9 +349,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map(|r| r[0].rows().len())
             .unwrap_or(0)
     };
+    // The Pass exclusions on, to count what they cost NB and northd (not
+    // ovn-controller, which this benchmark does not run: see the config).
     let config = Config {
         nb_remote: central.nb_remote(),
         http_addr: None,
+        admin_pass_exclusions: true,
         ..Config::default()
     };
     let cluster = MemoryCluster::new();

@@ -92,7 +92,10 @@ const B: &str = names::KIND_BASELINE_ADMIN_NETWORK_POLICY;
 
 /// x/y/z with n1 labelled `role=worker` at [`NODE_IP`].
 async fn xyz() -> (Env, common::Running) {
-    let env = Env::new(&["10.244.0.0/16/24"]).await;
+    let mut env = Env::new(&["10.244.0.0/16/24"]).await;
+    // Logical flows only (ovn-trace): the Pass exclusions' cost is in
+    // ovn-controller, which these tests do not run.
+    env.config.admin_pass_exclusions = true;
     let c = &env.cluster;
     for (n, ip) in [("n1", NODE_IP), ("n2", "198.18.0.2")] {
         let mut node = kube_memory::node(n);

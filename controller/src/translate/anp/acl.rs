@@ -339,7 +339,7 @@ pub fn policy_rows<'p>(
             PortGroup::PORTS,
             Col::refs(Table::LogicalSwitchPort, subject.ports),
         )];
-    if info.has_pass() {
+    if info.has_pass() && view.config.admin_pass_exclusions {
         for v6 in [false, true] {
             let list: Vec<String> = subject
                 .addrs

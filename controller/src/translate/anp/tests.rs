@@ -120,6 +120,7 @@ fn anps_take_dense_priorities_in_evaluation_order_per_direction() {
 #[test]
 fn pass_has_no_acl_and_is_excluded_from_every_lower_anp_rule() {
     let mut fx = Fx::xyz();
+    fx.config.admin_pass_exclusions = true;
     fx.apply(anp("first", json!({"priority": 1, "subject": subject_x(),
         "ingress": [rule("Allow", from_ns("z")), rule("Pass", from_ns("y")), rule("Deny", json!([{"namespaces": {}}]))]})));
     fx.apply(anp(
@@ -367,4 +368,29 @@ fn only_a_changed_pass_moves_the_anps_below() {
         fx.touched(ANP),
         ["below".to_string(), "p".to_string()].into()
     );
+}
+
+#[test]
+fn pass_is_reported_and_not_compiled_by_default() {
+    let mut fx = Fx::xyz();
+    fx.apply(anp(
+        "first",
+        json!({"priority": 1, "subject": subject_x(),
+        "ingress": [rule("Pass", from_ns("y")), rule("Deny", json!([{"namespaces": {}}]))]}),
+    ));
+    let (rows, problems) = fx.rows();
+    let f = acls(&rows, ANP, "first");
+    assert_eq!(f.len(), 1);
+    assert!(!f[0].2.contains('!'), "{}", f[0].2);
+    assert!(!rows[&Owner::of(ANP, "first")]
+        .iter()
+        .any(|r| r.name() == Some("anp.first.subject.v4")));
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.note.contains("Pass rules are not enforced")),
+        "{problems:?}"
+    );
+    let ready = super::readiness(crate::k8s::Kind::AdminNetworkPolicy, "first", &fx.view());
+    assert!(matches!(ready, Some(Err(e)) if e.contains("Pass")));
 }
