@@ -118,14 +118,16 @@ pub fn anps(change: &Change, view: &View, out: &mut Vec<String>) {
                 }
             }
             out.push(name.clone());
-            every = shape(old) != shape(new) || passes(old) != passes(new);
+            let compiled = view.config.admin_pass_exclusions;
+            every = shape(old) != shape(new) || (compiled && passes(old) != passes(new));
         }
         Change::BaselineAdminNetworkPolicy { .. } => {}
         _ => {
             touched(change, view, &idx.ordered().collect::<Vec<_>>(), out);
-            every = out[start..]
-                .iter()
-                .any(|n| idx.anp(n).is_some_and(|a| pass_moves_with_pods(a)));
+            every = view.config.admin_pass_exclusions
+                && out[start..]
+                    .iter()
+                    .any(|n| idx.anp(n).is_some_and(|a| pass_moves_with_pods(a)));
         }
     }
     if every {

@@ -342,6 +342,7 @@ fn logging_follows_the_policys_annotation() {
 #[test]
 fn only_a_changed_pass_moves_the_anps_below() {
     let mut fx = Fx::xyz();
+    fx.config.admin_pass_exclusions = true;
     let spec = |deny_from: &str| {
         json!({"priority": 1, "subject": subject_x(),
             "ingress": [rule("Pass", from_ns("y")), rule("Deny", from_ns(deny_from))]})
