@@ -73,6 +73,12 @@ pub const KIND_POLICY_PEERS: &str = "PolicyPeers";
 pub const KIND_POLICY_HOST: &str = "PolicyHost";
 pub const KIND_POLICY_METER: &str = "PolicyMeter";
 
+/// Owner kinds of admin policy rows (the controller's `translate::anp`):
+/// an AdminNetworkPolicy's port group, node address sets and ACLs; the
+/// same for the BaselineAdminNetworkPolicy.
+pub const KIND_ADMIN_NETWORK_POLICY: &str = "AdminNetworkPolicy";
+pub const KIND_BASELINE_ADMIN_NETWORK_POLICY: &str = "BaselineAdminNetworkPolicy";
+
 /// `external_ids` keys on policy ACLs, for counters and `trace`: the
 /// policies (`namespace/name`, comma separated when a default deny is
 /// shared), the direction (`Ingress`/`Egress`), the rule's index in that

@@ -33,6 +33,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+pub mod admin_status;
 pub mod alloc;
 pub mod annotate;
 pub mod config;

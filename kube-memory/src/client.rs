@@ -273,6 +273,16 @@ impl MemoryCluster {
                 merge_patch(&mut v, patch);
                 pod.status = serde_json::from_value(v).map_err(bad)?;
             }
+            Object::AdminNetworkPolicy(p) => {
+                let mut v = serde_json::to_value(&p.status).map_err(bad)?;
+                merge_patch(&mut v, patch);
+                p.status = serde_json::from_value(v).map_err(bad)?;
+            }
+            Object::BaselineAdminNetworkPolicy(p) => {
+                let mut v = serde_json::to_value(&p.status).map_err(bad)?;
+                merge_patch(&mut v, patch);
+                p.status = serde_json::from_value(v).map_err(bad)?;
+            }
             _ => return Err(not_found()),
         }
         let rv = st.next_rv();

@@ -217,6 +217,11 @@ impl MemoryCluster {
             }
         }
         let old = st.get(kind, &key).cloned();
+        let errs = validate::admin_policy(&obj);
+        if !errs.is_empty() {
+            let name = obj.meta().name.clone().unwrap_or_default();
+            return Err(invalid(kind, &name, &errs));
+        }
         if let Object::Service(svc) = &mut obj {
             services::admit(&mut st, &key, old.as_ref(), svc)?;
         }

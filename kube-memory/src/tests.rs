@@ -104,6 +104,61 @@ fn objects_are_validated_and_immutable_fields_stay() {
 }
 
 #[tokio::test]
+async fn admin_policies_are_validated_as_their_crds_and_take_status() {
+    use switchyard_controller::k8s::{AdminNetworkPolicy, BaselineAdminNetworkPolicy};
+    let c = MemoryCluster::new();
+    let anp = |name: &str, spec: serde_json::Value| -> AdminNetworkPolicy {
+        serde_json::from_value(serde_json::json!({"metadata": {"name": name}, "spec": spec}))
+            .unwrap()
+    };
+    let err = c
+        .try_apply(anp(
+            "high",
+            serde_json::json!({"priority": 1001, "subject": {"namespaces": {}}}),
+        ))
+        .unwrap_err();
+    assert_eq!(err.code(), 422);
+    assert!(err.to_string().contains("spec.priority"), "{err}");
+    let pass_in_baseline: BaselineAdminNetworkPolicy = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "default"},
+        "spec": {"subject": {"namespaces": {}}, "ingress": [{"action": "Pass", "from": [{"namespaces": {}}]}]}
+    }))
+    .unwrap();
+    let err = c.try_apply(pass_in_baseline).unwrap_err();
+    assert!(err.to_string().contains("spec.ingress[0].action"), "{err}");
+    let other: BaselineAdminNetworkPolicy = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "other"}, "spec": {"subject": {"namespaces": {}}}
+    }))
+    .unwrap();
+    let err = c.try_apply(other).unwrap_err();
+    assert!(err.to_string().contains("named default"), "{err}");
+    let ok = c.apply(anp(
+        "ok",
+        serde_json::json!({"priority": 1000, "subject": {"namespaces": {}}}),
+    ));
+    let target = ObjectRef::new(
+        Kind::AdminNetworkPolicy,
+        None,
+        "ok",
+        ok.meta().uid.as_deref().unwrap(),
+    );
+    let client = c.client("t");
+    client
+        .patch_status(
+            target,
+            ok.meta().resource_version.clone(),
+            serde_json::json!({"conditions": [{"type": "Ready", "status": "True", "reason": "SetupSucceeded",
+                "message": "m", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}),
+        )
+        .await
+        .unwrap();
+    let Some(Object::AdminNetworkPolicy(p)) = c.get(Kind::AdminNetworkPolicy, None, "ok") else {
+        panic!("stored");
+    };
+    assert_eq!(p.status.unwrap().conditions[0].reason, "SetupSucceeded");
+}
+
+#[tokio::test]
 async fn events_are_validated_named_and_counted_like_the_recorders() {
     let c = MemoryCluster::new();
     c.apply_pod(pod("ns", "web", "n1"));

@@ -15,7 +15,7 @@ use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use switchyard_controller::k8s::status::FieldError;
-use switchyard_controller::k8s::Kind;
+use switchyard_controller::k8s::{Kind, Object};
 
 /// apimachinery's `TotalAnnotationSizeLimitB`.
 pub const ANNOTATIONS_LIMIT: usize = 256 * 1024;
@@ -530,6 +530,90 @@ pub fn service_spec(s: &ServiceSpec) -> Vec<FieldError> {
 /// tests create around them).
 pub fn known(kind: Kind) -> bool {
     Kind::ALL.contains(&kind)
+}
+
+/// What the AdminNetworkPolicy and BaselineAdminNetworkPolicy CRDs'
+/// schemas check that the controller relies on: the priority range, at
+/// most 100 rules per direction, the actions, and the baseline's name
+/// (a CEL rule on the object). Messages as kube-apiserver words them.
+pub fn admin_policy(obj: &Object) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let mut rules =
+        |dir: &str, actions: &mut dyn Iterator<Item = &str>, n: usize, allowed: &[&str]| {
+            if n > 100 {
+                errs.push(FieldError {
+                    field: format!("spec.{dir}"),
+                    detail: format!("Too many: {n}: must have at most 100 items"),
+                });
+            }
+            for (i, a) in actions.enumerate() {
+                if !allowed.contains(&a) {
+                    let list: Vec<String> = allowed.iter().map(|v| format!("{v:?}")).collect();
+                    errs.push(FieldError {
+                        field: format!("spec.{dir}[{i}].action"),
+                        detail: format!(
+                            "Unsupported value: {a:?}: supported values: {}",
+                            list.join(", ")
+                        ),
+                    });
+                }
+            }
+        };
+    match obj {
+        Object::AdminNetworkPolicy(p) => {
+            let s = &p.spec;
+            let all = ["Allow", "Deny", "Pass"];
+            rules(
+                "ingress",
+                &mut s.ingress.iter().map(|r| r.action.as_str()),
+                s.ingress.len(),
+                &all,
+            );
+            rules(
+                "egress",
+                &mut s.egress.iter().map(|r| r.action.as_str()),
+                s.egress.len(),
+                &all,
+            );
+            if !(0..=1000).contains(&s.priority) {
+                let bound = if s.priority < 0 {
+                    "greater than or equal to 0"
+                } else {
+                    "less than or equal to 1000"
+                };
+                errs.push(number_invalid(
+                    "spec.priority",
+                    s.priority,
+                    &format!("spec.priority in body should be {bound}"),
+                ));
+            }
+        }
+        Object::BaselineAdminNetworkPolicy(p) => {
+            let s = &p.spec;
+            let two = ["Allow", "Deny"];
+            rules(
+                "ingress",
+                &mut s.ingress.iter().map(|r| r.action.as_str()),
+                s.ingress.len(),
+                &two,
+            );
+            rules(
+                "egress",
+                &mut s.egress.iter().map(|r| r.action.as_str()),
+                s.egress.len(),
+                &two,
+            );
+            if p.metadata.name.as_deref() != Some("default") {
+                errs.push(FieldError::invalid(
+                    "<nil>",
+                    "object",
+                    "there is one BaselineAdminNetworkPolicy and it is named default",
+                ));
+            }
+        }
+        _ => {}
+    }
+    errs
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ use futures::{FutureExt, StreamExt};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
 
+use crate::admin_status::AdminStatus;
 use crate::alloc::{Allocator, Recovery, Round};
 use crate::annotate::{Annotator, Next, PatchDone};
 use crate::config::Config;
@@ -31,6 +32,7 @@ use crate::model::{Change, Model};
 use crate::nb::{DesiredRow, Owner};
 use crate::outbox::Outbox;
 use crate::translate::{self, Problem, Translator, View};
+use switchyard_api::names;
 
 pub mod store;
 pub mod writer;
@@ -80,6 +82,8 @@ struct Engine {
     alloc: Allocator,
     /// LoadBalancer IPs from the configured pool.
     lb_ips: LbIps,
+    /// Admin policies' `Ready` conditions.
+    admin_status: AdminStatus,
     annotator: Annotator,
     outbox: Outbox,
     store: Arc<DesiredStore>,
@@ -128,6 +132,23 @@ impl Engine {
     fn finish(&mut self, round: Round, changes: Vec<Change>) {
         let groups = self.groups(&changes);
         self.publish(groups);
+        // An admin policy whose spec did not change has no rows to
+        // translate, but its condition may have been changed by others.
+        for c in &changes {
+            let (kind, name) = match c {
+                Change::AdminNetworkPolicy { name, .. } => (Kind::AdminNetworkPolicy, name),
+                Change::BaselineAdminNetworkPolicy { name, .. } => {
+                    (Kind::BaselineAdminNetworkPolicy, name)
+                }
+                _ => continue,
+            };
+            let view = View {
+                model: &self.model,
+                decisions: &self.alloc.decisions,
+                config: &self.config,
+            };
+            self.admin_status.ensure(kind, name, &view, &self.outbox);
+        }
         for w in round.wants {
             let (rv, current) = match w.target.kind {
                 Kind::Node => self.model.nodes.get(&w.key).map(|n| {
@@ -194,9 +215,19 @@ impl Engine {
     /// Translates and stores the owners of `groups`.
     fn publish(&mut self, groups: Vec<Vec<Owner>>) {
         let mut problems = Vec::new();
+        let mut admin = Vec::new();
         {
             let view = self.view();
             for g in groups {
+                admin.extend(g.iter().filter_map(|o| match o.kind() {
+                    names::KIND_ADMIN_NETWORK_POLICY => {
+                        Some((Kind::AdminNetworkPolicy, o.key().to_string()))
+                    }
+                    names::KIND_BASELINE_ADMIN_NETWORK_POLICY => {
+                        Some((Kind::BaselineAdminNetworkPolicy, o.key().to_string()))
+                    }
+                    _ => None,
+                }));
                 let rows: Vec<(Owner, Option<Vec<DesiredRow>>)> = g
                     .into_iter()
                     .map(|o| {
@@ -210,6 +241,14 @@ impl Engine {
         }
         for p in problems {
             self.report(p, "Translate");
+        }
+        let view = View {
+            model: &self.model,
+            decisions: &self.alloc.decisions,
+            config: &self.config,
+        };
+        for (kind, name) in admin {
+            self.admin_status.ensure(kind, &name, &view, &self.outbox);
         }
     }
 
@@ -408,6 +447,7 @@ pub(crate) async fn lead(
     let mut e = Engine {
         alloc: Allocator::new(config.clone()),
         lb_ips: LbIps::new(config.load_balancer_pool.clone()),
+        admin_status: AdminStatus::default(),
         annotator: Annotator::new(outbox.clone(), done_tx),
         outbox: outbox.clone(),
         config: config.clone(),

@@ -77,6 +77,7 @@ impl Harness {
             metrics,
             model: Model::new(),
             lb_ips: crate::lb_ips::LbIps::new(Vec::new()),
+            admin_status: Default::default(),
             store: Arc::new(DesiredStore::default()),
             retries: BinaryHeap::new(),
             attempts: HashMap::new(),

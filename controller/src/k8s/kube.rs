@@ -328,6 +328,15 @@ impl Cluster for KubeCluster {
             Kind::Service => patch_status_with::<Service>(namespaced(c, &target), pp, name, patch),
             Kind::Pod => patch_status_with::<Pod>(namespaced(c, &target), pp, name, patch),
             Kind::Node => patch_status_with::<Node>(Api::all(c.clone()), pp, name, patch),
+            Kind::AdminNetworkPolicy => {
+                patch_status_with::<AdminNetworkPolicy>(Api::all(c.clone()), pp, name, patch)
+            }
+            Kind::BaselineAdminNetworkPolicy => patch_status_with::<BaselineAdminNetworkPolicy>(
+                Api::all(c.clone()),
+                pp,
+                name,
+                patch,
+            ),
             other => {
                 let what = format!("{other} has no status the controller writes");
                 async move { Err(KubeError::Forbidden(what)) }.boxed()

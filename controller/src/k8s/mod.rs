@@ -21,7 +21,8 @@
 //! - `discovery.k8s.io` endpointslices: list, watch
 //! - `networking.k8s.io` networkpolicies: list, watch
 //! - `policy.networking.k8s.io` adminnetworkpolicies,
-//!   baselineadminnetworkpolicies: list, watch
+//!   baselineadminnetworkpolicies: list, watch; their `/status`: patch
+//!   (the `Ready` condition)
 //! - `events.k8s.io` events: create, patch
 //! - `coordination.k8s.io` leases (in the controller's namespace): get, create, update
 

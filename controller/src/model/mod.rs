@@ -15,11 +15,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
 use crate::k8s::{AdminNetworkPolicy, BaselineAdminNetworkPolicy, Kind, Observed, WatchEvent};
 
+pub mod admin;
 pub mod labels;
 pub mod objects;
 pub mod policy;
 pub mod policy_index;
 
+pub use admin::{AdminIndex, AdminInfo};
 pub use labels::{LabelIndex, SelectorError};
 pub use objects::{NamedPort, NamespaceInfo, NodeInfo, Phase, PodInfo};
 pub use policy::PolicyInfo;
@@ -77,6 +79,12 @@ pub enum Change {
     NodeSubnets { name: String },
 }
 
+/// How an admin policy is named among the users of NetworkPolicy's
+/// shared sets (NetworkPolicy users are `namespace/name`, never with `:`).
+pub fn admin_user(kind: Kind, name: &str) -> String {
+    format!("{kind}:{name}")
+}
+
 /// `namespace/name` of a namespaced object.
 pub fn ns_key(ns: Option<&str>, name: Option<&str>) -> String {
     format!("{}/{}", ns.unwrap_or("default"), name.unwrap_or_default())
@@ -100,6 +108,8 @@ pub struct Model {
     pub baseline_admin_network_policies: BTreeMap<String, Arc<BaselineAdminNetworkPolicy>>,
     /// NetworkPolicies as translation reads them, and the sets they share.
     pub policy_index: PolicyIndex,
+    /// AdminNetworkPolicies and the baseline as translation reads them.
+    pub admin: AdminIndex,
     pods_by_node: HashMap<String, BTreeSet<String>>,
     pods_by_namespace: HashMap<String, BTreeSet<String>>,
     pod_labels: LabelIndex<String>,
@@ -285,6 +295,7 @@ impl Model {
             }
             Observed::AdminNetworkPolicy(o) => {
                 if let Some((old, new)) = replace(&mut self.admin_network_policies, &key, o) {
+                    self.set_admin(&key, new.as_deref());
                     out.push(Change::AdminNetworkPolicy {
                         name: key,
                         old,
@@ -296,6 +307,7 @@ impl Model {
                 if let Some((old, new)) =
                     replace(&mut self.baseline_admin_network_policies, &key, o)
                 {
+                    self.set_baseline(&key, new.as_deref());
                     out.push(Change::BaselineAdminNetworkPolicy {
                         name: key,
                         old,
@@ -370,6 +382,7 @@ impl Model {
             }
             Kind::AdminNetworkPolicy => {
                 if let Some(old) = self.admin_network_policies.remove(key) {
+                    self.set_admin(key, None);
                     out.push(Change::AdminNetworkPolicy {
                         name: key_s,
                         old: Some(old),
@@ -379,6 +392,7 @@ impl Model {
             }
             Kind::BaselineAdminNetworkPolicy => {
                 if let Some(old) = self.baseline_admin_network_policies.remove(key) {
+                    self.set_baseline(key, None);
                     out.push(Change::BaselineAdminNetworkPolicy {
                         name: key_s,
                         old: Some(old),
@@ -387,6 +401,25 @@ impl Model {
                 }
             }
         }
+    }
+
+    fn set_admin(&mut self, name: &str, p: Option<&AdminNetworkPolicy>) {
+        let (_, new) = self.admin.set_anp(name, p);
+        let sets = new.map(|n| n.peer_sets()).unwrap_or_default();
+        self.policy_index
+            .set_admin_sets(&admin_user(Kind::AdminNetworkPolicy, name), sets);
+    }
+
+    fn set_baseline(&mut self, name: &str, p: Option<&BaselineAdminNetworkPolicy>) {
+        // Only the singleton counts; another name is reported by its
+        // translator and enforces nothing.
+        if name != admin::BASELINE_NAME {
+            return;
+        }
+        let (_, new) = self.admin.set_baseline(p);
+        let sets = new.map(|n| n.peer_sets()).unwrap_or_default();
+        self.policy_index
+            .set_admin_sets(&admin_user(Kind::BaselineAdminNetworkPolicy, name), sets);
     }
 
     fn index_pod(&mut self, key: &str, p: &PodInfo) {

@@ -196,6 +196,8 @@ pub struct PolicyIndex {
     by_port_name: HashMap<String, BTreeSet<String>>,
     /// Policies with whole-namespace peers.
     namespace_peers: BTreeSet<String>,
+    /// Admin policy user -> the peer sets it uses.
+    admin_sets: HashMap<String, BTreeSet<PeerSet>>,
 }
 
 fn add<T>(map: &mut BTreeMap<String, Used<T>>, key: String, set: T, user: &str) -> bool {
@@ -248,20 +250,49 @@ impl PolicyIndex {
         }
     }
 
+    /// Replaces the peer sets an admin policy (`user`) uses.
+    pub fn set_admin_sets(&mut self, user: &str, sets: BTreeSet<PeerSet>) {
+        for s in self.admin_sets.remove(user).unwrap_or_default() {
+            self.drop_peer_set(&s, user);
+        }
+        for s in &sets {
+            self.add_peer_set(s.clone(), user);
+        }
+        if !sets.is_empty() {
+            self.admin_sets.insert(user.to_string(), sets);
+        }
+    }
+
+    fn add_peer_set(&mut self, s: PeerSet, user: &str) {
+        let k = s.key();
+        match &s.scope {
+            Scope::Namespace(ns) => link(&mut self.peer_sets_in, ns, &k),
+            Scope::Namespaces(_) => {
+                self.peer_sets_across.insert(k.clone());
+            }
+        }
+        add(&mut self.peer_sets, k, s, user);
+    }
+
+    fn drop_peer_set(&mut self, s: &PeerSet, user: &str) {
+        let k = s.key();
+        if drop_user(&mut self.peer_sets, &k, user) {
+            match &s.scope {
+                Scope::Namespace(ns) => unlink(&mut self.peer_sets_in, ns, &k),
+                Scope::Namespaces(_) => {
+                    self.peer_sets_across.remove(&k);
+                }
+            }
+        }
+    }
+
     fn learn(&mut self, key: &str, p: &PolicyInfo) {
         let ps = p.pod_set();
         let k = ps.key();
         link(&mut self.pod_sets_in, &ps.namespace, &k);
         add(&mut self.pod_sets, k, ps, key);
         for s in p.peer_sets() {
-            let k = s.key();
-            match &s.scope {
-                Scope::Namespace(ns) => link(&mut self.peer_sets_in, ns, &k),
-                Scope::Namespaces(_) => {
-                    self.peer_sets_across.insert(k.clone());
-                }
-            }
-            add(&mut self.peer_sets, k, s, key);
+            self.add_peer_set(s, key);
         }
         for n in p.port_names() {
             link(&mut self.by_port_name, n, key);
@@ -278,15 +309,7 @@ impl PolicyIndex {
             unlink(&mut self.pod_sets_in, &ps.namespace, &k);
         }
         for s in p.peer_sets() {
-            let k = s.key();
-            if drop_user(&mut self.peer_sets, &k, key) {
-                match &s.scope {
-                    Scope::Namespace(ns) => unlink(&mut self.peer_sets_in, ns, &k),
-                    Scope::Namespaces(_) => {
-                        self.peer_sets_across.remove(&k);
-                    }
-                }
-            }
+            self.drop_peer_set(&s, key);
         }
         for n in p.port_names() {
             unlink(&mut self.by_port_name, n, key);

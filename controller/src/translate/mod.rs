@@ -19,6 +19,7 @@ use crate::k8s::{Kind, ObjectRef};
 use crate::model::{Change, Model};
 use crate::nb::{DesiredRow, Table};
 
+pub mod anp;
 pub mod cluster;
 pub mod gateway;
 pub mod namespace;
@@ -105,6 +106,8 @@ pub fn registry() -> &'static [&'static dyn Translator] {
         &policy::PolicyPeers,
         &policy::PolicyHosts,
         &policy::PolicyMeter,
+        &anp::AdminPolicies,
+        &anp::BaselinePolicy,
     ]
 }
 

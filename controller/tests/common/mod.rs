@@ -172,15 +172,17 @@ impl Env {
         }
         // NetworkPolicy rows are `policy::check_policies`'s to judge (their
         // ACLs are unnamed and may repeat a name); rows without names
-        // (routes, NAT, policies) are checked by the tests that make them.
+        // (routes, NAT, policies, per-chassis template values) are checked
+        // by the tests that make them.
         let have: Vec<_> = self
             .nb_rows()
             .into_iter()
             .filter(|(t, _, ids)| {
                 Table::from_name(t).is_some_and(|t| t.name_column() == Some("name"))
-                    && !ids
-                        .get(names::OWNER_KIND)
-                        .is_some_and(|k| policy::POLICY_KINDS.contains(&k.as_str()))
+                    && !ids.get(names::OWNER_KIND).is_some_and(|k| {
+                        policy::POLICY_KINDS.contains(&k.as_str())
+                            || policy::ADMIN_KINDS.contains(&k.as_str())
+                    })
             })
             .collect();
         let have_set: HashSet<(String, String)> = have
@@ -188,7 +190,13 @@ impl Env {
             .map(|(t, n, _)| (t.clone(), n.clone()))
             .collect();
         if have.len() != have_set.len() {
-            return Err("duplicate rows in NB".into());
+            let mut seen = HashSet::new();
+            let dups: Vec<_> = have
+                .iter()
+                .filter(|(t, n, _)| !seen.insert((t.clone(), n.clone())))
+                .take(3)
+                .collect();
+            return Err(format!("duplicate rows in NB: {dups:?}"));
         }
         let missing: Vec<_> = want.difference(&have_set).take(5).collect();
         let extra: Vec<_> = have_set.difference(&want).take(5).collect();

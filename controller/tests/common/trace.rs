@@ -170,6 +170,35 @@ impl Tracer {
         out.contains(&format!("output(\"{}\")", names::pod_port(ns, name)))
     }
 
+    /// Whether a new connection from pod `from` to `dst`, an address
+    /// outside the pods (a node, an external host), gets past the pod's
+    /// switch into the cluster router.
+    pub fn leaves(&self, from: &str, dst: IpAddr, l4: L4) -> bool {
+        let p = &self.pods[from];
+        let (ns, name) = from.split_once('/').expect("ns/name");
+        let fam = if dst.is_ipv6() { "ip6" } else { "ip4" };
+        let flow = format!(
+            "inport == \"{}\" && eth.src == {} && eth.dst == {} && {fam}.src == {} && \
+             {fam}.dst == {dst} && ip.ttl == 64 && {l}.src == 33333 && {l}.dst == {port}",
+            names::pod_port(ns, name),
+            p.1,
+            self.nodes[&p.0].0,
+            self.ip(from, dst.is_ipv6()),
+            l = l4.0,
+            port = l4.1
+        );
+        let mut cmd = Command::new("ovn-trace");
+        cmd.arg(format!("--db={}", self.sb));
+        for _ in 0..8 {
+            cmd.arg("--ct=new");
+        }
+        cmd.arg(names::node_switch(&p.0)).arg(&flow);
+        let out = cmd.output().expect("ovn-trace runs");
+        assert!(out.status.success(), "ovn-trace {flow:?} failed");
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.contains(&format!("ingress(dp=\"{}\"", names::CLUSTER_ROUTER))
+    }
+
     /// Whether a connection to `vip` balanced to `to` is delivered.
     pub fn allowed_via(&self, from: &str, vip: IpAddr, to: &str, l4: L4) -> bool {
         let (dp, flow) = self.flow(from, to, l4, vip.is_ipv6(), Some(vip));

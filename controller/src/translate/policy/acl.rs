@@ -96,7 +96,7 @@ fn set_ref(sets: &[String]) -> String {
 }
 
 /// Wraps a disjunction of more than one term in parentheses.
-fn any_of(terms: Vec<String>) -> Option<String> {
+pub fn any_of(terms: Vec<String>) -> Option<String> {
     match terms.len() {
         0 => None,
         1 => terms.into_iter().next(),
@@ -184,7 +184,7 @@ pub fn numbered_term(ports: Option<&[Port]>) -> Option<String> {
     any_of(terms)
 }
 
-fn and(parts: &[Option<&str>]) -> String {
+pub fn and(parts: &[Option<&str>]) -> String {
     let v: Vec<&str> = parts.iter().flatten().copied().collect();
     v.join(" && ")
 }

@@ -86,6 +86,26 @@ pub fn meter_rows(key: &str, view: &View, problems: &mut Vec<Problem>) -> Option
             }),
         }
     }
+    let admin = view
+        .model
+        .admin_network_policies
+        .values()
+        .map(|p| &p.metadata)
+        .chain(
+            view.model
+                .baseline_admin_network_policies
+                .values()
+                .map(|p| &p.metadata),
+        );
+    for m in admin {
+        let text = m
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(annotations::ACL_LOGGING));
+        wanted |= text
+            .and_then(|t| Logging::parse(t).ok())
+            .is_some_and(|l| l.any());
+    }
     if key != METER_KEY || !wanted {
         return None;
     }

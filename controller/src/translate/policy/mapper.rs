@@ -14,7 +14,7 @@ use switchyard_api::annotations;
 use crate::model::objects::Labels;
 use crate::model::policy::Scope;
 use crate::model::policy_index::{named_ports, PeerSet};
-use crate::model::{Change, NamespaceInfo, PodInfo, PolicyInfo};
+use crate::model::{AdminInfo, Change, NamespaceInfo, PodInfo, PolicyInfo};
 use crate::translate::View;
 
 /// Whether a pod change can move the pod between sets (addresses move it
@@ -27,7 +27,7 @@ fn pod_moves(old: &Option<Arc<PodInfo>>, new: &Option<Arc<PodInfo>>) -> bool {
 }
 
 /// The pod versions a change names, when it can move a pod.
-fn pods_of<'a>(change: &'a Change, view: &'a View) -> Vec<&'a PodInfo> {
+pub fn pods_of<'a>(change: &'a Change, view: &'a View) -> Vec<&'a PodInfo> {
     match change {
         Change::Pod { old, new, .. } if pod_moves(old, new) => {
             old.iter().chain(new.iter()).map(|p| p.as_ref()).collect()
@@ -41,7 +41,7 @@ fn pods_of<'a>(change: &'a Change, view: &'a View) -> Vec<&'a PodInfo> {
     }
 }
 
-fn labels_of(n: &Option<Arc<NamespaceInfo>>) -> Option<&Labels> {
+pub fn labels_of(n: &Option<Arc<NamespaceInfo>>) -> Option<&Labels> {
     n.as_ref().map(|n| &n.labels)
 }
 
@@ -52,7 +52,7 @@ fn logging_of(n: &Option<Arc<NamespaceInfo>>) -> Option<&String> {
 
 static NO_LABELS: std::sync::LazyLock<Labels> = std::sync::LazyLock::new(Labels::new);
 
-fn namespace_labels<'a>(view: &'a View, ns: &str) -> &'a Labels {
+pub fn namespace_labels<'a>(view: &'a View, ns: &str) -> &'a Labels {
     view.model
         .namespaces
         .get(ns)
@@ -161,6 +161,27 @@ pub fn peer_sets(change: &Change, view: &View, out: &mut Vec<String>) {
                         .map(PeerSet::key),
                 );
             }
+        }
+        // Only the sets an admin policy starts or stops using: one it keeps
+        // has the same members (unlike a NetworkPolicy's, an admin
+        // policy's sets never depend on its own namespace).
+        Change::AdminNetworkPolicy { old, new, .. } => {
+            let sets = |p: &Option<Arc<crate::k8s::AdminNetworkPolicy>>| {
+                p.as_deref()
+                    .map(|p| AdminInfo::from_anp(p).peer_sets())
+                    .unwrap_or_default()
+            };
+            let (o, n) = (sets(old), sets(new));
+            out.extend(o.symmetric_difference(&n).map(PeerSet::key));
+        }
+        Change::BaselineAdminNetworkPolicy { old, new, .. } => {
+            let sets = |p: &Option<Arc<crate::k8s::BaselineAdminNetworkPolicy>>| {
+                p.as_deref()
+                    .map(|p| AdminInfo::from_banp(p).peer_sets())
+                    .unwrap_or_default()
+            };
+            let (o, n) = (sets(old), sets(new));
+            out.extend(o.symmetric_difference(&n).map(PeerSet::key));
         }
         Change::Namespace { old, new, .. } => {
             let (ol, nl) = (labels_of(old), labels_of(new));

@@ -43,10 +43,10 @@
 //! | band | what |
 //! |---|---|
 //! | [`HOST_ALLOW`] (32000) | a node's host to the pods on its node (kubelet probes), whatever any policy says |
-//! | [`ADMIN_BAND`] (20000–31999) | reserved: AdminNetworkPolicy (issue 13) |
+//! | [`ADMIN_BAND`] (20000–31999) | AdminNetworkPolicy rules ([`crate::translate::anp`]) |
 //! | [`ALLOW`] (12000) | NetworkPolicy allow rules |
 //! | [`DENY`] (11000) | NetworkPolicy default deny of isolated pods |
-//! | [`BASELINE_BAND`] (1000–10999) | reserved: BaselineAdminNetworkPolicy, reached only by traffic no NetworkPolicy isolates |
+//! | [`BASELINE_BAND`] (1000–10999) | BaselineAdminNetworkPolicy rules, reached only by traffic no NetworkPolicy isolates |
 //!
 //! AdminNetworkPolicy's `from-lport` ACLs must also be after-LB to be
 //! ordered against these.
@@ -279,7 +279,13 @@ impl Translator for PolicyPeers {
         &[Table::AddressSet]
     }
     fn inputs(&self) -> &'static [Kind] {
-        &[Kind::NetworkPolicy, Kind::Pod, Kind::Namespace]
+        &[
+            Kind::NetworkPolicy,
+            Kind::AdminNetworkPolicy,
+            Kind::BaselineAdminNetworkPolicy,
+            Kind::Pod,
+            Kind::Namespace,
+        ]
     }
     fn owners(&self, change: &Change, view: &View, out: &mut Vec<String>) {
         mapper::peer_sets(change, view, out)
@@ -338,17 +344,41 @@ impl Translator for PolicyMeter {
         &[Table::Meter, Table::MeterBand]
     }
     fn inputs(&self) -> &'static [Kind] {
-        &[Kind::Namespace]
+        &[
+            Kind::Namespace,
+            Kind::AdminNetworkPolicy,
+            Kind::BaselineAdminNetworkPolicy,
+        ]
     }
     fn owners(&self, change: &Change, _: &View, out: &mut Vec<String>) {
-        if let Change::Namespace { old, new, .. } = change {
-            let ann = |n: &Option<std::sync::Arc<crate::model::NamespaceInfo>>| {
-                n.as_ref()
-                    .and_then(|n| n.annotations.get(annotations::ACL_LOGGING).cloned())
-            };
-            if ann(old) != ann(new) {
-                out.push(METER_KEY.to_string());
+        fn meta_ann(
+            m: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>,
+        ) -> Option<String> {
+            m?.annotations
+                .as_ref()?
+                .get(annotations::ACL_LOGGING)
+                .cloned()
+        }
+        let moved = match change {
+            Change::Namespace { old, new, .. } => {
+                let ann = |n: &Option<std::sync::Arc<crate::model::NamespaceInfo>>| {
+                    n.as_ref()
+                        .and_then(|n| n.annotations.get(annotations::ACL_LOGGING).cloned())
+                };
+                ann(old) != ann(new)
             }
+            Change::AdminNetworkPolicy { old, new, .. } => {
+                meta_ann(old.as_ref().map(|p| &p.metadata))
+                    != meta_ann(new.as_ref().map(|p| &p.metadata))
+            }
+            Change::BaselineAdminNetworkPolicy { old, new, .. } => {
+                meta_ann(old.as_ref().map(|p| &p.metadata))
+                    != meta_ann(new.as_ref().map(|p| &p.metadata))
+            }
+            _ => false,
+        };
+        if moved {
+            out.push(METER_KEY.to_string());
         }
     }
     fn all(&self, _: &View) -> Vec<String> {
@@ -380,4 +410,4 @@ pub fn acl_ids(
 #[cfg(test)]
 mod mapper_tests;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -15,7 +15,7 @@ use crate::k8s::{Object, WatchEvent};
 use crate::nb::{Col, DesiredRow, Owner};
 use crate::translate::{registry, Assigned, Decisions};
 
-pub(super) struct Fx {
+pub(crate) struct Fx {
     pub model: Model,
     pub decisions: Decisions,
     pub config: Config,
@@ -23,7 +23,7 @@ pub(super) struct Fx {
     next: u8,
 }
 
-pub(super) fn np(ns: &str, name: &str, spec: serde_json::Value) -> NetworkPolicy {
+pub(crate) fn np(ns: &str, name: &str, spec: serde_json::Value) -> NetworkPolicy {
     serde_json::from_value(json!({
         "metadata": {"namespace": ns, "name": name, "uid": format!("uid-{name}"), "resourceVersion": "1"},
         "spec": spec,
@@ -32,7 +32,7 @@ pub(super) fn np(ns: &str, name: &str, spec: serde_json::Value) -> NetworkPolicy
 }
 
 /// The upstream e2e pods' container ports.
-pub(super) fn serve_ports() -> serde_json::Value {
+pub(crate) fn serve_ports() -> serde_json::Value {
     json!([
         {"name": "serve-80-tcp", "containerPort": 80},
         {"name": "serve-81-tcp", "containerPort": 81},
@@ -41,7 +41,7 @@ pub(super) fn serve_ports() -> serde_json::Value {
     ])
 }
 
-pub(super) fn pod(
+pub(crate) fn pod(
     ns: &str,
     name: &str,
     labels: serde_json::Value,
@@ -55,7 +55,7 @@ pub(super) fn pod(
     .expect("a Pod")
 }
 
-pub(super) fn namespace(name: &str, annotations: serde_json::Value) -> Namespace {
+pub(crate) fn namespace(name: &str, annotations: serde_json::Value) -> Namespace {
     serde_json::from_value(json!({
         "metadata": {"name": name, "uid": format!("uid-{name}"), "labels": {"ns": name},
                      "annotations": annotations},

@@ -1,0 +1,397 @@
+//! The pure mapping: priorities per rule and band, actions, `Pass`
+//! exclusions, the baseline's band and singleton, node and network peers,
+//! shared peer sets, problems, and what each change touches. Packet-level
+//! truth is `tests/anp_trace.rs`.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+use switchyard_api::names;
+
+use crate::k8s::{AdminNetworkPolicy, BaselineAdminNetworkPolicy};
+use crate::nb::{Col, DesiredRow, Owner, Table};
+use crate::translate::policy::tests::{np, Fx};
+
+fn anp(name: &str, spec: serde_json::Value) -> AdminNetworkPolicy {
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "uid": format!("uid-{name}"), "resourceVersion": "1"},
+        "spec": spec,
+    }))
+    .expect("an ANP")
+}
+
+fn banp(name: &str, spec: serde_json::Value) -> BaselineAdminNetworkPolicy {
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "uid": format!("uid-{name}"), "resourceVersion": "1"},
+        "spec": spec,
+    }))
+    .expect("a BANP")
+}
+
+fn from_ns(ns: &str) -> serde_json::Value {
+    json!([{"namespaces": {"matchLabels": {"ns": ns}}}])
+}
+
+fn subject_x() -> serde_json::Value {
+    json!({"namespaces": {"matchLabels": {"ns": "x"}}})
+}
+
+fn rule(action: &str, from: serde_json::Value) -> serde_json::Value {
+    json!({"action": action, "from": from})
+}
+
+/// ACLs of one owner: (priority, action, match), by priority descending.
+fn acls(
+    rows: &BTreeMap<Owner, Vec<DesiredRow>>,
+    kind: &'static str,
+    key: &str,
+) -> Vec<(i64, String, String)> {
+    let mut v: Vec<(i64, String, String)> = rows
+        .get(&Owner::of(kind, key))
+        .into_iter()
+        .flatten()
+        .filter(|r| r.table == Table::Acl)
+        .map(|r| {
+            let p = match r.get("priority") {
+                Some(Col::Int(p)) => *p,
+                other => panic!("priority {other:?}"),
+            };
+            let s = |c: &str| match r.get(c) {
+                Some(Col::Str(s)) => s.clone(),
+                other => panic!("{c} {other:?}"),
+            };
+            (p, s("action"), s("match"))
+        })
+        .collect();
+    v.sort_by(|a, b| b.0.cmp(&a.0).then(a.2.cmp(&b.2)));
+    v
+}
+
+const ANP: &str = names::KIND_ADMIN_NETWORK_POLICY;
+const BANP: &str = names::KIND_BASELINE_ADMIN_NETWORK_POLICY;
+
+#[test]
+fn anps_take_dense_priorities_in_evaluation_order_per_direction() {
+    let mut fx = Fx::xyz();
+    fx.apply(anp(
+        "late",
+        json!({"priority": 10, "subject": subject_x(),
+        "ingress": [rule("Allow", from_ns("y")), rule("Deny", from_ns("z"))]}),
+    ));
+    fx.apply(anp("early", json!({"priority": 5, "subject": subject_x(),
+        "ingress": [rule("Deny", from_ns("y")), rule("Allow", from_ns("z")), rule("Deny", from_ns("x"))],
+        "egress": [{"action": "Deny", "to": [{"networks": ["192.0.2.0/24"]}]}]})));
+    let (rows, problems) = fx.rows();
+    assert!(problems.is_empty(), "{problems:?}");
+    let e = acls(&rows, ANP, "early");
+    let l = acls(&rows, ANP, "late");
+    let prio =
+        |v: &[(i64, String, String)]| v.iter().map(|a| (a.0, a.1.clone())).collect::<Vec<_>>();
+    assert_eq!(
+        prio(&e),
+        vec![
+            (31999, "drop".into()),
+            (31999, "drop".into()),
+            (31998, "allow-related".into()),
+            (31997, "drop".into())
+        ]
+    );
+    // Ingress continues below "early"'s three rules; egress had its own band.
+    assert_eq!(
+        prio(&l),
+        vec![(31996, "allow-related".into()), (31995, "drop".into())]
+    );
+    let egress = e.iter().find(|a| a.2.starts_with("inport")).unwrap();
+    assert_eq!(egress.2, "inport == @anp.early && ip4.dst == 192.0.2.0/24");
+    assert!(e
+        .iter()
+        .any(|a| a.2 == "outport == @anp.early && (ip4.src == $ns.y.v4 || ip6.src == $ns.y.v6)"));
+    // The subject group holds exactly x's pods.
+    let pg = rows[&Owner::of(ANP, "early")]
+        .iter()
+        .find(|r| r.table == Table::PortGroup)
+        .unwrap();
+    assert_eq!(
+        pg.get("ports"),
+        Some(&Col::refs(Table::LogicalSwitchPort, ["x_a", "x_b", "x_c"]))
+    );
+}
+
+#[test]
+fn pass_has_no_acl_and_is_excluded_from_every_lower_anp_rule() {
+    let mut fx = Fx::xyz();
+    fx.config.admin_pass_exclusions = true;
+    fx.apply(anp("first", json!({"priority": 1, "subject": subject_x(),
+        "ingress": [rule("Allow", from_ns("z")), rule("Pass", from_ns("y")), rule("Deny", json!([{"namespaces": {}}]))]})));
+    fx.apply(anp(
+        "second",
+        json!({"priority": 2, "subject": subject_x(),
+        "ingress": [rule("Deny", json!([{"namespaces": {}}]))]}),
+    ));
+    let (rows, _) = fx.rows();
+    let peer = "(ip4.src == $ns.y.v4 || ip6.src == $ns.y.v6)";
+    // Across ANPs the subject is named by address: OVN refuses `!` over a
+    // port match.
+    let pass =
+        format!("(ip4.dst == $anp.first.subject.v4 || ip6.dst == $anp.first.subject.v6) && {peer}");
+    let f = acls(&rows, ANP, "first");
+    assert_eq!(f.len(), 2, "{f:?}");
+    // Above the pass: untouched.
+    assert_eq!(f[0].0, 31999);
+    assert!(!f[0].2.contains('!'), "{}", f[0].2);
+    // Below it, in the same ANP and in the next: the pass excluded.
+    assert_eq!(f[1].0, 31997);
+    assert!(f[1].2.ends_with(&format!(" && !(({peer}))")), "{}", f[1].2);
+    let s = acls(&rows, ANP, "second");
+    assert_eq!(s[0].0, 31996);
+    assert!(s[0].2.ends_with(&format!(" && !(({pass}))")), "{}", s[0].2);
+    let set = rows[&Owner::of(ANP, "first")]
+        .iter()
+        .find(|r| r.name() == Some("anp.first.subject.v4"))
+        .expect("subject addresses");
+    assert_eq!(
+        set.get("addresses").map(|c| match c {
+            Col::Set(v) => v.len(),
+            _ => 0,
+        }),
+        Some(3)
+    );
+}
+
+#[test]
+fn baseline_sits_under_network_policy_and_must_be_named_default() {
+    let mut fx = Fx::xyz();
+    fx.apply(banp(
+        "default",
+        json!({"subject": subject_x(),
+        "ingress": [rule("Allow", from_ns("y")), rule("Deny", json!([{"namespaces": {}}]))]}),
+    ));
+    fx.apply(banp(
+        "other",
+        json!({"subject": subject_x(),
+        "ingress": [rule("Deny", json!([{"namespaces": {}}]))]}),
+    ));
+    let (rows, problems) = fx.rows();
+    let b = acls(&rows, BANP, "default");
+    assert_eq!(
+        b.iter().map(|a| (a.0, a.1.as_str())).collect::<Vec<_>>(),
+        vec![(10999, "allow-related"), (10998, "drop")]
+    );
+    assert!(b.iter().all(|a| a.0 < crate::translate::policy::DENY));
+    assert!(!rows.contains_key(&Owner::of(BANP, "other")));
+    assert!(
+        problems.iter().any(|p| p.object.name == "other"),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn node_and_network_peers_and_named_ports() {
+    let mut fx = Fx::xyz();
+    let node: k8s_openapi::api::core::v1::Node = serde_json::from_value(json!({
+        "metadata": {"name": "n1", "resourceVersion": "2", "labels": {"role": "worker"}},
+        "status": {"addresses": [{"type": "InternalIP", "address": "198.18.0.1"}]}}))
+    .unwrap();
+    fx.apply(node);
+    fx.apply(anp("egress", json!({"priority": 3, "subject": subject_x(),
+        "egress": [
+            {"action": "Deny", "to": [{"nodes": {"matchLabels": {"role": "worker"}}}]},
+            {"action": "Allow", "to": [{"networks": ["0.0.0.0/0", "2001:db8::/32"]}]},
+            {"action": "Allow", "to": [{"pods": {"namespaceSelector": {}, "podSelector": {"matchLabels": {"pod": "b"}}}}],
+             "ports": [{"namedPort": "serve-80-tcp"}, {"portRange": {"protocol": "UDP", "start": 1000, "end": 2000}}]},
+        ]})));
+    let (rows, problems) = fx.rows();
+    assert!(problems.is_empty(), "{problems:?}");
+    let set = rows
+        .values()
+        .flatten()
+        .find(|r| r.table == Table::AddressSet && r.name() == Some("anp.egress.e0.nodes.v4"))
+        .expect("node set");
+    // The node's InternalIP and its management port address.
+    assert_eq!(
+        set.get("addresses"),
+        Some(&Col::set(["10.244.1.2", "198.18.0.1"]))
+    );
+    let a = acls(&rows, ANP, "egress");
+    let m: Vec<&str> = a.iter().map(|a| a.2.as_str()).collect();
+    assert!(m.contains(&"inport == @anp.egress && (ip4.dst == $anp.egress.e0.nodes.v4 || ip6.dst == $anp.egress.e0.nodes.v6)"), "{m:#?}");
+    assert!(
+        m.contains(&"inport == @anp.egress && (ip4 || ip6.dst == 2001:db8::/32)"),
+        "{m:#?}"
+    );
+    assert!(
+        m.iter()
+            .any(|x| x.contains("tcp.dst == 80") && x.contains(".p80.v4")),
+        "{m:#?}"
+    );
+    assert!(
+        m.iter()
+            .any(|x| x.contains("udp.dst >= 1000 && udp.dst <= 2000")),
+        "{m:#?}"
+    );
+    // The pod peer is a NetworkPolicy peer set, used by the ANP.
+    assert!(fx
+        .model
+        .policy_index
+        .peer_sets()
+        .any(|(_, u)| u.users.contains("AdminNetworkPolicy:egress")));
+}
+
+#[test]
+fn same_priority_is_reported_on_both() {
+    let mut fx = Fx::xyz();
+    for n in ["one", "two"] {
+        fx.apply(anp(
+            n,
+            json!({"priority": 7, "subject": subject_x(), "ingress": [rule("Deny", from_ns("y"))]}),
+        ));
+    }
+    let (_, problems) = fx.rows();
+    let on: Vec<&str> = problems
+        .iter()
+        .filter(|p| p.reason == "AdminNetworkPolicyPriorityConflict")
+        .map(|p| p.object.name.as_str())
+        .collect();
+    assert_eq!(on, vec!["one", "two"]);
+}
+
+#[test]
+fn changes_touch_what_they_move() {
+    let mut fx = Fx::xyz();
+    fx.apply(anp(
+        "a",
+        json!({"priority": 1, "subject": subject_x(), "ingress": [rule("Deny", from_ns("y"))]}),
+    ));
+    fx.apply(anp(
+        "b",
+        json!({"priority": 2, "subject": {"namespaces": {"matchLabels": {"ns": "y"}}},
+        "ingress": [rule("Deny", from_ns("z"))]}),
+    ));
+    fx.changes.clear();
+    // Same shape, new peers: itself only.
+    let mut changed = anp(
+        "a",
+        json!({"priority": 1, "subject": subject_x(), "ingress": [rule("Deny", from_ns("z"))]}),
+    );
+    changed.metadata.resource_version = Some("2".into());
+    fx.apply(changed);
+    assert_eq!(fx.touched(ANP), ["a".to_string()].into());
+    // Our own status patch: nothing to translate.
+    let mut status = anp(
+        "a",
+        json!({"priority": 1, "subject": subject_x(), "ingress": [rule("Deny", from_ns("z"))]}),
+    );
+    status.metadata.resource_version = Some("2s".into());
+    status.status = Some(crate::k8s::policy_api::PolicyStatus::default());
+    fx.apply(status);
+    assert!(fx.touched(ANP).is_empty());
+    // A new priority moves everything after it.
+    let mut moved = anp(
+        "a",
+        json!({"priority": 3, "subject": subject_x(), "ingress": [rule("Deny", from_ns("z"))]}),
+    );
+    moved.metadata.resource_version = Some("3".into());
+    fx.apply(moved);
+    assert_eq!(fx.touched(ANP), ["a".to_string(), "b".to_string()].into());
+    // A pod of x: only the ANP whose subject it is in.
+    let mut p = crate::translate::policy::tests::pod("x", "d", json!({"pod": "d"}), json!([]));
+    p.metadata.resource_version = Some("5".into());
+    fx.add_pod(p);
+    assert_eq!(fx.touched(ANP), ["a".to_string()].into());
+    // A NetworkPolicy touches no ANP.
+    fx.apply(np("x", "np", json!({"podSelector": {}})));
+    assert!(fx.touched(ANP).is_empty());
+}
+
+#[test]
+fn logging_follows_the_policys_annotation() {
+    let mut fx = Fx::xyz();
+    let mut p = anp(
+        "logged",
+        json!({"priority": 1, "subject": subject_x(),
+        "ingress": [rule("Allow", from_ns("y")), rule("Deny", from_ns("z"))]}),
+    );
+    p.metadata.annotations = Some(
+        [(
+            switchyard_api::annotations::ACL_LOGGING.to_string(),
+            r#"{"deny":"alert"}"#.to_string(),
+        )]
+        .into(),
+    );
+    fx.apply(p);
+    let (rows, _) = fx.rows();
+    let logged: Vec<(bool, Option<String>)> = rows[&Owner::of(ANP, "logged")]
+        .iter()
+        .filter(|r| r.table == Table::Acl)
+        .map(|r| {
+            let sev = match r.get("severity") {
+                Some(Col::Set(v)) => v.first().cloned(),
+                _ => None,
+            };
+            (r.get("log") == Some(&Col::Bool(true)), sev)
+        })
+        .collect();
+    assert!(logged.contains(&(true, Some("alert".into()))), "{logged:?}");
+    assert!(logged.contains(&(false, None)), "{logged:?}");
+    assert!(rows.contains_key(&Owner::of(
+        names::KIND_POLICY_METER,
+        crate::translate::policy::METER_KEY
+    )));
+}
+
+#[test]
+fn only_a_changed_pass_moves_the_anps_below() {
+    let mut fx = Fx::xyz();
+    fx.config.admin_pass_exclusions = true;
+    let spec = |deny_from: &str| {
+        json!({"priority": 1, "subject": subject_x(),
+            "ingress": [rule("Pass", from_ns("y")), rule("Deny", from_ns(deny_from))]})
+    };
+    fx.apply(anp("p", spec("z")));
+    fx.apply(anp(
+        "below",
+        json!({"priority": 2, "subject": subject_x(),
+        "ingress": [rule("Deny", json!([{"namespaces": {}}]))]}),
+    ));
+    fx.changes.clear();
+    let mut edit = anp("p", spec("x"));
+    edit.metadata.resource_version = Some("2".into());
+    fx.apply(edit);
+    assert_eq!(fx.touched(ANP), ["p".to_string()].into());
+    let mut pass = anp(
+        "p",
+        json!({"priority": 1, "subject": subject_x(),
+        "ingress": [rule("Pass", from_ns("z")), rule("Deny", from_ns("x"))]}),
+    );
+    pass.metadata.resource_version = Some("3".into());
+    fx.apply(pass);
+    assert_eq!(
+        fx.touched(ANP),
+        ["below".to_string(), "p".to_string()].into()
+    );
+}
+
+#[test]
+fn pass_is_reported_and_not_compiled_by_default() {
+    let mut fx = Fx::xyz();
+    fx.apply(anp(
+        "first",
+        json!({"priority": 1, "subject": subject_x(),
+        "ingress": [rule("Pass", from_ns("y")), rule("Deny", json!([{"namespaces": {}}]))]}),
+    ));
+    let (rows, problems) = fx.rows();
+    let f = acls(&rows, ANP, "first");
+    assert_eq!(f.len(), 1);
+    assert!(!f[0].2.contains('!'), "{}", f[0].2);
+    assert!(!rows[&Owner::of(ANP, "first")]
+        .iter()
+        .any(|r| r.name() == Some("anp.first.subject.v4")));
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.note.contains("Pass rules are not enforced")),
+        "{problems:?}"
+    );
+    let ready = super::readiness(crate::k8s::Kind::AdminNetworkPolicy, "first", &fx.view());
+    assert!(matches!(ready, Some(Err(e)) if e.contains("Pass")));
+}
