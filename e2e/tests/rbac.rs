@@ -416,6 +416,23 @@ async fn record_controller(mut config: Config) -> Vec<ApiCall> {
         "spec": {"podSelector": {"matchLabels": {"app": "web"}},
                  "policyTypes": ["Ingress"],
                  "ingress": [{"from": [{"podSelector": {}}]}]}})));
+    // An AdminNetworkPolicy and the BaselineAdminNetworkPolicy: the
+    // controller reports each one's Ready condition in its status.
+    cluster.apply(
+        serde_json::from_value::<switchyard_controller::k8s::AdminNetworkPolicy>(json!({
+            "metadata": {"name": "web-deny"},
+            "spec": {"priority": 10,
+                     "subject": {"namespaces": {"matchLabels": {"kubernetes.io/metadata.name": "web"}}},
+                     "ingress": [{"action": "Deny", "from": [{"namespaces": {}}]}]}}))
+        .expect("an AdminNetworkPolicy"),
+    );
+    cluster.apply(
+        serde_json::from_value::<switchyard_controller::k8s::BaselineAdminNetworkPolicy>(json!({
+            "metadata": {"name": "default"},
+            "spec": {"subject": {"namespaces": {}},
+                     "ingress": [{"action": "Allow", "from": [{"namespaces": {}}]}]}}))
+        .expect("a BaselineAdminNetworkPolicy"),
+    );
     let noisy = |value: &str| -> Namespace {
         typed(json!({"metadata": {"name": "noisy",
                                   "annotations": {annotations::ACL_LOGGING: value}}}))
@@ -447,6 +464,28 @@ async fn record_controller(mut config: Config) -> Vec<ApiCall> {
                 }
             }
             Ok(())
+        }
+    })
+    .await;
+    eventually(T, "both admin policies' Ready conditions", || {
+        let c = c.clone();
+        async move {
+            use switchyard_controller::k8s::Object;
+            let anp = match c.get(Kind::AdminNetworkPolicy, None, "web-deny") {
+                Some(Object::AdminNetworkPolicy(p)) => {
+                    p.status.is_some_and(|s| !s.conditions.is_empty())
+                }
+                _ => false,
+            };
+            let banp = match c.get(Kind::BaselineAdminNetworkPolicy, None, "default") {
+                Some(Object::BaselineAdminNetworkPolicy(p)) => {
+                    p.status.is_some_and(|s| !s.conditions.is_empty())
+                }
+                _ => false,
+            };
+            (anp && banp)
+                .then_some(())
+                .ok_or(format!("ANP status {anp}, BANP status {banp}"))
         }
     })
     .await;
