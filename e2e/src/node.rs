@@ -30,6 +30,10 @@ pub struct AgentSettings {
     pub sb_remote: String,
     pub cluster_cidrs: Vec<String>,
     pub mtu: u32,
+    /// `up --tls`: ovn-controller's key, certificate and CA, written into
+    /// the node's `SSL` table (which ovn-controller reads for `ssl:`
+    /// remotes).
+    pub tls: Option<ovn_testbed::TlsFiles>,
 }
 
 pub struct Node {
@@ -74,6 +78,17 @@ impl Node {
             .context("chassis without netns")?
             .to_string();
         underlay.attach(index, &netns)?;
+        if let Some(tls) = &settings.tls {
+            let path = |p: &Path| p.display().to_string();
+            chassis
+                .vsctl(&[
+                    "set-ssl",
+                    &path(&tls.client_key),
+                    &path(&tls.client_cert),
+                    &path(&tls.ca_cert),
+                ])
+                .with_context(|| format!("configuring ovn-controller's TLS on {name}"))?;
+        }
         chassis
             .vsctl(&[
                 "add-br",

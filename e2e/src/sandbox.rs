@@ -85,6 +85,11 @@ pub struct SandboxOptions {
     /// Where `switchyard-node` and `switchyard-cni` are; see
     /// [`util::binaries`] for where they are looked for otherwise.
     pub bin_dir: Option<PathBuf>,
+    /// Serve NB and SB over TLS only (besides the unix sockets ovn-northd
+    /// uses): a generated CA, server and client certificates in
+    /// `STATE/pki`; the controller and every ovn-controller connect with
+    /// the client certificate.
+    pub tls: bool,
 }
 
 impl SandboxOptions {
@@ -95,6 +100,7 @@ impl SandboxOptions {
             state_dir: state_dir.into(),
             index: None,
             bin_dir: None,
+            tls: false,
         }
     }
 }
@@ -210,16 +216,34 @@ impl Sandbox {
         )?;
         let central_dir = state_dir.join("central");
         std::fs::create_dir_all(&central_dir)?;
+        let tls = if opts.tls {
+            let files = ovn_testbed::TlsFiles::generate(&state_dir.join("pki"))
+                .context("generating certificates")?;
+            let ul = partial.underlay.as_ref().context("underlay")?;
+            ul.attach_host()?;
+            Some((files, ul.host_ip().to_string()))
+        } else {
+            None
+        };
         let central = OvnCentral::start_with(
             &central_dir,
             CentralOptions {
                 tcp: false,
                 northd: true,
+                tls: tls.as_ref().map(|t| t.0.clone()),
+                ssl_addr: tls.as_ref().map(|t| t.1.clone()),
             },
         )
         .context("starting OVN central")?;
-        let sb_remote = central.sb_remote();
-        let nb_remote = central.nb_remote();
+        let (nb_remote, sb_remote) = if tls.is_some() {
+            (
+                central.nb_ssl_remote().context("NB TLS remote")?,
+                central.sb_ssl_remote().context("SB TLS remote")?,
+            )
+        } else {
+            (central.nb_remote(), central.sb_remote())
+        };
+        let tls = tls.map(|t| t.0);
         partial.central = Some(central);
 
         let cluster = MemoryCluster::new();
@@ -249,6 +273,13 @@ impl Sandbox {
         }
         let mut config = Config {
             nb_remote,
+            nb_tls: tls
+                .as_ref()
+                .map(|t| switchyard_controller::config::TlsFiles {
+                    ca_cert: t.ca_cert.clone(),
+                    client_cert: t.client_cert.clone(),
+                    client_key: t.client_key.clone(),
+                }),
             http_addr: None,
             mtu: Some(MTU),
             ..Config::default()
@@ -278,6 +309,7 @@ impl Sandbox {
                 .map(|s| s.to_string())
                 .collect(),
             mtu: MTU,
+            tls: tls.clone(),
         };
         let underlay_ref = partial.underlay.as_ref().context("underlay")?;
         // Nodes start in parallel: each takes a second or two.

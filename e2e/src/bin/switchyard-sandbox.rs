@@ -44,6 +44,8 @@ enum Cmd {
         /// $SWITCHYARD_BIN_DIR, else beside this program).
         #[arg(long)]
         bin_dir: Option<PathBuf>,
+        #[command(flatten)]
+        shape: Shape,
     },
     /// Apply Kubernetes YAML (Namespace, Pod, Service, NetworkPolicy).
     Apply {
@@ -113,7 +115,33 @@ enum Cmd {
         index: Option<u8>,
         #[arg(long)]
         bin_dir: Option<PathBuf>,
+        #[command(flatten)]
+        shape: Shape,
     },
+}
+
+/// How OVN central is served.
+#[derive(clap::Args, Clone, Copy, Debug, Default)]
+struct Shape {
+    /// Serve NB and SB over TLS only (certificates generated in
+    /// STATE/pki); the controller and every ovn-controller present a
+    /// client certificate.
+    #[arg(long)]
+    tls: bool,
+}
+
+impl Shape {
+    fn args(self) -> Vec<String> {
+        let mut a = Vec::new();
+        if self.tls {
+            a.push("--tls".to_string());
+        }
+        a
+    }
+
+    fn apply(self, opts: &mut SandboxOptions) {
+        opts.tls = self.tls;
+    }
 }
 
 fn main() -> ExitCode {
@@ -138,12 +166,14 @@ fn run(cmd: Cmd, dir: &Path) -> Result<ExitCode> {
             ip_family,
             index,
             bin_dir,
-        } => up(dir, nodes, &ip_family, index, bin_dir)?,
+            shape,
+        } => up(dir, nodes, &ip_family, index, bin_dir, shape)?,
         Cmd::Serve {
             nodes,
             ip_family,
             index,
             bin_dir,
+            shape,
         } => {
             tracing_subscriber::fmt()
                 .with_env_filter(
@@ -155,6 +185,7 @@ fn run(cmd: Cmd, dir: &Path) -> Result<ExitCode> {
             opts.ip_family = ip_family.parse()?;
             opts.index = index;
             opts.bin_dir = bin_dir;
+            shape.apply(&mut opts);
             cli::serve(opts)?;
         }
         Cmd::Apply { files, wait } => {
@@ -273,6 +304,7 @@ fn up(
     ip_family: &str,
     index: Option<u8>,
     bin_dir: Option<PathBuf>,
+    shape: Shape,
 ) -> Result<()> {
     let _: IpFamily = ip_family.parse()?;
     // Before anything starts: the node binaries must be there.
@@ -298,7 +330,8 @@ fn up(
         .arg(&dir)
         .arg("serve")
         .arg(format!("--nodes={nodes}"))
-        .arg(format!("--ip-family={ip_family}"));
+        .arg(format!("--ip-family={ip_family}"))
+        .args(shape.args());
     if let Some(i) = index {
         cmd.arg(format!("--index={i}"));
     }
