@@ -234,6 +234,32 @@ impl Node {
             .with_context(|| format!("restarting ovs-vswitchd on {}", self.name))
     }
 
+    /// SIGKILLs `ovn-controller` (br-int keeps its flows).
+    pub fn kill_ovn_controller(&mut self) {
+        self.chassis.kill_ovn_controller();
+    }
+
+    /// Starts `ovn-controller` again (stopping it first if it runs).
+    pub fn restart_ovn_controller(&mut self) -> Result<()> {
+        self.chassis
+            .restart_ovn_controller()
+            .with_context(|| format!("restarting ovn-controller on {}", self.name))
+    }
+
+    /// SIGKILLs `ovs-vswitchd`; [`restart_vswitchd`](Self::restart_vswitchd)
+    /// brings it back.
+    pub fn kill_vswitchd(&mut self) {
+        if let Some(pid) = self.chassis.vswitchd_pid() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            let _ = wait_for(Duration::from_secs(5), "ovs-vswitchd to die", || {
+                (!ovn_testbed::pid_alive(pid)).then_some(())
+            });
+        }
+    }
+
     /// SIGKILLs the node agent (pods and OVS ports stay).
     pub fn kill_agent(&mut self) {
         if let Some(mut child) = self.agent.take() {

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use k8s_openapi::api::core::v1::Pod;
 use kube_memory::{self as memory, MemoryCluster};
-use ovn_testbed::{CentralOptions, OvnCentral};
+use ovn_testbed::OvnCentral;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use switchyard_api::annotations::{NODE_CHASSIS, NODE_GATEWAY, NODE_SUBNETS, POD_NETWORK};
@@ -27,6 +27,7 @@ use switchyard_controller::config::ClusterCidr;
 use switchyard_controller::k8s::Object;
 use switchyard_controller::Config;
 
+use crate::central::{Central, CentralShape};
 use crate::controller::ControllerHandle;
 use crate::kubelet::{lock, Kubelet, NodeInfo};
 use crate::node::{AgentSettings, Node};
@@ -90,6 +91,9 @@ pub struct SandboxOptions {
     /// `STATE/pki`; the controller and every ovn-controller connect with
     /// the client certificate.
     pub tls: bool,
+    /// NB and SB as RAFT clusters of this many members; the controller,
+    /// ovn-northd and every ovn-controller are given all members.
+    pub raft: Option<usize>,
 }
 
 impl SandboxOptions {
@@ -101,6 +105,7 @@ impl SandboxOptions {
             index: None,
             bin_dir: None,
             tls: false,
+            raft: None,
         }
     }
 }
@@ -148,7 +153,7 @@ pub struct Sandbox {
     nodes: Mutex<Vec<Node>>,
     node_netns: Vec<String>,
     underlay: Option<Underlay>,
-    central: Option<OvnCentral>,
+    central: Option<Central>,
     /// Namespaces, Services, NetworkPolicies: kept, not yet acted upon.
     objects: Mutex<BTreeMap<(String, String, String), Value>>,
     /// The external host's echo server ([`crate::probe::ECHO_SERVER`],
@@ -225,24 +230,13 @@ impl Sandbox {
         } else {
             None
         };
-        let central = OvnCentral::start_with(
-            &central_dir,
-            CentralOptions {
-                tcp: false,
-                northd: true,
-                tls: tls.as_ref().map(|t| t.0.clone()),
-                ssl_addr: tls.as_ref().map(|t| t.1.clone()),
-            },
-        )
-        .context("starting OVN central")?;
-        let (nb_remote, sb_remote) = if tls.is_some() {
-            (
-                central.nb_ssl_remote().context("NB TLS remote")?,
-                central.sb_ssl_remote().context("SB TLS remote")?,
-            )
-        } else {
-            (central.nb_remote(), central.sb_remote())
+        let shape = CentralShape {
+            tls: tls.clone(),
+            raft: opts.raft,
         };
+        let central = Central::start(&central_dir, &shape).context("starting OVN central")?;
+        let nb_remote = central.nb_client_remote().to_string();
+        let sb_remote = central.sb_client_remote().to_string();
         let tls = tls.map(|t| t.0);
         partial.central = Some(central);
 
@@ -342,7 +336,7 @@ impl Sandbox {
         st.netns.extend(node_netns.iter().cloned());
         st.pids = partial.nodes.iter().flat_map(Node::pids).collect();
         st.pids
-            .extend(partial.central.as_ref().and_then(OvnCentral::northd_pid));
+            .extend(partial.central.iter().flat_map(Central::pids));
         write_state(&state_dir, &st)?;
 
         let infos: Vec<NodeInfo> = partial
@@ -497,7 +491,16 @@ impl Sandbox {
         &self.node_netns[i]
     }
 
+    /// The standalone NB and SB. Panics in a RAFT sandbox: see
+    /// [`ovn`](Self::ovn).
     pub fn central(&self) -> &OvnCentral {
+        self.ovn()
+            .standalone()
+            .expect("the databases are RAFT clusters: use Sandbox::ovn")
+    }
+
+    /// OVN central, standalone or clustered, with ovn-northd.
+    pub fn ovn(&self) -> &Central {
         self.central.as_ref().expect("central runs until down")
     }
 
@@ -515,7 +518,7 @@ impl Sandbox {
 
     /// `ovn-nbctl --db=NB ARGS`.
     pub fn nbctl(&self, args: &[&str]) -> Result<String> {
-        Ok(self.central().nbctl(args)?)
+        self.ovn().ctl(crate::central::Db::Nb, args)
     }
 
     /// `ovs-vsctl` against node `i`'s database.
@@ -893,11 +896,24 @@ impl Sandbox {
         r
     }
 
+    /// Runs `f` on node `i` (0-based).
+    pub fn with_node<T>(&self, i: usize, f: impl FnOnce(&mut Node) -> Result<T>) -> Result<T> {
+        let mut nodes = lock(&self.nodes);
+        let n = nodes.len();
+        f(nodes
+            .get_mut(i)
+            .with_context(|| format!("no node {i}: {n} nodes"))?)
+    }
+
+    /// Records the daemons' current pids in the state file (after a fault).
+    pub fn refresh_state_pids(&self) {
+        self.update_state_pids();
+    }
+
     fn update_state_pids(&self) {
         if let Some(mut st) = read_state(&self.state_dir) {
             st.pids = lock(&self.nodes).iter().flat_map(Node::pids).collect();
-            st.pids
-                .extend(self.central.as_ref().and_then(OvnCentral::northd_pid));
+            st.pids.extend(self.central.iter().flat_map(Central::pids));
             let _ = write_state(&self.state_dir, &st);
         }
     }
@@ -905,7 +921,7 @@ impl Sandbox {
     /// Pids of every daemon the sandbox runs (not pods' processes).
     pub fn pids(&self) -> Vec<u32> {
         let mut p: Vec<u32> = lock(&self.nodes).iter().flat_map(Node::pids).collect();
-        p.extend(self.central.as_ref().and_then(OvnCentral::northd_pid));
+        p.extend(self.central.iter().flat_map(Central::pids));
         p
     }
 
@@ -1002,7 +1018,7 @@ pub fn node_name(k: usize) -> String {
 struct Partial {
     nodes: Vec<Node>,
     controller: Option<ControllerHandle>,
-    central: Option<OvnCentral>,
+    central: Option<Central>,
     underlay: Option<Underlay>,
 }
 

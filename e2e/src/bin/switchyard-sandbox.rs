@@ -102,6 +102,14 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Kill or restart a component: controller, node-agent/NODE,
+    /// ovn-controller/NODE, ovs-vswitchd/NODE, ovn-northd, nb/I, sb/I
+    /// (RAFT members, from 0), nb-leader, sb-leader.
+    Fault {
+        /// kill or restart
+        action: String,
+        component: String,
+    },
     /// Stop everything; leaves nothing outside the state directory.
     Down,
     /// The background process `up` starts (not for direct use).
@@ -128,6 +136,10 @@ struct Shape {
     /// client certificate.
     #[arg(long)]
     tls: bool,
+    /// NB and SB as RAFT clusters of N members (odd); the controller,
+    /// ovn-northd and every ovn-controller are given all of them.
+    #[arg(long, value_name = "N")]
+    raft: Option<usize>,
 }
 
 impl Shape {
@@ -136,11 +148,15 @@ impl Shape {
         if self.tls {
             a.push("--tls".to_string());
         }
+        if let Some(n) = self.raft {
+            a.push(format!("--raft={n}"));
+        }
         a
     }
 
     fn apply(self, opts: &mut SandboxOptions) {
         opts.tls = self.tls;
+        opts.raft = self.raft;
     }
 }
 
@@ -275,6 +291,16 @@ fn run(cmd: Cmd, dir: &Path) -> Result<ExitCode> {
             if !all_ok {
                 return Ok(ExitCode::FAILURE);
             }
+        }
+        Cmd::Fault { action, component } => {
+            let action = action.parse()?;
+            let _: switchyard_e2e::fault::Component = component.parse()?;
+            let r = call(
+                dir,
+                &Request::Fault { action, component },
+                Duration::from_secs(120),
+            )?;
+            r.lines.iter().for_each(|l| println!("{l}"));
         }
         Cmd::Down => down(dir)?,
     }
