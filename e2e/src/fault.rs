@@ -148,6 +148,15 @@ pub fn inject(sb: &Sandbox, action: Action, component: &Component) -> Result<Str
     })
 }
 
+/// The component `c` names now: `nb-leader` and `sb-leader` become the
+/// member that leads, so that a later restart brings back the one killed.
+pub fn resolve(sb: &Sandbox, c: &Component) -> Result<Component> {
+    Ok(match c {
+        Component::Leader(db) => Component::Member(*db, sb.ovn().leader(*db, RESTART_TIMEOUT)?),
+        other => other.clone(),
+    })
+}
+
 fn member(sb: &Sandbox, action: Action, db: Db, i: usize) -> Result<()> {
     let central = sb.ovn();
     match action {

@@ -242,3 +242,97 @@ pub fn http_get(netns: &str, ip: IpAddr, port: u16) -> Result<u16> {
     }
     Ok(code)
 }
+
+/// Probes one target over and over in the background (one attempt, then
+/// the next at most every 100 ms), to measure how long allowed traffic
+/// stops while something fails.
+pub struct Prober {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    last_ok: std::sync::Arc<std::sync::Mutex<Option<Instant>>>,
+    handle: Option<std::thread::JoinHandle<ProbeReport>>,
+}
+
+/// What a [`Prober`] saw.
+#[derive(Clone, Debug, Default)]
+pub struct ProbeReport {
+    pub attempts: usize,
+    pub failures: usize,
+    /// The longest stretch from the last success before a failure to the
+    /// next success (or to the end, if none came).
+    pub longest_outage: Duration,
+}
+
+impl std::fmt::Display for ProbeReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} probes, {} failed, longest interruption {:.2} s",
+            self.attempts,
+            self.failures,
+            self.longest_outage.as_secs_f64()
+        )
+    }
+}
+
+impl Prober {
+    pub fn start(netns: &str, proto: Proto, ip: IpAddr, expect: Option<&str>) -> Prober {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let last_ok = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let (netns, expect) = (netns.to_string(), expect.map(str::to_string));
+        let (flag, shared) = (stop.clone(), last_ok.clone());
+        let handle = std::thread::spawn(move || {
+            let mut report = ProbeReport::default();
+            let mut last_ok = Instant::now();
+            let mut failing = false;
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let began = Instant::now();
+                report.attempts += 1;
+                if probe_once(&netns, proto, ip, expect.as_deref()).is_ok() {
+                    if failing {
+                        report.longest_outage = report.longest_outage.max(last_ok.elapsed());
+                        failing = false;
+                    }
+                    last_ok = Instant::now();
+                    *shared.lock().unwrap_or_else(|p| p.into_inner()) = Some(began);
+                } else {
+                    report.failures += 1;
+                    failing = true;
+                }
+                let rest = Duration::from_millis(100).saturating_sub(began.elapsed());
+                std::thread::sleep(rest); // pacing, not synchronisation
+            }
+            if failing {
+                report.longest_outage = report.longest_outage.max(last_ok.elapsed());
+            }
+            report
+        });
+        Prober {
+            stop,
+            last_ok,
+            handle: Some(handle),
+        }
+    }
+
+    /// Waits until a probe that began after `t` succeeded.
+    pub fn wait_ok_after(&self, t: Instant, timeout: Duration) -> Result<()> {
+        crate::util::wait_for(timeout, "a probe to succeed again", || {
+            let last = *self.last_ok.lock().unwrap_or_else(|p| p.into_inner());
+            last.filter(|l| *l > t).map(drop)
+        })
+    }
+
+    /// Stops probing; what was seen.
+    pub fn finish(mut self) -> ProbeReport {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.handle
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Prober {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,120 @@
+//! The fault matrix (the short forms that run in CI). Each case: two
+//! long-lived pods on different nodes with a client probing TCP between
+//! them all along; a churn of pods (a wave created, the previous wave
+//! deleted) during which one component is killed and later started again.
+//! Afterwards every pod is Running, NB holds exactly the live pods' ports
+//! with distinct addresses, every node's OVS exactly their ports and veths,
+//! every live pod reaches every other; and the report prints for how long
+//! allowed traffic stopped and how long convergence took (printed, never
+//! asserted on a clock).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use switchyard_e2e::central::Db;
+use switchyard_e2e::fault::{inject, resolve, Action, Component};
+use switchyard_e2e::probe::{echo_server_command, Prober, Proto};
+use switchyard_e2e::{pod_spec, Sandbox, SandboxOptions};
+
+const NS: &str = "faults";
+const PER_WAVE: usize = 8;
+const READY: Duration = Duration::from_secs(120);
+
+fn wave(sb: &Sandbox, w: usize) -> Vec<(String, String)> {
+    (0..PER_WAVE)
+        .map(|i| {
+            let name = format!("w{w}-p{i}");
+            sb.create_pod(pod_spec(NS, &name, None, echo_server_command(&name)))
+                .unwrap();
+            (NS.to_string(), name)
+        })
+        .collect()
+}
+
+fn delete_all(sb: &Sandbox, pods: &[(String, String)]) -> Vec<String> {
+    pods.iter()
+        .filter_map(|(ns, n)| sb.delete_pod_nowait(ns, n))
+        .collect()
+}
+
+/// Runs the churn with `fault` killed after the second wave was created
+/// and restarted once the first wave's deletion and a third wave were
+/// under way.
+fn churn_with_fault(opts: SandboxOptions, fault: Component) {
+    common::init_tracing();
+    let _serial = common::serial();
+    let sb = common::up(opts).expect("sandbox up");
+    let fixed: Vec<(String, String)> = [("client", "node-1"), ("server", "node-2")]
+        .into_iter()
+        .map(|(p, node)| {
+            sb.create_pod(pod_spec(NS, p, Some(node), echo_server_command(p)))
+                .unwrap();
+            (NS.to_string(), p.to_string())
+        })
+        .collect();
+    let first = wave(&sb, 0);
+    sb.wait_pods_ready(READY).unwrap();
+    let client = sb.pod_netns(NS, "client").unwrap();
+    let server_ip = sb.pod_ips(NS, "server")[0];
+    // The control: the probe works before anything fails.
+    switchyard_e2e::probe::probe(&client, Proto::Tcp, server_ip, Some("server"), READY).unwrap();
+    let prober = Prober::start(&client, Proto::Tcp, server_ip, Some("server"));
+
+    let second = wave(&sb, 1);
+    let fault = resolve(&sb, &fault).unwrap();
+    let killed = inject(&sb, Action::Kill, &fault).unwrap();
+    let fault_began = Instant::now();
+    let gone = delete_all(&sb, &first);
+    let third = wave(&sb, 2);
+    // The churn goes on through the fault: every new pod has its address
+    // and the deleted ones are torn down before the component returns.
+    common::wait(READY, "the churn to progress during the fault", || {
+        sb.all_annotated()
+            .then_some(())
+            .ok_or_else(|| "pods without an address".to_string())
+    });
+    sb.wait_torn_down(&gone, READY).unwrap();
+    let restarted = inject(&sb, Action::Restart, &fault).unwrap();
+    let down_for = fault_began.elapsed();
+    let restarted_at = Instant::now();
+    sb.wait_pods_ready(READY).unwrap();
+    let live: Vec<(String, String)> = fixed.iter().chain(&second).chain(&third).cloned().collect();
+    common::assert_converges_without_leaks(&sb, &live, Duration::from_secs(60));
+    let converged = restarted_at.elapsed();
+    prober.wait_ok_after(restarted_at, READY).unwrap();
+    let report = prober.finish();
+    common::assert_full_mesh(&sb, &live[..4]);
+    assert!(sb.all_annotated());
+    println!(
+        "fault {fault}: {killed}, then {restarted} {:.1} s later; converged {:.1} s after the restart \
+         ({} pods live); allowed traffic client -> server: {report}",
+        down_for.as_secs_f64(),
+        converged.as_secs_f64(),
+        live.len()
+    );
+    sb.down().unwrap();
+}
+
+#[test]
+fn ovn_northd_killed_during_churn_converges() {
+    let dir = tempfile::tempdir().unwrap();
+    churn_with_fault(SandboxOptions::new(2, dir.path()), Component::Northd);
+}
+
+#[test]
+fn ovn_controller_restarted_during_churn_converges() {
+    let dir = tempfile::tempdir().unwrap();
+    churn_with_fault(
+        SandboxOptions::new(2, dir.path()),
+        Component::OvnController("node-2".into()),
+    );
+}
+
+#[test]
+fn raft_nb_leader_killed_during_churn_converges() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = SandboxOptions::new(2, dir.path());
+    opts.raft = Some(3);
+    churn_with_fault(opts, Component::Leader(Db::Nb));
+}
