@@ -80,6 +80,7 @@ fn churn_with_fault(opts: SandboxOptions, fault: Component) {
     if !matches!(fault, Component::NodeAgent(_)) {
         sb.wait_torn_down(&gone, READY).unwrap();
     }
+    let felt = assert_fault_felt(&sb, &fault, &third);
     let restarted = inject(&sb, Action::Restart, &fault).unwrap();
     let down_for = fault_began.elapsed();
     let restarted_at = Instant::now();
@@ -92,13 +93,68 @@ fn churn_with_fault(opts: SandboxOptions, fault: Component) {
     common::assert_full_mesh(&sb, &live[..4]);
     assert!(sb.all_annotated());
     println!(
-        "fault {fault}: {killed}, then {restarted} {:.1} s later; converged {:.1} s after the restart \
-         ({} pods live); allowed traffic client -> server: {report}",
+        "fault {fault}: {killed}, then {restarted} {:.1} s later ({felt}); converged {:.1} s after \
+         the restart ({} pods live); allowed traffic client -> server: {report}",
         down_for.as_secs_f64(),
         converged.as_secs_f64(),
         live.len()
     );
     sb.down().unwrap();
+}
+
+/// Checks, just before the restart, that the dead component held up what
+/// depends on it among `new` (pods created after the kill): the fault hit
+/// the churn. Returns what was seen.
+fn assert_fault_felt(sb: &Sandbox, fault: &Component, new: &[(String, String)]) -> String {
+    let pods: Vec<_> = new.iter().filter_map(|(ns, n)| sb.pod(ns, n)).collect();
+    let ready = pods.iter().filter(|p| p.ready).count();
+    let on = |node: &str| -> Vec<_> {
+        pods.iter()
+            .filter(|p| p.node.as_deref() == Some(node))
+            .collect()
+    };
+    match fault {
+        Component::Controller => {
+            let addressed = pods.iter().filter(|p| !p.ips.is_empty()).count();
+            assert_eq!(addressed, 0, "pods got addresses without the controller");
+            format!("{} new pods waited for addresses", pods.len())
+        }
+        Component::Northd => {
+            // The controller wrote their ports; nothing reached SB.
+            let bound = sb
+                .ovn()
+                .ctl(
+                    Db::Sb,
+                    &["--bare", "--columns=logical_port", "list", "Port_Binding"],
+                )
+                .unwrap();
+            for (ns, n) in new {
+                assert!(
+                    !bound.lines().any(|l| l.trim() == format!("{ns}_{n}")),
+                    "{ns}_{n} reached SB without ovn-northd"
+                );
+            }
+            assert_eq!(ready, 0, "pods became Ready without ovn-northd");
+            format!("{} new pods held back", pods.len())
+        }
+        Component::OvnController(node) | Component::Vswitchd(node) | Component::NodeAgent(node) => {
+            let held = on(node);
+            assert!(!held.is_empty(), "no new pod was scheduled to {node}");
+            let ready_there: Vec<_> = held.iter().filter(|p| p.ready).map(|p| &p.name).collect();
+            assert!(
+                ready_there.is_empty(),
+                "pods became Ready on {node} while its {fault} was down: {ready_there:?}"
+            );
+            format!(
+                "{} new pods on {node} held back, {ready} of {} new pods Ready elsewhere",
+                held.len(),
+                pods.len()
+            )
+        }
+        Component::Member(..) | Component::Leader(_) => {
+            format!("{ready} of {} new pods Ready meanwhile", pods.len())
+        }
+    }
 }
 
 #[test]
