@@ -4,7 +4,8 @@
 //! Components: `controller`; `node-agent/NODE`, `ovn-controller/NODE`,
 //! `ovs-vswitchd/NODE`; `ovn-northd`; `nb/I`, `sb/I` (member I of a RAFT
 //! cluster, from 0) and `nb-leader`, `sb-leader` (whichever member leads
-//! now).
+//! now); `underlay/NODE`, where kill cuts the node off the underlay and
+//! restart joins it back.
 
 use std::fmt;
 use std::str::FromStr;
@@ -45,6 +46,7 @@ pub enum Component {
     Northd,
     Member(Db, usize),
     Leader(Db),
+    Underlay(String),
 }
 
 impl FromStr for Component {
@@ -73,11 +75,12 @@ impl FromStr for Component {
             "ovn-northd" | "northd" if arg.is_none() => Component::Northd,
             "nb" => Component::Member(Db::Nb, member()?),
             "sb" => Component::Member(Db::Sb, member()?),
+            "underlay" => Component::Underlay(node()?),
             "nb-leader" if arg.is_none() => Component::Leader(Db::Nb),
             "sb-leader" if arg.is_none() => Component::Leader(Db::Sb),
             _ => bail!(
                 "unknown component {s:?}: controller, node-agent/NODE, ovn-controller/NODE, \
-                 ovs-vswitchd/NODE, ovn-northd, nb/I, sb/I, nb-leader, sb-leader"
+                 ovs-vswitchd/NODE, ovn-northd, nb/I, sb/I, nb-leader, sb-leader, underlay/NODE"
             ),
         })
     }
@@ -94,6 +97,7 @@ impl fmt::Display for Component {
             Component::Northd => write!(f, "ovn-northd"),
             Component::Member(d, i) => write!(f, "{}/{i}", db(d)),
             Component::Leader(d) => write!(f, "{}-leader", db(d)),
+            Component::Underlay(n) => write!(f, "underlay/{n}"),
         }
     }
 }
@@ -134,6 +138,13 @@ pub fn inject(sb: &Sandbox, action: Action, component: &Component) -> Result<Str
         (Action::Restart, Component::Vswitchd(n)) => sb.restart_vswitchd(node(n)?)?,
         (Action::Kill, Component::Northd) => sb.ovn().kill_northd(),
         (Action::Restart, Component::Northd) => sb.ovn().restart_northd()?,
+        (action, Component::Underlay(n)) => {
+            sb.set_underlay_link(node(n)?, action == Action::Restart)?;
+            return Ok(match action {
+                Action::Kill => format!("cut {n} off the underlay"),
+                Action::Restart => format!("joined {n} back onto the underlay"),
+            });
+        }
         (action, Component::Member(db, i)) => member(sb, action, *db, *i)?,
         (action, Component::Leader(db)) => {
             let i = sb.ovn().leader(*db, Duration::from_secs(30))?;
@@ -186,6 +197,7 @@ mod tests {
             "sb/2",
             "nb-leader",
             "sb-leader",
+            "underlay/node-2",
         ] {
             assert_eq!(s.parse::<Component>().unwrap().to_string(), s);
         }

@@ -249,6 +249,7 @@ pub fn http_get(netns: &str, ip: IpAddr, port: u16) -> Result<u16> {
 pub struct Prober {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     last_ok: std::sync::Arc<std::sync::Mutex<Option<Instant>>>,
+    last_fail: std::sync::Arc<std::sync::Mutex<Option<Instant>>>,
     handle: Option<std::thread::JoinHandle<ProbeReport>>,
 }
 
@@ -278,8 +279,9 @@ impl Prober {
     pub fn start(netns: &str, proto: Proto, ip: IpAddr, expect: Option<&str>) -> Prober {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let last_ok = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let last_fail = std::sync::Arc::new(std::sync::Mutex::new(None));
         let (netns, expect) = (netns.to_string(), expect.map(str::to_string));
-        let (flag, shared) = (stop.clone(), last_ok.clone());
+        let (flag, shared, shared_fail) = (stop.clone(), last_ok.clone(), last_fail.clone());
         let handle = std::thread::spawn(move || {
             let mut report = ProbeReport::default();
             let mut last_ok = Instant::now();
@@ -297,6 +299,7 @@ impl Prober {
                 } else {
                     report.failures += 1;
                     failing = true;
+                    *shared_fail.lock().unwrap_or_else(|p| p.into_inner()) = Some(began);
                 }
                 let rest = Duration::from_millis(100).saturating_sub(began.elapsed());
                 std::thread::sleep(rest); // pacing, not synchronisation
@@ -309,6 +312,7 @@ impl Prober {
         Prober {
             stop,
             last_ok,
+            last_fail,
             handle: Some(handle),
         }
     }
@@ -317,6 +321,14 @@ impl Prober {
     pub fn wait_ok_after(&self, t: Instant, timeout: Duration) -> Result<()> {
         crate::util::wait_for(timeout, "a probe to succeed again", || {
             let last = *self.last_ok.lock().unwrap_or_else(|p| p.into_inner());
+            last.filter(|l| *l > t).map(drop)
+        })
+    }
+
+    /// Waits until a probe that began after `t` failed.
+    pub fn wait_failure_after(&self, t: Instant, timeout: Duration) -> Result<()> {
+        crate::util::wait_for(timeout, "a probe to fail", || {
+            let last = *self.last_fail.lock().unwrap_or_else(|p| p.into_inner());
             last.filter(|l| *l > t).map(drop)
         })
     }

@@ -896,6 +896,16 @@ impl Sandbox {
         r
     }
 
+    /// Cuts node `i` (0-based) off the underlay, or joins it back.
+    pub fn set_underlay_link(&self, i: usize, up: bool) -> Result<()> {
+        let ul = self.underlay.as_ref().context("the underlay is gone")?;
+        let k = lock(&self.nodes)
+            .get(i)
+            .map(|n| n.index)
+            .context("no such node")?;
+        ul.set_node_link(k, up)
+    }
+
     /// Runs `f` on node `i` (0-based).
     pub fn with_node<T>(&self, i: usize, f: impl FnOnce(&mut Node) -> Result<T>) -> Result<T> {
         let mut nodes = lock(&self.nodes);

@@ -196,6 +196,23 @@ impl Underlay {
         Ok(())
     }
 
+    /// Cuts node `node` off the underlay (its bridge port down) or joins it
+    /// back.
+    pub fn set_node_link(&self, node: usize, up: bool) -> Result<()> {
+        let state = if up { "up" } else { "down" };
+        sh(&[
+            "ip",
+            "-n",
+            &self.netns,
+            "link",
+            "set",
+            &format!("n{node}"),
+            state,
+        ])
+        .with_context(|| format!("setting node {node}'s underlay port {state}"))?;
+        Ok(())
+    }
+
     /// The sandbox process's own (root) namespace on the underlay: its
     /// address, where OVN central serves TLS to the nodes (`up --tls`).
     pub fn host_ip(&self) -> Ipv4Addr {

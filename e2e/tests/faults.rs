@@ -80,7 +80,13 @@ fn churn_with_fault(opts: SandboxOptions, fault: Component) {
     if !matches!(fault, Component::NodeAgent(_)) {
         sb.wait_torn_down(&gone, READY).unwrap();
     }
-    let felt = assert_fault_felt(&sb, &fault, &third);
+    let felt = if matches!(fault, Component::Underlay(_)) {
+        // Tunnels to the node are down: the cross-node probe must fail.
+        prober.wait_failure_after(fault_began, READY).unwrap();
+        "cross-node traffic failed".to_string()
+    } else {
+        assert_fault_felt(&sb, &fault, &third)
+    };
     let restarted = inject(&sb, Action::Restart, &fault).unwrap();
     let down_for = fault_began.elapsed();
     let restarted_at = Instant::now();
@@ -151,7 +157,7 @@ fn assert_fault_felt(sb: &Sandbox, fault: &Component, new: &[(String, String)]) 
                 pods.len()
             )
         }
-        Component::Member(..) | Component::Leader(_) => {
+        Component::Member(..) | Component::Leader(_) | Component::Underlay(_) => {
             format!("{ready} of {} new pods Ready meanwhile", pods.len())
         }
     }
@@ -210,4 +216,13 @@ fn raft_sb_leader_killed_during_churn_converges() {
     let mut opts = SandboxOptions::new(2, dir.path());
     opts.raft = Some(3);
     churn_with_fault(opts, Component::Leader(Db::Sb));
+}
+
+#[test]
+fn node_cut_off_the_underlay_and_back_converges() {
+    let dir = tempfile::tempdir().unwrap();
+    churn_with_fault(
+        SandboxOptions::new(2, dir.path()),
+        Component::Underlay("node-2".into()),
+    );
 }

@@ -104,7 +104,8 @@ enum Cmd {
     },
     /// Kill or restart a component: controller, node-agent/NODE,
     /// ovn-controller/NODE, ovs-vswitchd/NODE, ovn-northd, nb/I, sb/I
-    /// (RAFT members, from 0), nb-leader, sb-leader.
+    /// (RAFT members, from 0), nb-leader, sb-leader; underlay/NODE (kill
+    /// cuts the node off the underlay, restart joins it back).
     Fault {
         /// kill or restart
         action: String,
