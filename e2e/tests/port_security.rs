@@ -64,10 +64,43 @@ for smac, dmac, sip, dip, payload, count in frames:
         s.send(frame)
 "#;
 
+/// Announces an address as the sender's: argv[1] the interface, argv[2]
+/// the MAC, argv[3] the address, argv[4] how many times. IPv4: a
+/// gratuitous ARP request (broadcast); IPv6: an unsolicited neighbour
+/// advertisement to all nodes, sent from the sender's own address argv[5].
+const ANNOUNCER: &str = r#"
+import socket, struct, sys
+iface, smac, ip, count = sys.argv[1], bytes.fromhex(sys.argv[2].replace(":", "")), sys.argv[3], int(sys.argv[4])
+def csum(b):
+    if len(b) % 2: b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16: s = (s & 0xffff) + (s >> 16)
+    return (~s) & 0xffff
+if ":" in ip:
+    src = socket.inet_pton(socket.AF_INET6, sys.argv[5])
+    dst = socket.inet_pton(socket.AF_INET6, "ff02::1")
+    target = socket.inet_pton(socket.AF_INET6, ip)
+    body = struct.pack("!I", 0x20000000) + target + struct.pack("!BB", 2, 1) + smac
+    icmp = struct.pack("!BBH", 136, 0, 0) + body
+    pseudo = src + dst + struct.pack("!I3xB", len(icmp), 58)
+    icmp = struct.pack("!BBH", 136, 0, csum(pseudo + icmp)) + body
+    pkt = struct.pack("!IHBB", 6 << 28, len(icmp), 58, 255) + src + dst + icmp
+    frame = bytes.fromhex("333300000001") + smac + struct.pack("!H", 0x86dd) + pkt
+else:
+    a = socket.inet_aton(ip)
+    arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + smac + a + b"\0" * 6 + a
+    frame = b"\xff" * 6 + smac + struct.pack("!H", 0x0806) + arp
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((iface, 0))
+for _ in range(count):
+    s.send(frame)
+"#;
+
 /// Captures every frame `argv[1]` receives; prints `ready`, then one line
 /// per IPv4/IPv6 frame that is UDP with a payload starting with `argv[2]`
 /// (`udp SRC_MAC SRC_IP PAYLOAD`) or an ICMP/ICMPv6 echo request
-/// (`echo SRC_MAC SRC_IP`).
+/// (`echo SRC_MAC SRC_IP`), and per ARP packet (`arp SENDER_MAC
+/// SENDER_IP`) and neighbour advertisement (`na SRC_MAC TARGET`).
 const OBSERVER: &str = r#"
 import socket, struct, sys
 iface, nonce = sys.argv[1], sys.argv[2].encode()
@@ -79,6 +112,12 @@ while True:
     f, addr = s.recvfrom(65535)
     if addr[2] == socket.PACKET_OUTGOING: continue
     et = struct.unpack("!H", f[12:14])[0]
+    if et == 0x0806 and len(f) >= 42:
+        print("arp", mac(f[22:28]), socket.inet_ntop(socket.AF_INET, f[28:32]), flush=True)
+        continue
+    if et == 0x86dd and f[20] == 58 and f[54:55] == b"\x88":
+        print("na", mac(f[6:12]), socket.inet_ntop(socket.AF_INET6, f[62:78]), flush=True)
+        continue
     if et == 0x0800:
         ihl = (f[14] & 15) * 4
         proto, sip, l4 = f[23], socket.inet_ntop(socket.AF_INET, f[26:30]), f[14 + ihl:]
@@ -390,6 +429,93 @@ fn spoofed_ip_mac_and_unassigned_sources_get_nothing_through() {
             );
         }
     }
+    // Neighbour spoofing on the attacker's own switch: announcing the
+    // peer's, the victim's, or an unassigned address as the attacker's
+    // (ARP poisoning, forged neighbour advertisements) reaches nobody;
+    // announcing its own does (the control, before and after).
+    let peer = &observers["peer"];
+    let own6 = family_ip(&sb, "attacker", true);
+    let announce = |ip: IpAddr, n: u32| {
+        let out = sb
+            .exec(
+                NS,
+                "attacker",
+                &[
+                    python(),
+                    "-c",
+                    ANNOUNCER,
+                    "eth0",
+                    &own_mac,
+                    &ip.to_string(),
+                    &n.to_string(),
+                    &own6.to_string(),
+                ],
+            )
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "announcer: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    for v6 in [false, true] {
+        let kind = if v6 { "na" } else { "arp" };
+        let own_ip = family_ip(&sb, "attacker", v6);
+        let control = format!("{kind} {own_mac} {own_ip}");
+        let controls = || peer.lines().iter().filter(|l| **l == control).count();
+        let before = controls();
+        common::wait(
+            common::PROBE_TIMEOUT,
+            "the attacker's own announcement",
+            || {
+                announce(own_ip, 1);
+                (controls() > before)
+                    .then_some(())
+                    .ok_or_else(|| format!("peer saw no {control:?}: {:?}", peer.lines()))
+            },
+        );
+        let spoofed: Vec<String> = [
+            family_ip(&sb, "peer", v6),
+            family_ip(&sb, "victim", v6),
+            unassigned(own_ip),
+        ]
+        .iter()
+        .map(IpAddr::to_string)
+        .collect();
+        for ip in &spoofed {
+            announce(ip.parse().unwrap(), 20);
+        }
+        sent_spoofed += 60;
+        let before = controls();
+        common::wait(
+            common::PROBE_TIMEOUT,
+            "the own announcement after the spoofs",
+            || {
+                announce(own_ip, 1);
+                (controls() > before)
+                    .then_some(())
+                    .ok_or_else(|| "no control after the spoofs".to_string())
+            },
+        );
+        let lines = peer.lines();
+        let leaked: Vec<&String> = lines
+            .iter()
+            .filter(|l| {
+                l.starts_with(kind) && spoofed.iter().any(|ip| l.split(' ').nth(2) == Some(ip))
+            })
+            .collect();
+        assert!(
+            leaked.is_empty(),
+            "peer received {} forged {kind} announcements, e.g. {:?}",
+            leaked.len(),
+            leaked.iter().take(8).collect::<Vec<_>>()
+        );
+        println!(
+            "port security {kind}: 60 forged announcements (peer's, victim's, unassigned address) sent, 0 received; {} own received",
+            controls()
+        );
+    }
+
     // The attacker's own traffic still flows after all that.
     for ip in sb.pod_ips(NS, "remote") {
         probe::probe(
