@@ -9,7 +9,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use ovn_testbed::{CentralOptions, ClusteredDb, Northd, OvnCentral, Schema, TlsFiles};
+use ovn_testbed::{
+    CentralOptions, ClusteredDb, Northd, OvnCentral, Schema, ServerOptions, TlsFiles,
+};
 
 use crate::kubelet::lock;
 
@@ -59,15 +61,17 @@ impl Central {
         match shape.raft {
             None => Self::start_standalone(dir, shape),
             Some(n) => {
-                if shape.tls.is_some() {
-                    bail!("--tls and --raft together are not supported yet");
-                }
                 if n == 0 || n % 2 == 0 {
                     bail!("--raft needs an odd number of members, not {n}");
                 }
-                let nb = ClusteredDb::start(dir, Schema::Northbound, n)
+                let opts = ServerOptions {
+                    tls: shape.tls.as_ref().map(|t| t.0.clone()),
+                    ssl_addr: shape.tls.as_ref().map(|t| t.1.clone()),
+                    ..ServerOptions::default()
+                };
+                let nb = ClusteredDb::start_with(dir, Schema::Northbound, n, opts.clone())
                     .context("starting the NB cluster")?;
-                let sb = ClusteredDb::start(dir, Schema::Southbound, n)
+                let sb = ClusteredDb::start_with(dir, Schema::Southbound, n, opts)
                     .context("starting the SB cluster")?;
                 // Unix sockets reach into the nodes' namespaces; TCP on
                 // 127.0.0.1 would not.
@@ -80,13 +84,21 @@ impl Central {
                 let (nb_remotes, sb_remotes) = (unix(&nb), unix(&sb));
                 let northd =
                     Northd::start(dir, &nb_remotes, &sb_remotes).context("starting ovn-northd")?;
+                let (nb_client, sb_client) = if shape.tls.is_some() {
+                    (
+                        nb.ssl_remotes().context("NB TLS remotes")?,
+                        sb.ssl_remotes().context("SB TLS remotes")?,
+                    )
+                } else {
+                    (nb_remotes.clone(), sb_remotes.clone())
+                };
                 Ok(Central {
                     northd: Mutex::new(northd),
                     standalone: None,
                     nb_cluster: Some(Mutex::new(nb)),
                     sb_cluster: Some(Mutex::new(sb)),
-                    nb_client: nb_remotes.clone(),
-                    sb_client: sb_remotes.clone(),
+                    nb_client,
+                    sb_client,
                     nb_local: nb_remotes,
                     sb_local: sb_remotes,
                 })

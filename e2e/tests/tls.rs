@@ -132,3 +132,58 @@ fn tls_sandbox_connects_with_certificates_and_refuses_clients_without() {
     }
     sb.down().unwrap();
 }
+
+/// `up --tls --raft 3`: every member serves TLS; the controller and the
+/// ovn-controllers are given all members' TLS remotes; after the NB leader
+/// dies the controller finds the new one (over TLS) and a new pod comes up
+/// reachable.
+#[test]
+fn tls_raft_sandbox_survives_the_nb_leader() {
+    use switchyard_e2e::central::Db;
+    use switchyard_e2e::fault::{inject, resolve, Action, Component};
+    common::init_tracing();
+    let _serial = common::serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = SandboxOptions::new(2, dir.path());
+    opts.tls = true;
+    opts.raft = Some(3);
+    let sb = common::up(opts).expect("sandbox up --tls --raft 3");
+    let sb_remotes = sb.ovn().sb_client_remote().to_string();
+    assert_eq!(sb_remotes.matches("ssl:").count(), 3, "{sb_remotes}");
+    assert_eq!(
+        sb.ovn().nb_client_remote().matches("ssl:").count(),
+        3,
+        "{}",
+        sb.ovn().nb_client_remote()
+    );
+    for i in 0..sb.node_count() {
+        let remote = sb
+            .vsctl(i, &["get", "Open_vSwitch", ".", "external_ids:ovn-remote"])
+            .unwrap();
+        assert_eq!(remote.trim().trim_matches('"'), sb_remotes, "node {i}");
+    }
+    let mut pods = Vec::new();
+    for (p, node) in [("a", "node-1"), ("b", "node-2")] {
+        sb.create_pod(pod_spec("tls", p, Some(node), echo_server_command(p)))
+            .unwrap();
+        pods.push(("tls".to_string(), p.to_string()));
+    }
+    sb.wait_pods_ready(Duration::from_secs(120)).unwrap();
+    common::assert_full_mesh(&sb, &pods);
+
+    let leader = resolve(&sb, &Component::Leader(Db::Nb)).unwrap();
+    println!("{}", inject(&sb, Action::Kill, &leader).unwrap());
+    sb.create_pod(pod_spec(
+        "tls",
+        "c",
+        Some("node-2"),
+        echo_server_command("c"),
+    ))
+    .unwrap();
+    pods.push(("tls".to_string(), "c".to_string()));
+    sb.wait_pods_ready(Duration::from_secs(120)).unwrap();
+    common::assert_full_mesh(&sb, &pods);
+    println!("{}", inject(&sb, Action::Restart, &leader).unwrap());
+    common::assert_converges_without_leaks(&sb, &pods, Duration::from_secs(60));
+    sb.down().unwrap();
+}
