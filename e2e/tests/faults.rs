@@ -7,6 +7,9 @@
 //! every live pod reaches every other; and the report prints for how long
 //! allowed traffic stopped and how long convergence took (printed, never
 //! asserted on a clock).
+//!
+//! The long form, by hand: `SWITCHYARD_FAULT_PODS=60 cargo test -p
+//! switchyard-e2e --test faults -- --nocapture` (pods per wave; 8 in CI).
 
 mod common;
 
@@ -18,11 +21,17 @@ use switchyard_e2e::probe::{echo_server_command, Prober, Proto};
 use switchyard_e2e::{pod_spec, Sandbox, SandboxOptions};
 
 const NS: &str = "faults";
-const PER_WAVE: usize = 8;
+/// Pods per wave: `SWITCHYARD_FAULT_PODS`, else 8.
+fn per_wave() -> usize {
+    std::env::var("SWITCHYARD_FAULT_PODS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8)
+}
 const READY: Duration = Duration::from_secs(120);
 
 fn wave(sb: &Sandbox, w: usize) -> Vec<(String, String)> {
-    (0..PER_WAVE)
+    (0..per_wave())
         .map(|i| {
             let name = format!("w{w}-p{i}");
             sb.create_pod(pod_spec(NS, &name, None, echo_server_command(&name)))
@@ -98,6 +107,15 @@ fn churn_with_fault(opts: SandboxOptions, fault: Component) {
     let report = prober.finish();
     common::assert_full_mesh(&sb, &live[..4]);
     assert!(sb.all_annotated());
+    // No pod got another pod's address.
+    let mut seen = std::collections::BTreeMap::new();
+    for (ns, n) in &live {
+        for ip in sb.pod_ips(ns, n) {
+            if let Some(other) = seen.insert(ip, n.clone()) {
+                panic!("{ip} given to both {other} and {n}");
+            }
+        }
+    }
     println!(
         "fault {fault}: {killed}, then {restarted} {:.1} s later ({felt}); converged {:.1} s after \
          the restart ({} pods live); allowed traffic client -> server: {report}",
