@@ -69,6 +69,9 @@ fn churn_with_fault(opts: SandboxOptions, fault: Component) {
     // The control: the probe works before anything fails.
     switchyard_e2e::probe::probe(&client, Proto::Tcp, server_ip, Some("server"), READY).unwrap();
     let prober = Prober::start(&client, Proto::Tcp, server_ip, Some("server"));
+    // ICMP too: the server's kernel answers, so a loaded machine (a slow
+    // Python echo server) shows less in it than a broken path does.
+    let pinger = Prober::start(&client, Proto::Icmp, server_ip, None);
 
     let second = wave(&sb, 1);
     let fault = resolve(&sb, &fault).unwrap();
@@ -104,7 +107,9 @@ fn churn_with_fault(opts: SandboxOptions, fault: Component) {
     common::assert_converges_without_leaks(&sb, &live, Duration::from_secs(60));
     let converged = restarted_at.elapsed();
     prober.wait_ok_after(restarted_at, READY).unwrap();
+    pinger.wait_ok_after(restarted_at, READY).unwrap();
     let report = prober.finish();
+    let icmp = pinger.finish();
     common::assert_full_mesh(&sb, &live[..4]);
     assert!(sb.all_annotated());
     // No pod got another pod's address.
@@ -118,7 +123,7 @@ fn churn_with_fault(opts: SandboxOptions, fault: Component) {
     }
     println!(
         "fault {fault}: {killed}, then {restarted} {:.1} s later ({felt}); converged {:.1} s after \
-         the restart ({} pods live); allowed traffic client -> server: {report}",
+         the restart ({} pods live); allowed traffic client -> server: TCP {report}; ICMP {icmp}",
         down_for.as_secs_f64(),
         converged.as_secs_f64(),
         live.len()
