@@ -348,3 +348,94 @@ impl Drop for Prober {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
+
+/// A datagram every 20 ms from inside a pod to [`ECHO_SERVER`]'s UDP port,
+/// one process for the whole run: the gaps between answers measure an
+/// interruption to ~20 ms, where [`Prober`]'s separate attempts cannot.
+pub struct UdpStream {
+    child: std::process::Child,
+    replies: std::sync::Arc<std::sync::Mutex<Vec<Instant>>>,
+    started: Instant,
+}
+
+const STREAM: &str = r#"
+import select, socket, sys, time
+ip, port = sys.argv[1], int(sys.argv[2])
+s = socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET, socket.SOCK_DGRAM)
+s.setblocking(False)
+while True:
+    try: s.sendto(b"stream", (ip, port))
+    except OSError: pass
+    end = time.monotonic() + 0.02
+    while True:
+        left = end - time.monotonic()
+        if left <= 0 or not select.select([s], [], [], left)[0]: break
+        try: s.recvfrom(2048)
+        except OSError: break
+        sys.stdout.write("ok\n"); sys.stdout.flush()
+"#;
+
+impl UdpStream {
+    pub fn start(netns: &str, ip: IpAddr) -> Result<UdpStream> {
+        use std::io::BufRead;
+        let mut child = in_netns(
+            netns,
+            &[
+                python(),
+                "-c",
+                STREAM,
+                &ip.to_string(),
+                &UDP_PORT.to_string(),
+            ],
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+        let out = child.stdout.take().expect("piped stdout");
+        let replies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = replies.clone();
+        std::thread::spawn(move || {
+            for _ in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                sink.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(Instant::now());
+            }
+        });
+        Ok(UdpStream {
+            child,
+            replies,
+            started: Instant::now(),
+        })
+    }
+
+    /// Waits until an answer arrives after `t`.
+    pub fn wait_ok_after(&self, t: Instant, timeout: Duration) -> Result<()> {
+        crate::util::wait_for(timeout, "the UDP stream to be answered again", || {
+            let r = self.replies.lock().unwrap_or_else(|p| p.into_inner());
+            r.last().filter(|l| **l > t).map(drop)
+        })
+    }
+
+    /// Stops the stream: answers received and the longest gap between two
+    /// (from the start to the first answer counts too).
+    pub fn finish(mut self) -> (usize, Duration) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let r = self.replies.lock().unwrap_or_else(|p| p.into_inner());
+        let mut longest = Duration::ZERO;
+        let mut prev = self.started;
+        for t in r.iter() {
+            longest = longest.max(t.saturating_duration_since(prev));
+            prev = *t;
+        }
+        (r.len(), longest)
+    }
+}
+
+impl Drop for UdpStream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use switchyard_e2e::central::Db;
 use switchyard_e2e::fault::{inject, resolve, Action, Component};
-use switchyard_e2e::probe::{echo_server_command, Prober, Proto};
+use switchyard_e2e::probe::{echo_server_command, Prober, Proto, UdpStream};
 use switchyard_e2e::{pod_spec, Sandbox, SandboxOptions};
 
 const NS: &str = "faults";
@@ -72,6 +72,7 @@ fn churn_with_fault(opts: SandboxOptions, fault: Component) {
     // ICMP too: the server's kernel answers, so a loaded machine (a slow
     // Python echo server) shows less in it than a broken path does.
     let pinger = Prober::start(&client, Proto::Icmp, server_ip, None);
+    let stream = UdpStream::start(&client, server_ip).unwrap();
 
     let second = wave(&sb, 1);
     let fault = resolve(&sb, &fault).unwrap();
@@ -108,8 +109,10 @@ fn churn_with_fault(opts: SandboxOptions, fault: Component) {
     let converged = restarted_at.elapsed();
     prober.wait_ok_after(restarted_at, READY).unwrap();
     pinger.wait_ok_after(restarted_at, READY).unwrap();
+    stream.wait_ok_after(restarted_at, READY).unwrap();
     let report = prober.finish();
     let icmp = pinger.finish();
+    let (answers, gap) = stream.finish();
     common::assert_full_mesh(&sb, &live[..4]);
     assert!(sb.all_annotated());
     // No pod got another pod's address.
@@ -123,10 +126,12 @@ fn churn_with_fault(opts: SandboxOptions, fault: Component) {
     }
     println!(
         "fault {fault}: {killed}, then {restarted} {:.1} s later ({felt}); converged {:.1} s after \
-         the restart ({} pods live); allowed traffic client -> server: TCP {report}; ICMP {icmp}",
+         the restart ({} pods live); allowed traffic client -> server: longest gap in a 50/s UDP \
+         stream {:.2} s ({answers} answers); TCP {report}; ICMP {icmp}",
         down_for.as_secs_f64(),
         converged.as_secs_f64(),
-        live.len()
+        live.len(),
+        gap.as_secs_f64()
     );
     sb.down().unwrap();
 }
