@@ -50,7 +50,9 @@ fn delete_all(sb: &Sandbox, pods: &[(String, String)]) -> Vec<String> {
 /// Runs the churn with `fault` killed after the second wave was created
 /// and restarted once the first wave's deletion and a third wave were
 /// under way.
-fn churn_with_fault(opts: SandboxOptions, fault: Component) {
+/// With `fault` `None`, the same churn without a fault: the baseline the
+/// figures compare against (a loaded machine delays answers too).
+fn churn_with_fault(opts: SandboxOptions, fault: Option<Component>) {
     common::init_tracing();
     let _serial = common::serial();
     let sb = common::up(opts).expect("sandbox up");
@@ -75,32 +77,40 @@ fn churn_with_fault(opts: SandboxOptions, fault: Component) {
     let stream = UdpStream::start(&client, server_ip).unwrap();
 
     let second = wave(&sb, 1);
-    let fault = resolve(&sb, &fault).unwrap();
-    let killed = inject(&sb, Action::Kill, &fault).unwrap();
+    let fault = fault.map(|f| resolve(&sb, &f).unwrap());
+    let killed = match &fault {
+        Some(f) => inject(&sb, Action::Kill, f).unwrap(),
+        None => "no fault".to_string(),
+    };
     let fault_began = Instant::now();
     let gone = delete_all(&sb, &first);
     let third = wave(&sb, 2);
     // The churn goes on through the fault: every new pod has its address
     // and the deleted ones are torn down before the component returns.
     // (Only what the dead component does not take part in.)
-    if !matches!(fault, Component::Controller) {
+    if !matches!(fault, Some(Component::Controller)) {
         common::wait(READY, "the churn to progress during the fault", || {
             sb.all_annotated()
                 .then_some(())
                 .ok_or_else(|| "pods without an address".to_string())
         });
     }
-    if !matches!(fault, Component::NodeAgent(_)) {
+    if !matches!(fault, Some(Component::NodeAgent(_))) {
         sb.wait_torn_down(&gone, READY).unwrap();
     }
-    let felt = if matches!(fault, Component::Underlay(_)) {
-        // Tunnels to the node are down: the cross-node probe must fail.
-        prober.wait_failure_after(fault_began, READY).unwrap();
-        "cross-node traffic failed".to_string()
-    } else {
-        assert_fault_felt(&sb, &fault, &third)
+    let felt = match &fault {
+        Some(Component::Underlay(_)) => {
+            // Tunnels to the node are down: the cross-node probe must fail.
+            prober.wait_failure_after(fault_began, READY).unwrap();
+            "cross-node traffic failed".to_string()
+        }
+        Some(f) => assert_fault_felt(&sb, f, &third),
+        None => "baseline".to_string(),
     };
-    let restarted = inject(&sb, Action::Restart, &fault).unwrap();
+    let restarted = match &fault {
+        Some(f) => inject(&sb, Action::Restart, f).unwrap(),
+        None => "nothing to restart".to_string(),
+    };
     let down_for = fault_began.elapsed();
     let restarted_at = Instant::now();
     sb.wait_pods_ready(READY).unwrap();
@@ -124,8 +134,9 @@ fn churn_with_fault(opts: SandboxOptions, fault: Component) {
             }
         }
     }
+    let name = fault.map_or("none".to_string(), |f| f.to_string());
     println!(
-        "fault {fault}: {killed}, then {restarted} {:.1} s later ({felt}); converged {:.1} s after \
+        "fault {name}: {killed}, then {restarted} {:.1} s later ({felt}); converged {:.1} s after \
          the restart ({} pods live); allowed traffic client -> server: longest gap in a 50/s UDP \
          stream {:.2} s ({answers} answers); TCP {report}; ICMP {icmp}",
         down_for.as_secs_f64(),
@@ -192,9 +203,15 @@ fn assert_fault_felt(sb: &Sandbox, fault: &Component, new: &[(String, String)]) 
 }
 
 #[test]
+fn churn_without_a_fault_baseline() {
+    let dir = tempfile::tempdir().unwrap();
+    churn_with_fault(SandboxOptions::new(2, dir.path()), None);
+}
+
+#[test]
 fn ovn_northd_killed_during_churn_converges() {
     let dir = tempfile::tempdir().unwrap();
-    churn_with_fault(SandboxOptions::new(2, dir.path()), Component::Northd);
+    churn_with_fault(SandboxOptions::new(2, dir.path()), Some(Component::Northd));
 }
 
 #[test]
@@ -202,7 +219,7 @@ fn ovn_controller_restarted_during_churn_converges() {
     let dir = tempfile::tempdir().unwrap();
     churn_with_fault(
         SandboxOptions::new(2, dir.path()),
-        Component::OvnController("node-2".into()),
+        Some(Component::OvnController("node-2".into())),
     );
 }
 
@@ -211,7 +228,7 @@ fn raft_nb_leader_killed_during_churn_converges() {
     let dir = tempfile::tempdir().unwrap();
     let mut opts = SandboxOptions::new(2, dir.path());
     opts.raft = Some(3);
-    churn_with_fault(opts, Component::Leader(Db::Nb));
+    churn_with_fault(opts, Some(Component::Leader(Db::Nb)));
 }
 
 #[test]
@@ -219,14 +236,17 @@ fn ovs_vswitchd_killed_during_churn_converges() {
     let dir = tempfile::tempdir().unwrap();
     churn_with_fault(
         SandboxOptions::new(2, dir.path()),
-        Component::Vswitchd("node-2".into()),
+        Some(Component::Vswitchd("node-2".into())),
     );
 }
 
 #[test]
 fn controller_killed_during_churn_converges() {
     let dir = tempfile::tempdir().unwrap();
-    churn_with_fault(SandboxOptions::new(2, dir.path()), Component::Controller);
+    churn_with_fault(
+        SandboxOptions::new(2, dir.path()),
+        Some(Component::Controller),
+    );
 }
 
 #[test]
@@ -234,7 +254,7 @@ fn node_agent_killed_during_churn_converges() {
     let dir = tempfile::tempdir().unwrap();
     churn_with_fault(
         SandboxOptions::new(2, dir.path()),
-        Component::NodeAgent("node-2".into()),
+        Some(Component::NodeAgent("node-2".into())),
     );
 }
 
@@ -243,7 +263,7 @@ fn raft_sb_leader_killed_during_churn_converges() {
     let dir = tempfile::tempdir().unwrap();
     let mut opts = SandboxOptions::new(2, dir.path());
     opts.raft = Some(3);
-    churn_with_fault(opts, Component::Leader(Db::Sb));
+    churn_with_fault(opts, Some(Component::Leader(Db::Sb)));
 }
 
 #[test]
@@ -251,6 +271,6 @@ fn node_cut_off_the_underlay_and_back_converges() {
     let dir = tempfile::tempdir().unwrap();
     churn_with_fault(
         SandboxOptions::new(2, dir.path()),
-        Component::Underlay("node-2".into()),
+        Some(Component::Underlay("node-2".into())),
     );
 }
