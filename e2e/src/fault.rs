@@ -4,7 +4,8 @@
 //! Components: `controller`; `node-agent/NODE`, `ovn-controller/NODE`,
 //! `ovs-vswitchd/NODE`; `ovn-northd`; `nb/I`, `sb/I` (member I of a RAFT
 //! cluster, from 0) and `nb-leader`, `sb-leader` (whichever member leads
-//! now); `underlay/NODE`, where kill cuts the node off the underlay and
+//! now), `nb-cluster`, `sb-cluster` (every member at once);
+//! `underlay/NODE`, where kill cuts the node off the underlay and
 //! restart joins it back.
 
 use std::fmt;
@@ -46,6 +47,7 @@ pub enum Component {
     Northd,
     Member(Db, usize),
     Leader(Db),
+    Cluster(Db),
     Underlay(String),
 }
 
@@ -76,11 +78,13 @@ impl FromStr for Component {
             "nb" => Component::Member(Db::Nb, member()?),
             "sb" => Component::Member(Db::Sb, member()?),
             "underlay" => Component::Underlay(node()?),
+            "nb-cluster" if arg.is_none() => Component::Cluster(Db::Nb),
+            "sb-cluster" if arg.is_none() => Component::Cluster(Db::Sb),
             "nb-leader" if arg.is_none() => Component::Leader(Db::Nb),
             "sb-leader" if arg.is_none() => Component::Leader(Db::Sb),
             _ => bail!(
                 "unknown component {s:?}: controller, node-agent/NODE, ovn-controller/NODE, \
-                 ovs-vswitchd/NODE, ovn-northd, nb/I, sb/I, nb-leader, sb-leader, underlay/NODE"
+                 ovs-vswitchd/NODE, ovn-northd, nb/I, sb/I, nb-leader, sb-leader, nb-cluster, sb-cluster, underlay/NODE"
             ),
         })
     }
@@ -97,6 +101,7 @@ impl fmt::Display for Component {
             Component::Northd => write!(f, "ovn-northd"),
             Component::Member(d, i) => write!(f, "{}/{i}", db(d)),
             Component::Leader(d) => write!(f, "{}-leader", db(d)),
+            Component::Cluster(d) => write!(f, "{}-cluster", db(d)),
             Component::Underlay(n) => write!(f, "underlay/{n}"),
         }
     }
@@ -146,6 +151,21 @@ pub fn inject(sb: &Sandbox, action: Action, component: &Component) -> Result<Str
             });
         }
         (action, Component::Member(db, i)) => member(sb, action, *db, *i)?,
+        (Action::Kill, Component::Cluster(db)) => {
+            for i in 0..sb.ovn().members() {
+                sb.ovn().kill_member(*db, i)?;
+            }
+        }
+        (Action::Restart, Component::Cluster(db)) => {
+            let central = sb.ovn();
+            for i in 0..central.members() {
+                central.kill_member(*db, i)?;
+            }
+            for i in 0..central.members() {
+                central.restart_member(*db, i)?;
+            }
+            central.leader(*db, RESTART_TIMEOUT)?;
+        }
         (action, Component::Leader(db)) => {
             let i = sb.ovn().leader(*db, Duration::from_secs(30))?;
             what = format!("{what} (member {i})");
@@ -198,6 +218,8 @@ mod tests {
             "nb-leader",
             "sb-leader",
             "underlay/node-2",
+            "nb-cluster",
+            "sb-cluster",
         ] {
             assert_eq!(s.parse::<Component>().unwrap().to_string(), s);
         }

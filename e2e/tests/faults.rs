@@ -9,7 +9,10 @@
 //! asserted on a clock).
 //!
 //! The long form, by hand: `SWITCHYARD_FAULT_PODS=60 cargo test -p
-//! switchyard-e2e --test faults -- --nocapture` (pods per wave; 8 in CI).
+//! switchyard-e2e --test faults -- --nocapture` (pods per wave; 8 in CI);
+//! `SWITCHYARD_FAULT_HOLD=30` keeps each fault for at least 30 s (e.g. a
+//! whole DB cluster down for 30 s; in CI faults last as long as the churn
+//! needs).
 
 mod common;
 
@@ -88,7 +91,10 @@ fn churn_with_fault(opts: SandboxOptions, fault: Option<Component>) {
     // The churn goes on through the fault: every new pod has its address
     // and the deleted ones are torn down before the component returns.
     // (Only what the dead component does not take part in.)
-    if !matches!(fault, Some(Component::Controller)) {
+    if !matches!(
+        fault,
+        Some(Component::Controller | Component::Cluster(Db::Nb))
+    ) {
         common::wait(READY, "the churn to progress during the fault", || {
             sb.all_annotated()
                 .then_some(())
@@ -107,6 +113,14 @@ fn churn_with_fault(opts: SandboxOptions, fault: Option<Component>) {
         Some(f) => assert_fault_felt(&sb, f, &third),
         None => "baseline".to_string(),
     };
+    // The fault's length when asked for (not a synchronisation: nothing
+    // waits on it).
+    if let Some(hold) = std::env::var("SWITCHYARD_FAULT_HOLD")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        std::thread::sleep(Duration::from_secs(hold).saturating_sub(fault_began.elapsed()));
+    }
     let restarted = match &fault {
         Some(f) => inject(&sb, Action::Restart, f).unwrap(),
         None => "nothing to restart".to_string(),
@@ -196,6 +210,13 @@ fn assert_fault_felt(sb: &Sandbox, fault: &Component, new: &[(String, String)]) 
                 pods.len()
             )
         }
+        Component::Cluster(db) => {
+            assert_eq!(
+                ready, 0,
+                "pods became Ready while the whole {db:?} cluster was down"
+            );
+            format!("{} new pods held back", pods.len())
+        }
         Component::Member(..) | Component::Leader(_) | Component::Underlay(_) => {
             format!("{ready} of {} new pods Ready meanwhile", pods.len())
         }
@@ -273,4 +294,20 @@ fn node_cut_off_the_underlay_and_back_converges() {
         SandboxOptions::new(2, dir.path()),
         Some(Component::Underlay("node-2".into())),
     );
+}
+
+#[test]
+fn raft_whole_nb_cluster_down_during_churn_converges() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = SandboxOptions::new(2, dir.path());
+    opts.raft = Some(3);
+    churn_with_fault(opts, Some(Component::Cluster(Db::Nb)));
+}
+
+#[test]
+fn raft_whole_sb_cluster_down_during_churn_converges() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = SandboxOptions::new(2, dir.path());
+    opts.raft = Some(3);
+    churn_with_fault(opts, Some(Component::Cluster(Db::Sb)));
 }

@@ -104,7 +104,8 @@ enum Cmd {
     },
     /// Kill or restart a component: controller, node-agent/NODE,
     /// ovn-controller/NODE, ovs-vswitchd/NODE, ovn-northd, nb/I, sb/I
-    /// (RAFT members, from 0), nb-leader, sb-leader; underlay/NODE (kill
+    /// (RAFT members, from 0), nb-leader, sb-leader, nb-cluster, sb-cluster
+    /// (every member); underlay/NODE (kill
     /// cuts the node off the underlay, restart joins it back).
     Fault {
         /// kill or restart
