@@ -311,3 +311,78 @@ fn raft_whole_sb_cluster_down_during_churn_converges() {
     opts.raft = Some(3);
     churn_with_fault(opts, Some(Component::Cluster(Db::Sb)));
 }
+
+/// The node agent killed in the middle of ADDs, deterministically: with
+/// node-2's ovn-controller down, ADDs there stop after the agent plugged
+/// the port into br-int (they wait for ovn-installed); the agent is killed
+/// then, half of those pods are deleted while it is down, and both come
+/// back. The survivors come up, nothing of the deleted ones is left.
+#[test]
+fn node_agent_killed_mid_add_converges() {
+    common::init_tracing();
+    let _serial = common::serial();
+    let dir = tempfile::tempdir().unwrap();
+    let sb = common::up(SandboxOptions::new(2, dir.path())).expect("sandbox up");
+    let node2 = 1;
+    inject(
+        &sb,
+        Action::Kill,
+        &Component::OvnController("node-2".into()),
+    )
+    .unwrap();
+    let pods: Vec<(String, String)> = (0..per_wave())
+        .map(|i| {
+            let name = format!("midadd-{i}");
+            sb.create_pod(pod_spec(NS, &name, Some("node-2"), vec![]))
+                .unwrap();
+            (NS.to_string(), name)
+        })
+        .collect();
+    // Every ADD has plugged its port and waits for ovn-installed.
+    common::wait(READY, "every ADD to reach br-int", || {
+        let ids = sb
+            .vsctl(
+                node2,
+                &["--bare", "--columns=external_ids", "list", "Interface"],
+            )
+            .map_err(|e| e.to_string())?;
+        let missing: Vec<&String> = pods
+            .iter()
+            .map(|(_, n)| n)
+            .filter(|n| !ids.contains(&format!("iface-id={NS}_{n}")))
+            .collect();
+        missing
+            .is_empty()
+            .then_some(())
+            .ok_or_else(|| format!("not plugged yet: {missing:?}"))
+    });
+    assert!(
+        sb.pods().iter().all(|p| !p.ready || p.namespace != NS),
+        "a pod became Ready without ovn-controller"
+    );
+    println!(
+        "{} with {} ADDs in flight",
+        inject(&sb, Action::Kill, &Component::NodeAgent("node-2".into())).unwrap(),
+        pods.len()
+    );
+    let (gone, kept) = pods.split_at(pods.len() / 2);
+    let uids = delete_all(&sb, gone);
+    let started = Instant::now();
+    inject(
+        &sb,
+        Action::Restart,
+        &Component::OvnController("node-2".into()),
+    )
+    .unwrap();
+    inject(&sb, Action::Restart, &Component::NodeAgent("node-2".into())).unwrap();
+    sb.wait_torn_down(&uids, READY).unwrap();
+    sb.wait_pods_ready(READY).unwrap();
+    common::assert_converges_without_leaks(&sb, kept, Duration::from_secs(60));
+    println!(
+        "mid-ADD: {} pods deleted and {} kept converged {:.1} s after the restarts",
+        gone.len(),
+        kept.len(),
+        started.elapsed().as_secs_f64()
+    );
+    sb.down().unwrap();
+}
