@@ -1,7 +1,9 @@
 //! Faults the sandbox can inject: kill or restart one named component
 //! (`switchyard-sandbox fault kill|restart COMPONENT`, and tests).
 //!
-//! Components: `controller`; `node-agent/NODE`, `ovn-controller/NODE`,
+//! Components: `controller` (every replica), `controller/I` (replica I,
+//! from 0), `controller-leader` (the replica holding the Lease);
+//! `node-agent/NODE`, `ovn-controller/NODE`,
 //! `ovs-vswitchd/NODE`; `ovn-northd`; `nb/I`, `sb/I` (member I of a RAFT
 //! cluster, from 0) and `nb-leader`, `sb-leader` (whichever member leads
 //! now), `nb-cluster`, `sb-cluster` (every member at once);
@@ -41,6 +43,8 @@ impl FromStr for Action {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Component {
     Controller,
+    ControllerReplica(usize),
+    ControllerLeader,
     NodeAgent(String),
     OvnController(String),
     Vswitchd(String),
@@ -71,6 +75,12 @@ impl FromStr for Component {
         };
         Ok(match kind {
             "controller" if arg.is_none() => Component::Controller,
+            "controller" => Component::ControllerReplica(
+                arg.unwrap_or_default()
+                    .parse()
+                    .with_context(|| format!("bad replica index in {s:?}"))?,
+            ),
+            "controller-leader" if arg.is_none() => Component::ControllerLeader,
             "node-agent" | "agent" => Component::NodeAgent(node()?),
             "ovn-controller" => Component::OvnController(node()?),
             "ovs-vswitchd" | "vswitchd" => Component::Vswitchd(node()?),
@@ -83,7 +93,7 @@ impl FromStr for Component {
             "nb-leader" if arg.is_none() => Component::Leader(Db::Nb),
             "sb-leader" if arg.is_none() => Component::Leader(Db::Sb),
             _ => bail!(
-                "unknown component {s:?}: controller, node-agent/NODE, ovn-controller/NODE, \
+                "unknown component {s:?}: controller, controller/I, controller-leader, node-agent/NODE, ovn-controller/NODE, \
                  ovs-vswitchd/NODE, ovn-northd, nb/I, sb/I, nb-leader, sb-leader, nb-cluster, sb-cluster, underlay/NODE"
             ),
         })
@@ -95,6 +105,8 @@ impl fmt::Display for Component {
         let db = |d: &Db| if *d == Db::Nb { "nb" } else { "sb" };
         match self {
             Component::Controller => write!(f, "controller"),
+            Component::ControllerReplica(i) => write!(f, "controller/{i}"),
+            Component::ControllerLeader => write!(f, "controller-leader"),
             Component::NodeAgent(n) => write!(f, "node-agent/{n}"),
             Component::OvnController(n) => write!(f, "ovn-controller/{n}"),
             Component::Vswitchd(n) => write!(f, "ovs-vswitchd/{n}"),
@@ -123,6 +135,22 @@ pub fn inject(sb: &Sandbox, action: Action, component: &Component) -> Result<Str
     match (action, component) {
         (Action::Kill, Component::Controller) => sb.kill_controller(),
         (Action::Restart, Component::Controller) => sb.restart_controller()?,
+        (action, Component::ControllerReplica(i)) => {
+            let mut set = sb.controllers();
+            if *i >= set.len() {
+                bail!("no controller {i}: {} replicas", set.len());
+            }
+            match action {
+                Action::Kill => set.kill(*i),
+                Action::Restart => set.restart(*i)?,
+            }
+        }
+        (action, Component::ControllerLeader) => {
+            let i = controller_leader(sb)?;
+            what = format!("{what} (controller/{i})");
+            return inject(sb, action, &Component::ControllerReplica(i))
+                .map(|done| done.replace(&format!("controller/{i}"), &what));
+        }
         (Action::Kill, Component::NodeAgent(n)) => sb.kill_node_agent(node(n)?),
         (Action::Restart, Component::NodeAgent(n)) => sb.restart_node_agent(node(n)?)?,
         (Action::Kill, Component::OvnController(n)) => {
@@ -184,7 +212,15 @@ pub fn inject(sb: &Sandbox, action: Action, component: &Component) -> Result<Str
 pub fn resolve(sb: &Sandbox, c: &Component) -> Result<Component> {
     Ok(match c {
         Component::Leader(db) => Component::Member(*db, sb.ovn().leader(*db, RESTART_TIMEOUT)?),
+        Component::ControllerLeader => Component::ControllerReplica(controller_leader(sb)?),
         other => other.clone(),
+    })
+}
+
+/// The controller replica holding the Lease, waiting for one to.
+fn controller_leader(sb: &Sandbox) -> Result<usize> {
+    crate::util::wait_for(RESTART_TIMEOUT, "a controller to hold the Lease", || {
+        sb.controllers().leader()
     })
 }
 
@@ -209,6 +245,8 @@ mod tests {
     fn parses_components_and_actions() {
         for s in [
             "controller",
+            "controller/1",
+            "controller-leader",
             "node-agent/node-2",
             "ovn-controller/node-1",
             "ovs-vswitchd/node-3",
@@ -227,7 +265,7 @@ mod tests {
             "agent/node-1".parse::<Component>().unwrap(),
             Component::NodeAgent("node-1".into())
         );
-        for bad in ["", "ovn-controller", "nb/x", "controller/1", "etcd"] {
+        for bad in ["", "ovn-controller", "nb/x", "controller/x", "etcd"] {
             assert!(bad.parse::<Component>().is_err(), "{bad}");
         }
         assert_eq!("kill".parse::<Action>().unwrap(), Action::Kill);

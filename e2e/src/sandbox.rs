@@ -28,7 +28,7 @@ use switchyard_controller::k8s::Object;
 use switchyard_controller::Config;
 
 use crate::central::{Central, CentralShape};
-use crate::controller::ControllerHandle;
+use crate::controller::ControllerSet;
 use crate::kubelet::{lock, Kubelet, NodeInfo};
 use crate::node::{AgentSettings, Node};
 use crate::underlay::Underlay;
@@ -94,6 +94,8 @@ pub struct SandboxOptions {
     /// NB and SB as RAFT clusters of this many members; the controller,
     /// ovn-northd and every ovn-controller are given all members.
     pub raft: Option<usize>,
+    /// Controller replicas; more than one elect a leader through a Lease.
+    pub controllers: usize,
 }
 
 impl SandboxOptions {
@@ -106,6 +108,7 @@ impl SandboxOptions {
             bin_dir: None,
             tls: false,
             raft: None,
+            controllers: 1,
         }
     }
 }
@@ -148,8 +151,7 @@ pub struct Sandbox {
     cluster: Arc<MemoryCluster>,
     rt: Option<tokio::runtime::Runtime>,
     kubelet: Arc<Kubelet>,
-    controller: Mutex<Option<ControllerHandle>>,
-    controller_config: Config,
+    controller: Mutex<ControllerSet>,
     nodes: Mutex<Vec<Node>>,
     node_netns: Vec<String>,
     underlay: Option<Underlay>,
@@ -291,7 +293,7 @@ impl Sandbox {
             .iter()
             .map(|c| c.parse())
             .collect::<std::result::Result<_, _>>()?;
-        let controller = ControllerHandle::start(config.clone(), cluster.clone())?;
+        let controller = ControllerSet::start(config, opts.controllers, cluster.clone())?;
         partial.controller = Some(controller);
 
         let settings = AgentSettings {
@@ -380,8 +382,7 @@ impl Sandbox {
             cluster,
             rt: Some(rt),
             kubelet,
-            controller: Mutex::new(partial.controller.take()),
-            controller_config: config,
+            controller: Mutex::new(partial.controller.take().context("controller")?),
             nodes: Mutex::new(std::mem::take(&mut partial.nodes)),
             node_netns,
             underlay: partial.underlay.take(),
@@ -868,21 +869,29 @@ impl Sandbox {
         self.node_names().iter().position(|n| *n == node)
     }
 
+    /// Kills every controller replica.
     pub fn kill_controller(&self) {
-        if let Some(mut c) = lock(&self.controller).take() {
-            c.kill();
-        }
+        lock(&self.controller).kill_all();
     }
 
+    /// Restarts every controller replica.
     pub fn restart_controller(&self) -> Result<()> {
-        self.kill_controller();
-        let c = ControllerHandle::start(self.controller_config.clone(), self.cluster.clone())?;
-        *lock(&self.controller) = Some(c);
+        let mut set = lock(&self.controller);
+        set.kill_all();
+        for i in 0..set.len() {
+            set.restart(i)?;
+        }
         Ok(())
     }
 
+    /// The controller replicas.
+    pub fn controllers(&self) -> std::sync::MutexGuard<'_, ControllerSet> {
+        lock(&self.controller)
+    }
+
+    /// The leading controller's metrics.
     pub fn controller_metrics(&self) -> Option<switchyard_controller::Metrics> {
-        lock(&self.controller).as_ref().map(|c| c.metrics.clone())
+        lock(&self.controller).metrics()
     }
 
     pub fn kill_node_agent(&self, i: usize) {
@@ -1027,7 +1036,7 @@ pub fn node_name(k: usize) -> String {
 #[derive(Default)]
 struct Partial {
     nodes: Vec<Node>,
-    controller: Option<ControllerHandle>,
+    controller: Option<ControllerSet>,
     central: Option<Central>,
     underlay: Option<Underlay>,
 }

@@ -210,6 +210,21 @@ fn assert_fault_felt(sb: &Sandbox, fault: &Component, new: &[(String, String)]) 
                 pods.len()
             )
         }
+        Component::ControllerReplica(i) => {
+            // The standby holds the Lease now (it also gave the new pods
+            // their addresses: the churn waited for that).
+            let mut now = None;
+            common::wait(READY, "a standby to take the Lease over", || {
+                now = sb.controllers().leader().filter(|l| l != i);
+                now.map(drop)
+                    .ok_or_else(|| "still the killed one".to_string())
+            });
+            format!(
+                "controller/{} took over; {ready} of {} new pods Ready meanwhile",
+                now.unwrap_or_default(),
+                pods.len()
+            )
+        }
         Component::Cluster(db) => {
             assert_eq!(
                 ready, 0,
@@ -217,7 +232,10 @@ fn assert_fault_felt(sb: &Sandbox, fault: &Component, new: &[(String, String)]) 
             );
             format!("{} new pods held back", pods.len())
         }
-        Component::Member(..) | Component::Leader(_) | Component::Underlay(_) => {
+        Component::Member(..)
+        | Component::Leader(_)
+        | Component::Underlay(_)
+        | Component::ControllerLeader => {
             format!("{ready} of {} new pods Ready meanwhile", pods.len())
         }
     }
@@ -268,6 +286,14 @@ fn controller_killed_during_churn_converges() {
         SandboxOptions::new(2, dir.path()),
         Some(Component::Controller),
     );
+}
+
+#[test]
+fn controller_leader_killed_with_a_standby_converges() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = SandboxOptions::new(2, dir.path());
+    opts.controllers = 2;
+    churn_with_fault(opts, Some(Component::ControllerLeader));
 }
 
 #[test]

@@ -102,7 +102,8 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Kill or restart a component: controller, node-agent/NODE,
+    /// Kill or restart a component: controller (every replica),
+    /// controller/I, controller-leader, node-agent/NODE,
     /// ovn-controller/NODE, ovs-vswitchd/NODE, ovn-northd, nb/I, sb/I
     /// (RAFT members, from 0), nb-leader, sb-leader, nb-cluster, sb-cluster
     /// (every member); underlay/NODE (kill
@@ -131,7 +132,7 @@ enum Cmd {
 }
 
 /// How OVN central is served.
-#[derive(clap::Args, Clone, Copy, Debug, Default)]
+#[derive(clap::Args, Clone, Copy, Debug)]
 struct Shape {
     /// Serve NB and SB over TLS only (certificates generated in
     /// STATE/pki); the controller and every ovn-controller present a
@@ -142,6 +143,9 @@ struct Shape {
     /// ovn-northd and every ovn-controller are given all of them.
     #[arg(long, value_name = "N")]
     raft: Option<usize>,
+    /// Controller replicas; more than one elect a leader through a Lease.
+    #[arg(long, default_value_t = 1)]
+    controllers: usize,
 }
 
 impl Shape {
@@ -153,12 +157,14 @@ impl Shape {
         if let Some(n) = self.raft {
             a.push(format!("--raft={n}"));
         }
+        a.push(format!("--controllers={}", self.controllers));
         a
     }
 
     fn apply(self, opts: &mut SandboxOptions) {
         opts.tls = self.tls;
         opts.raft = self.raft;
+        opts.controllers = self.controllers;
     }
 }
 
