@@ -55,6 +55,11 @@ pub enum Request {
     WaitReady {
         timeout_secs: u64,
     },
+    /// Kill or restart a component ([`crate::fault`]).
+    Fault {
+        action: crate::fault::Action,
+        component: String,
+    },
     Down,
 }
 
@@ -213,8 +218,8 @@ fn answer(sb: &Sandbox, req: Request) -> Result<Response> {
                 node_netns: (0..sb.node_count())
                     .map(|i| sb.node_netns(i).to_string())
                     .collect(),
-                nb_remote: sb.central().nb_remote(),
-                sb_remote: sb.central().sb_remote(),
+                nb_remote: sb.ovn().nb_local_remote().to_string(),
+                sb_remote: sb.ovn().sb_local_remote().to_string(),
                 ip_family: sb.options().ip_family,
             })
         }
@@ -241,6 +246,10 @@ fn answer(sb: &Sandbox, req: Request) -> Result<Response> {
         }
         Request::WaitReady { timeout_secs } => {
             sb.wait_pods_ready(Duration::from_secs(timeout_secs))?
+        }
+        Request::Fault { action, component } => {
+            let c: crate::fault::Component = component.parse()?;
+            r.lines = vec![crate::fault::inject(sb, action, &c)?];
         }
         Request::Down => {}
     }

@@ -69,3 +69,98 @@ impl Drop for ControllerHandle {
         self.kill();
     }
 }
+
+/// One controller, or several replicas sharing one Lease (the sandbox's
+/// `controllers` option): only the Lease holder works.
+pub struct ControllerSet {
+    configs: Vec<Config>,
+    handles: Vec<Option<ControllerHandle>>,
+    cluster: Arc<MemoryCluster>,
+}
+
+/// Lease timings for sandbox replicas: a standby takes over within ~4 s of
+/// the leader's death.
+fn replica_config(base: &Config, i: usize) -> Config {
+    let mut c = base.clone();
+    let le = &mut c.leader_election;
+    le.enabled = true;
+    le.identity = format!("controller-{i}");
+    le.lease_duration = std::time::Duration::from_secs(3);
+    le.renew_deadline = std::time::Duration::from_secs(2);
+    le.retry_period = std::time::Duration::from_millis(500);
+    c
+}
+
+impl ControllerSet {
+    /// Starts `replicas` controllers (leader election on when more than
+    /// one).
+    pub fn start(
+        base: Config,
+        replicas: usize,
+        cluster: Arc<MemoryCluster>,
+    ) -> Result<ControllerSet> {
+        let configs: Vec<Config> = if replicas <= 1 {
+            vec![base]
+        } else {
+            (0..replicas).map(|i| replica_config(&base, i)).collect()
+        };
+        let mut set = ControllerSet {
+            handles: configs.iter().map(|_| None).collect(),
+            configs,
+            cluster,
+        };
+        for i in 0..set.len() {
+            set.restart(i)?;
+        }
+        Ok(set)
+    }
+
+    pub fn len(&self) -> usize {
+        self.configs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.configs.is_empty()
+    }
+
+    /// Kills replica `i` (no-op when it is not running).
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.handles.get_mut(i).and_then(Option::take) {
+            c.kill();
+        }
+    }
+
+    /// Kills every replica.
+    pub fn kill_all(&mut self) {
+        for i in 0..self.len() {
+            self.kill(i);
+        }
+    }
+
+    /// Starts replica `i` again (killing it first if it runs).
+    pub fn restart(&mut self, i: usize) -> Result<()> {
+        self.kill(i);
+        let config = self.configs.get(i).context("no such controller")?.clone();
+        self.handles[i] = Some(ControllerHandle::start(config, self.cluster.clone())?);
+        Ok(())
+    }
+
+    /// The replica whose identity holds the Lease, when replicas elect.
+    pub fn leader(&self) -> Option<usize> {
+        let le = &self.configs.first()?.leader_election;
+        if !le.enabled {
+            return Some(0);
+        }
+        let lease = self.cluster.lease(&le.namespace, &le.lease_name)?;
+        let holder = lease.spec?.holder_identity?;
+        self.configs
+            .iter()
+            .position(|c| c.leader_election.identity == holder)
+    }
+
+    /// The metrics of the leader (or of the only replica).
+    pub fn metrics(&self) -> Option<Metrics> {
+        let i = self.leader()?;
+        self.handles.get(i)?.as_ref().map(|h| h.metrics.clone())
+    }
+}

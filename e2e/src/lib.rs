@@ -20,8 +20,10 @@
 //! `./e2e/scripts/demo` and `./e2e/scripts/test-all` do, up front.
 
 pub mod bench;
+pub mod central;
 pub mod cli;
 pub mod controller;
+pub mod fault;
 pub mod kubelet;
 pub mod load;
 pub mod mirror;

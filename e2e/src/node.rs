@@ -30,6 +30,10 @@ pub struct AgentSettings {
     pub sb_remote: String,
     pub cluster_cidrs: Vec<String>,
     pub mtu: u32,
+    /// `up --tls`: ovn-controller's key, certificate and CA, written into
+    /// the node's `SSL` table (which ovn-controller reads for `ssl:`
+    /// remotes).
+    pub tls: Option<ovn_testbed::TlsFiles>,
 }
 
 pub struct Node {
@@ -74,6 +78,17 @@ impl Node {
             .context("chassis without netns")?
             .to_string();
         underlay.attach(index, &netns)?;
+        if let Some(tls) = &settings.tls {
+            let path = |p: &Path| p.display().to_string();
+            chassis
+                .vsctl(&[
+                    "set-ssl",
+                    &path(&tls.client_key),
+                    &path(&tls.client_cert),
+                    &path(&tls.ca_cert),
+                ])
+                .with_context(|| format!("configuring ovn-controller's TLS on {name}"))?;
+        }
         chassis
             .vsctl(&[
                 "add-br",
@@ -217,6 +232,32 @@ impl Node {
         self.chassis
             .restart_vswitchd()
             .with_context(|| format!("restarting ovs-vswitchd on {}", self.name))
+    }
+
+    /// SIGKILLs `ovn-controller` (br-int keeps its flows).
+    pub fn kill_ovn_controller(&mut self) {
+        self.chassis.kill_ovn_controller();
+    }
+
+    /// Starts `ovn-controller` again (stopping it first if it runs).
+    pub fn restart_ovn_controller(&mut self) -> Result<()> {
+        self.chassis
+            .restart_ovn_controller()
+            .with_context(|| format!("restarting ovn-controller on {}", self.name))
+    }
+
+    /// SIGKILLs `ovs-vswitchd`; [`restart_vswitchd`](Self::restart_vswitchd)
+    /// brings it back.
+    pub fn kill_vswitchd(&mut self) {
+        if let Some(pid) = self.chassis.vswitchd_pid() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            let _ = wait_for(Duration::from_secs(5), "ovs-vswitchd to die", || {
+                (!ovn_testbed::pid_alive(pid)).then_some(())
+            });
+        }
     }
 
     /// SIGKILLs the node agent (pods and OVS ports stay).

@@ -242,3 +242,200 @@ pub fn http_get(netns: &str, ip: IpAddr, port: u16) -> Result<u16> {
     }
     Ok(code)
 }
+
+/// Probes one target over and over in the background (one attempt, then
+/// the next at most every 100 ms), to measure how long allowed traffic
+/// stops while something fails.
+pub struct Prober {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    last_ok: std::sync::Arc<std::sync::Mutex<Option<Instant>>>,
+    last_fail: std::sync::Arc<std::sync::Mutex<Option<Instant>>>,
+    handle: Option<std::thread::JoinHandle<ProbeReport>>,
+}
+
+/// What a [`Prober`] saw.
+#[derive(Clone, Debug, Default)]
+pub struct ProbeReport {
+    pub attempts: usize,
+    pub failures: usize,
+    /// The longest stretch from the last success before a failure to the
+    /// next success (or to the end, if none came).
+    pub longest_outage: Duration,
+}
+
+impl std::fmt::Display for ProbeReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} probes, {} failed, longest interruption {:.2} s",
+            self.attempts,
+            self.failures,
+            self.longest_outage.as_secs_f64()
+        )
+    }
+}
+
+impl Prober {
+    pub fn start(netns: &str, proto: Proto, ip: IpAddr, expect: Option<&str>) -> Prober {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let last_ok = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let last_fail = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let (netns, expect) = (netns.to_string(), expect.map(str::to_string));
+        let (flag, shared, shared_fail) = (stop.clone(), last_ok.clone(), last_fail.clone());
+        let handle = std::thread::spawn(move || {
+            let mut report = ProbeReport::default();
+            let mut last_ok = Instant::now();
+            let mut failing = false;
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let began = Instant::now();
+                report.attempts += 1;
+                if probe_once(&netns, proto, ip, expect.as_deref()).is_ok() {
+                    if failing {
+                        report.longest_outage = report.longest_outage.max(last_ok.elapsed());
+                        failing = false;
+                    }
+                    last_ok = Instant::now();
+                    *shared.lock().unwrap_or_else(|p| p.into_inner()) = Some(began);
+                } else {
+                    report.failures += 1;
+                    failing = true;
+                    *shared_fail.lock().unwrap_or_else(|p| p.into_inner()) = Some(began);
+                }
+                let rest = Duration::from_millis(100).saturating_sub(began.elapsed());
+                std::thread::sleep(rest); // pacing, not synchronisation
+            }
+            if failing {
+                report.longest_outage = report.longest_outage.max(last_ok.elapsed());
+            }
+            report
+        });
+        Prober {
+            stop,
+            last_ok,
+            last_fail,
+            handle: Some(handle),
+        }
+    }
+
+    /// Waits until a probe that began after `t` succeeded.
+    pub fn wait_ok_after(&self, t: Instant, timeout: Duration) -> Result<()> {
+        crate::util::wait_for(timeout, "a probe to succeed again", || {
+            let last = *self.last_ok.lock().unwrap_or_else(|p| p.into_inner());
+            last.filter(|l| *l > t).map(drop)
+        })
+    }
+
+    /// Waits until a probe that began after `t` failed.
+    pub fn wait_failure_after(&self, t: Instant, timeout: Duration) -> Result<()> {
+        crate::util::wait_for(timeout, "a probe to fail", || {
+            let last = *self.last_fail.lock().unwrap_or_else(|p| p.into_inner());
+            last.filter(|l| *l > t).map(drop)
+        })
+    }
+
+    /// Stops probing; what was seen.
+    pub fn finish(mut self) -> ProbeReport {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.handle
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Prober {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A datagram every 20 ms from inside a pod to [`ECHO_SERVER`]'s UDP port,
+/// one process for the whole run: the gaps between answers measure an
+/// interruption to ~20 ms, where [`Prober`]'s separate attempts cannot.
+pub struct UdpStream {
+    child: std::process::Child,
+    replies: std::sync::Arc<std::sync::Mutex<Vec<Instant>>>,
+    started: Instant,
+}
+
+const STREAM: &str = r#"
+import select, socket, sys, time
+ip, port = sys.argv[1], int(sys.argv[2])
+s = socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET, socket.SOCK_DGRAM)
+s.setblocking(False)
+while True:
+    try: s.sendto(b"stream", (ip, port))
+    except OSError: pass
+    end = time.monotonic() + 0.02
+    while True:
+        left = end - time.monotonic()
+        if left <= 0 or not select.select([s], [], [], left)[0]: break
+        try: s.recvfrom(2048)
+        except OSError: break
+        sys.stdout.write("ok\n"); sys.stdout.flush()
+"#;
+
+impl UdpStream {
+    pub fn start(netns: &str, ip: IpAddr) -> Result<UdpStream> {
+        use std::io::BufRead;
+        let mut child = in_netns(
+            netns,
+            &[
+                python(),
+                "-c",
+                STREAM,
+                &ip.to_string(),
+                &UDP_PORT.to_string(),
+            ],
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+        let out = child.stdout.take().expect("piped stdout");
+        let replies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = replies.clone();
+        std::thread::spawn(move || {
+            for _ in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                sink.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(Instant::now());
+            }
+        });
+        Ok(UdpStream {
+            child,
+            replies,
+            started: Instant::now(),
+        })
+    }
+
+    /// Waits until an answer arrives after `t`.
+    pub fn wait_ok_after(&self, t: Instant, timeout: Duration) -> Result<()> {
+        crate::util::wait_for(timeout, "the UDP stream to be answered again", || {
+            let r = self.replies.lock().unwrap_or_else(|p| p.into_inner());
+            r.last().filter(|l| **l > t).map(drop)
+        })
+    }
+
+    /// Stops the stream: answers received and the longest gap between two
+    /// (from the start to the first answer counts too).
+    pub fn finish(mut self) -> (usize, Duration) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let r = self.replies.lock().unwrap_or_else(|p| p.into_inner());
+        let mut longest = Duration::ZERO;
+        let mut prev = self.started;
+        for t in r.iter() {
+            longest = longest.max(t.saturating_duration_since(prev));
+            prev = *t;
+        }
+        (r.len(), longest)
+    }
+}
+
+impl Drop for UdpStream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use k8s_openapi::api::core::v1::Pod;
 use kube_memory::{self as memory, MemoryCluster};
-use ovn_testbed::{CentralOptions, OvnCentral};
+use ovn_testbed::OvnCentral;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use switchyard_api::annotations::{NODE_CHASSIS, NODE_GATEWAY, NODE_SUBNETS, POD_NETWORK};
@@ -27,7 +27,8 @@ use switchyard_controller::config::ClusterCidr;
 use switchyard_controller::k8s::Object;
 use switchyard_controller::Config;
 
-use crate::controller::ControllerHandle;
+use crate::central::{Central, CentralShape};
+use crate::controller::ControllerSet;
 use crate::kubelet::{lock, Kubelet, NodeInfo};
 use crate::node::{AgentSettings, Node};
 use crate::underlay::Underlay;
@@ -85,6 +86,16 @@ pub struct SandboxOptions {
     /// Where `switchyard-node` and `switchyard-cni` are; see
     /// [`util::binaries`] for where they are looked for otherwise.
     pub bin_dir: Option<PathBuf>,
+    /// Serve NB and SB over TLS only (besides the unix sockets ovn-northd
+    /// uses): a generated CA, server and client certificates in
+    /// `STATE/pki`; the controller and every ovn-controller connect with
+    /// the client certificate.
+    pub tls: bool,
+    /// NB and SB as RAFT clusters of this many members; the controller,
+    /// ovn-northd and every ovn-controller are given all members.
+    pub raft: Option<usize>,
+    /// Controller replicas; more than one elect a leader through a Lease.
+    pub controllers: usize,
 }
 
 impl SandboxOptions {
@@ -95,6 +106,9 @@ impl SandboxOptions {
             state_dir: state_dir.into(),
             index: None,
             bin_dir: None,
+            tls: false,
+            raft: None,
+            controllers: 1,
         }
     }
 }
@@ -137,12 +151,11 @@ pub struct Sandbox {
     cluster: Arc<MemoryCluster>,
     rt: Option<tokio::runtime::Runtime>,
     kubelet: Arc<Kubelet>,
-    controller: Mutex<Option<ControllerHandle>>,
-    controller_config: Config,
+    controller: Mutex<ControllerSet>,
     nodes: Mutex<Vec<Node>>,
     node_netns: Vec<String>,
     underlay: Option<Underlay>,
-    central: Option<OvnCentral>,
+    central: Option<Central>,
     /// Namespaces, Services, NetworkPolicies: kept, not yet acted upon.
     objects: Mutex<BTreeMap<(String, String, String), Value>>,
     /// The external host's echo server ([`crate::probe::ECHO_SERVER`],
@@ -210,16 +223,23 @@ impl Sandbox {
         )?;
         let central_dir = state_dir.join("central");
         std::fs::create_dir_all(&central_dir)?;
-        let central = OvnCentral::start_with(
-            &central_dir,
-            CentralOptions {
-                tcp: false,
-                northd: true,
-            },
-        )
-        .context("starting OVN central")?;
-        let sb_remote = central.sb_remote();
-        let nb_remote = central.nb_remote();
+        let tls = if opts.tls {
+            let files = ovn_testbed::TlsFiles::generate(&state_dir.join("pki"))
+                .context("generating certificates")?;
+            let ul = partial.underlay.as_ref().context("underlay")?;
+            ul.attach_host()?;
+            Some((files, ul.host_ip().to_string()))
+        } else {
+            None
+        };
+        let shape = CentralShape {
+            tls: tls.clone(),
+            raft: opts.raft,
+        };
+        let central = Central::start(&central_dir, &shape).context("starting OVN central")?;
+        let nb_remote = central.nb_client_remote().to_string();
+        let sb_remote = central.sb_client_remote().to_string();
+        let tls = tls.map(|t| t.0);
         partial.central = Some(central);
 
         let cluster = MemoryCluster::new();
@@ -249,6 +269,13 @@ impl Sandbox {
         }
         let mut config = Config {
             nb_remote,
+            nb_tls: tls
+                .as_ref()
+                .map(|t| switchyard_controller::config::TlsFiles {
+                    ca_cert: t.ca_cert.clone(),
+                    client_cert: t.client_cert.clone(),
+                    client_key: t.client_key.clone(),
+                }),
             http_addr: None,
             mtu: Some(MTU),
             ..Config::default()
@@ -266,7 +293,7 @@ impl Sandbox {
             .iter()
             .map(|c| c.parse())
             .collect::<std::result::Result<_, _>>()?;
-        let controller = ControllerHandle::start(config.clone(), cluster.clone())?;
+        let controller = ControllerSet::start(config, opts.controllers, cluster.clone())?;
         partial.controller = Some(controller);
 
         let settings = AgentSettings {
@@ -278,6 +305,7 @@ impl Sandbox {
                 .map(|s| s.to_string())
                 .collect(),
             mtu: MTU,
+            tls: tls.clone(),
         };
         let underlay_ref = partial.underlay.as_ref().context("underlay")?;
         // Nodes start in parallel: each takes a second or two.
@@ -310,7 +338,7 @@ impl Sandbox {
         st.netns.extend(node_netns.iter().cloned());
         st.pids = partial.nodes.iter().flat_map(Node::pids).collect();
         st.pids
-            .extend(partial.central.as_ref().and_then(OvnCentral::northd_pid));
+            .extend(partial.central.iter().flat_map(Central::pids));
         write_state(&state_dir, &st)?;
 
         let infos: Vec<NodeInfo> = partial
@@ -354,8 +382,7 @@ impl Sandbox {
             cluster,
             rt: Some(rt),
             kubelet,
-            controller: Mutex::new(partial.controller.take()),
-            controller_config: config,
+            controller: Mutex::new(partial.controller.take().context("controller")?),
             nodes: Mutex::new(std::mem::take(&mut partial.nodes)),
             node_netns,
             underlay: partial.underlay.take(),
@@ -465,7 +492,16 @@ impl Sandbox {
         &self.node_netns[i]
     }
 
+    /// The standalone NB and SB. Panics in a RAFT sandbox: see
+    /// [`ovn`](Self::ovn).
     pub fn central(&self) -> &OvnCentral {
+        self.ovn()
+            .standalone()
+            .expect("the databases are RAFT clusters: use Sandbox::ovn")
+    }
+
+    /// OVN central, standalone or clustered, with ovn-northd.
+    pub fn ovn(&self) -> &Central {
         self.central.as_ref().expect("central runs until down")
     }
 
@@ -483,7 +519,7 @@ impl Sandbox {
 
     /// `ovn-nbctl --db=NB ARGS`.
     pub fn nbctl(&self, args: &[&str]) -> Result<String> {
-        Ok(self.central().nbctl(args)?)
+        self.ovn().ctl(crate::central::Db::Nb, args)
     }
 
     /// `ovs-vsctl` against node `i`'s database.
@@ -833,21 +869,29 @@ impl Sandbox {
         self.node_names().iter().position(|n| *n == node)
     }
 
+    /// Kills every controller replica.
     pub fn kill_controller(&self) {
-        if let Some(mut c) = lock(&self.controller).take() {
-            c.kill();
-        }
+        lock(&self.controller).kill_all();
     }
 
+    /// Restarts every controller replica.
     pub fn restart_controller(&self) -> Result<()> {
-        self.kill_controller();
-        let c = ControllerHandle::start(self.controller_config.clone(), self.cluster.clone())?;
-        *lock(&self.controller) = Some(c);
+        let mut set = lock(&self.controller);
+        set.kill_all();
+        for i in 0..set.len() {
+            set.restart(i)?;
+        }
         Ok(())
     }
 
+    /// The controller replicas.
+    pub fn controllers(&self) -> std::sync::MutexGuard<'_, ControllerSet> {
+        lock(&self.controller)
+    }
+
+    /// The leading controller's metrics.
     pub fn controller_metrics(&self) -> Option<switchyard_controller::Metrics> {
-        lock(&self.controller).as_ref().map(|c| c.metrics.clone())
+        lock(&self.controller).metrics()
     }
 
     pub fn kill_node_agent(&self, i: usize) {
@@ -861,11 +905,34 @@ impl Sandbox {
         r
     }
 
+    /// Cuts node `i` (0-based) off the underlay, or joins it back.
+    pub fn set_underlay_link(&self, i: usize, up: bool) -> Result<()> {
+        let ul = self.underlay.as_ref().context("the underlay is gone")?;
+        let k = lock(&self.nodes)
+            .get(i)
+            .map(|n| n.index)
+            .context("no such node")?;
+        ul.set_node_link(k, up)
+    }
+
+    /// Runs `f` on node `i` (0-based).
+    pub fn with_node<T>(&self, i: usize, f: impl FnOnce(&mut Node) -> Result<T>) -> Result<T> {
+        let mut nodes = lock(&self.nodes);
+        let n = nodes.len();
+        f(nodes
+            .get_mut(i)
+            .with_context(|| format!("no node {i}: {n} nodes"))?)
+    }
+
+    /// Records the daemons' current pids in the state file (after a fault).
+    pub fn refresh_state_pids(&self) {
+        self.update_state_pids();
+    }
+
     fn update_state_pids(&self) {
         if let Some(mut st) = read_state(&self.state_dir) {
             st.pids = lock(&self.nodes).iter().flat_map(Node::pids).collect();
-            st.pids
-                .extend(self.central.as_ref().and_then(OvnCentral::northd_pid));
+            st.pids.extend(self.central.iter().flat_map(Central::pids));
             let _ = write_state(&self.state_dir, &st);
         }
     }
@@ -873,7 +940,7 @@ impl Sandbox {
     /// Pids of every daemon the sandbox runs (not pods' processes).
     pub fn pids(&self) -> Vec<u32> {
         let mut p: Vec<u32> = lock(&self.nodes).iter().flat_map(Node::pids).collect();
-        p.extend(self.central.as_ref().and_then(OvnCentral::northd_pid));
+        p.extend(self.central.iter().flat_map(Central::pids));
         p
     }
 
@@ -969,8 +1036,8 @@ pub fn node_name(k: usize) -> String {
 #[derive(Default)]
 struct Partial {
     nodes: Vec<Node>,
-    controller: Option<ControllerHandle>,
-    central: Option<OvnCentral>,
+    controller: Option<ControllerSet>,
+    central: Option<Central>,
     underlay: Option<Underlay>,
 }
 

@@ -196,6 +196,57 @@ impl Underlay {
         Ok(())
     }
 
+    /// Cuts node `node` off the underlay (its bridge port down) or joins it
+    /// back.
+    pub fn set_node_link(&self, node: usize, up: bool) -> Result<()> {
+        let state = if up { "up" } else { "down" };
+        sh(&[
+            "ip",
+            "-n",
+            &self.netns,
+            "link",
+            "set",
+            &format!("n{node}"),
+            state,
+        ])
+        .with_context(|| format!("setting node {node}'s underlay port {state}"))?;
+        Ok(())
+    }
+
+    /// The sandbox process's own (root) namespace on the underlay: its
+    /// address, where OVN central serves TLS to the nodes (`up --tls`).
+    pub fn host_ip(&self) -> Ipv4Addr {
+        Ipv4Addr::new(198, 18, self.index, 2)
+    }
+
+    /// The host interface [`attach_host`](Self::attach_host) creates.
+    pub fn host_link(&self) -> String {
+        format!("sy{}-central", self.index)
+    }
+
+    /// Connects the namespace this process runs in to the bridge with
+    /// [`host_ip`](Self::host_ip), so daemons here serve the nodes over
+    /// TCP. The pair dies with the underlay namespace.
+    pub fn attach_host(&self) -> Result<()> {
+        let ul = self.netns.as_str();
+        let host = self.host_link();
+        // Left behind by a sandbox of this index that was killed outright.
+        let _ = sh(&["ip", "link", "del", &host]);
+        sh(&[
+            "ip", "link", "add", &host, "type", "veth", "peer", "name", "c0", "netns", ul,
+        ])
+        .context("creating the host's underlay veth")?;
+        sh(&["ip", "-n", ul, "link", "set", "c0", "master", "br0", "up"])?;
+        sh(&[
+            "ip", "netns", "exec", ul, "ethtool", "-K", "c0", "tx", "off",
+        ])?;
+        sh(&["ethtool", "-K", &host, "tx", "off"])?;
+        let cidr = format!("{}/{}", self.host_ip(), Self::PREFIX);
+        sh(&["ip", "addr", "add", &cidr, "dev", &host])?;
+        sh(&["ip", "link", "set", &host, "up"])?;
+        Ok(())
+    }
+
     pub fn delete(&mut self) {
         if !self.deleted {
             self.deleted = true;

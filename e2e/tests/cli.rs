@@ -186,3 +186,64 @@ fn command_line_round_trip() {
     common::assert_machine_restored(&before, index, d);
     assert!(!d.join("sandbox.sock").exists());
 }
+
+/// `up --tls --raft 3`, then the fault tool: a RAFT leader restarted,
+/// ovn-northd killed and restarted, a node cut off the underlay and back,
+/// an unknown component refused; a pod applied afterwards comes up; `down`
+/// leaves nothing, not even the host's underlay link.
+#[test]
+fn fault_command_round_trip() {
+    let _serial = common::serial();
+    common::check_node_binaries();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let before = common::MachineState::now();
+    let up = sandbox(d, &["up", "--nodes", "2", "--tls", "--raft", "3"], None);
+    assert!(up.status.success(), "{}", text(&up));
+    let index: u8 = switchyard_e2e::sandbox::read_state(d).unwrap().index;
+    let link = format!("sy{index}-central");
+    assert!(Command::new("ip")
+        .args(["link", "show", &link])
+        .output()
+        .unwrap()
+        .status
+        .success());
+    for (args, want) in [
+        (
+            &["fault", "restart", "nb-leader"][..],
+            "restarted nb-leader (member ",
+        ),
+        (&["fault", "kill", "ovn-northd"], "killed ovn-northd"),
+        (&["fault", "restart", "ovn-northd"], "restarted ovn-northd"),
+        (
+            &["fault", "kill", "underlay/node-2"],
+            "cut node-2 off the underlay",
+        ),
+        (
+            &["fault", "restart", "underlay/node-2"],
+            "joined node-2 back onto the underlay",
+        ),
+        (&["fault", "restart", "sb/1"], "restarted sb/1"),
+    ] {
+        let out = sandbox(d, args, None);
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        assert!(text(&out).starts_with(want), "{args:?}: {}", text(&out));
+    }
+    let bad = sandbox(d, &["fault", "kill", "etcd"], None);
+    assert!(!bad.status.success());
+    assert!(text(&bad).contains("unknown component"), "{}", text(&bad));
+    let no_member = sandbox(d, &["fault", "kill", "nb/7"], None);
+    assert!(!no_member.status.success(), "{}", text(&no_member));
+
+    let apply = sandbox(d, &["apply", "-f", "-", "--wait"], Some(PODS));
+    assert!(apply.status.success(), "{}", text(&apply));
+    let down = sandbox(d, &["down"], None);
+    assert!(down.status.success(), "{}", text(&down));
+    common::assert_machine_restored(&before, index, d);
+    assert!(!Command::new("ip")
+        .args(["link", "show", &link])
+        .output()
+        .unwrap()
+        .status
+        .success());
+}

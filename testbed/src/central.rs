@@ -9,15 +9,21 @@ use crate::process::{
     absolute_dir, describe, output_within, run, Daemon, DaemonSpec, READY_TIMEOUT, STOP_GRACE,
 };
 use crate::server::{OvsdbServer, Schema, ServerOptions};
+use crate::tls::TlsFiles;
 
 /// What [`OvnCentral::start_with`] starts.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct CentralOptions {
     /// Also serve NB and SB on TCP (127.0.0.1).
     pub tcp: bool,
     /// Run `ovn-northd`. Without it, NB changes never reach SB, which lets a
     /// test look at NB alone or play northd itself.
     pub northd: bool,
+    /// Also serve NB and SB over TLS with these certificates (clients must
+    /// present one signed by the same CA); see [`OvnCentral::nb_ssl_remote`].
+    pub tls: Option<TlsFiles>,
+    /// The address the TLS listeners bind (127.0.0.1 when `None`).
+    pub ssl_addr: Option<String>,
 }
 
 impl Default for CentralOptions {
@@ -26,6 +32,8 @@ impl Default for CentralOptions {
         CentralOptions {
             tcp: true,
             northd: true,
+            tls: None,
+            ssl_addr: None,
         }
     }
 }
@@ -55,6 +63,8 @@ impl OvnCentral {
         let dir = absolute_dir(dir)?;
         let server_opts = ServerOptions {
             tcp: opts.tcp,
+            tls: opts.tls.clone(),
+            ssl_addr: opts.ssl_addr.clone(),
             ..ServerOptions::default()
         };
         let nb = OvsdbServer::start(&dir, "nb", Schema::Northbound, server_opts.clone())?;
@@ -97,6 +107,16 @@ impl OvnCentral {
     /// `unix:` remote of the southbound database.
     pub fn sb_remote(&self) -> String {
         self.sb.unix_remote()
+    }
+
+    /// `ssl:` remote of the northbound database, when it serves TLS.
+    pub fn nb_ssl_remote(&self) -> Option<String> {
+        self.nb.ssl_remote()
+    }
+
+    /// `ssl:` remote of the southbound database, when it serves TLS.
+    pub fn sb_ssl_remote(&self) -> Option<String> {
+        self.sb.ssl_remote()
     }
 
     /// Runs `ovn-nbctl --db=NB ARGS...`; returns stdout, or an error with

@@ -245,6 +245,11 @@ impl Chassis {
         self.controller.pid()
     }
 
+    /// Pid of `ovs-vswitchd` while it runs.
+    pub fn vswitchd_pid(&self) -> Option<u32> {
+        self.vswitchd.pid()
+    }
+
     /// Runs `ovs-vsctl --db=THIS --timeout=10 ARGS...`.
     pub fn vsctl(&self, args: &[&str]) -> io::Result<String> {
         run(vsctl_command(&self.dir, &self.ovs_remote(), args))

@@ -36,6 +36,17 @@ impl ClusteredDb {
     /// `DIR/{nb,sb,ovs}-cN.*`). Returns once every member has joined and
     /// all agree on a leader.
     pub fn start(dir: &Path, schema: Schema, members: usize) -> io::Result<Self> {
+        Self::start_with(dir, schema, members, ServerOptions::default())
+    }
+
+    /// [`start`](Self::start) with every member also given `opts`' TLS
+    /// listener and extra arguments (TCP is always on).
+    pub fn start_with(
+        dir: &Path,
+        schema: Schema,
+        members: usize,
+        opts: ServerOptions,
+    ) -> io::Result<Self> {
         if members == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -46,14 +57,14 @@ impl ClusteredDb {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match Self::try_start(&dir, schema, members) {
+            match Self::try_start(&dir, schema, members, &opts) {
                 Err(e) if e.kind() == io::ErrorKind::AddrInUse && attempt < PORT_ATTEMPTS => {}
                 result => return result,
             }
         }
     }
 
-    fn try_start(dir: &Path, schema: Schema, n: usize) -> io::Result<Self> {
+    fn try_start(dir: &Path, schema: Schema, n: usize, opts: &ServerOptions) -> io::Result<Self> {
         let raft_ports = (0..n)
             .map(|_| free_port())
             .collect::<io::Result<Vec<u16>>>()?;
@@ -82,7 +93,7 @@ impl ClusteredDb {
 
         let opts = ServerOptions {
             tcp: true,
-            ..ServerOptions::default()
+            ..opts.clone()
         };
         let mut members = Vec::with_capacity(n);
         for i in 0..n {
@@ -168,6 +179,15 @@ impl ClusteredDb {
             .map(|i| self.member_remote(i))
             .collect::<Vec<_>>()
             .join(",")
+    }
+
+    /// The TLS remotes of all members, comma-separated, when they serve TLS.
+    pub fn ssl_remotes(&self) -> Option<String> {
+        self.members
+            .iter()
+            .map(OvsdbServer::ssl_remote)
+            .collect::<Option<Vec<_>>>()
+            .map(|r| r.join(","))
     }
 
     /// The client TCP remote of member `i`. Panics if `i` is out of range.

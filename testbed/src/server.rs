@@ -66,6 +66,9 @@ pub struct ServerOptions {
     /// Also listen on TLS, 127.0.0.1, with these certificates; clients must
     /// present a certificate signed by the same CA.
     pub tls: Option<TlsFiles>,
+    /// The address the TLS listener binds instead of 127.0.0.1 (one that
+    /// clients in other network namespaces can reach).
+    pub ssl_addr: Option<String>,
     /// Passed to `ovsdb-server` as they are.
     pub extra_args: Vec<String>,
 }
@@ -84,6 +87,7 @@ pub struct OvsdbServer {
     socket_path: PathBuf,
     tcp_port: Option<u16>,
     ssl_port: Option<u16>,
+    ssl_addr: String,
     tls: Option<TlsFiles>,
     daemon: Daemon,
 }
@@ -149,8 +153,12 @@ impl OvsdbServer {
         if let Some(port) = tcp_port {
             args.push(format!("--remote=ptcp:{port}:127.0.0.1"));
         }
+        let ssl_addr = opts
+            .ssl_addr
+            .clone()
+            .unwrap_or_else(|| "127.0.0.1".to_string());
         if let (Some(port), Some(tls)) = (ssl_port, &opts.tls) {
-            args.push(format!("--remote=pssl:{port}:127.0.0.1"));
+            args.push(format!("--remote=pssl:{port}:{ssl_addr}"));
             args.push(format!("--private-key={}", tls.server_key.display()));
             args.push(format!("--certificate={}", tls.server_cert.display()));
             args.push(format!("--ca-cert={}", tls.ca_cert.display()));
@@ -172,6 +180,7 @@ impl OvsdbServer {
             socket_path,
             tcp_port,
             ssl_port,
+            ssl_addr,
             tls: opts.tls.clone(),
             daemon: Daemon::spawn(spec)?,
         };
@@ -182,7 +191,12 @@ impl OvsdbServer {
     /// Waits until the database answers on every listener. (With an explicit
     /// port, ovsdb-server logs only failures to bind, not success.)
     fn wait_ready(&mut self) -> io::Result<()> {
-        let ports: Vec<u16> = self.tcp_port.into_iter().chain(self.ssl_port).collect();
+        let ports: Vec<(u16, String)> = self
+            .tcp_port
+            .map(|p| (p, "127.0.0.1".to_string()))
+            .into_iter()
+            .chain(self.ssl_port.map(|p| (p, self.ssl_addr.clone())))
+            .collect();
         let mut probes = vec![client_command(&self.unix_remote(), None)];
         if let Some(remote) = self.tcp_remote() {
             probes.push(client_command(&remote, None));
@@ -194,9 +208,9 @@ impl OvsdbServer {
         let what = format!("{db_name} to answer on {}", self.unix_remote());
         let outcome = self.daemon.wait_ready(READY_TIMEOUT, &what, |daemon| {
             let log = daemon.log_since_start();
-            if let Some(port) = ports
+            if let Some((port, _)) = ports
                 .iter()
-                .find(|p| log.contains(&format!("|{p}:127.0.0.1: bind: Address already in use")))
+                .find(|(p, a)| log.contains(&format!("|{p}:{a}: bind: Address already in use")))
             {
                 return Some(Err(*port));
             }
@@ -223,9 +237,10 @@ impl OvsdbServer {
         self.tcp_port.map(|p| format!("tcp:127.0.0.1:{p}"))
     }
 
-    /// `ssl:127.0.0.1:PORT`, if the server listens on TLS.
+    /// `ssl:ADDR:PORT` (127.0.0.1 unless [`ServerOptions::ssl_addr`] said
+    /// otherwise), if the server listens on TLS.
     pub fn ssl_remote(&self) -> Option<String> {
-        self.ssl_port.map(|p| format!("ssl:127.0.0.1:{p}"))
+        self.ssl_port.map(|p| format!("ssl:{}:{p}", self.ssl_addr))
     }
 
     /// The database file.

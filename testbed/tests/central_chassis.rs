@@ -102,6 +102,7 @@ fn unconfigured_chassis_waits_for_the_agent_to_configure_it() {
         ovn_testbed::CentralOptions {
             tcp: false,
             northd: false,
+            ..Default::default()
         },
     )
     .unwrap();

@@ -44,6 +44,8 @@ enum Cmd {
         /// $SWITCHYARD_BIN_DIR, else beside this program).
         #[arg(long)]
         bin_dir: Option<PathBuf>,
+        #[command(flatten)]
+        shape: Shape,
     },
     /// Apply Kubernetes YAML (Namespace, Pod, Service, NetworkPolicy).
     Apply {
@@ -100,6 +102,17 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Kill or restart a component: controller (every replica),
+    /// controller/I, controller-leader, node-agent/NODE,
+    /// ovn-controller/NODE, ovs-vswitchd/NODE, ovn-northd, nb/I, sb/I
+    /// (RAFT members, from 0), nb-leader, sb-leader, nb-cluster, sb-cluster
+    /// (every member); underlay/NODE (kill
+    /// cuts the node off the underlay, restart joins it back).
+    Fault {
+        /// kill or restart
+        action: String,
+        component: String,
+    },
     /// Stop everything; leaves nothing outside the state directory.
     Down,
     /// The background process `up` starts (not for direct use).
@@ -113,7 +126,46 @@ enum Cmd {
         index: Option<u8>,
         #[arg(long)]
         bin_dir: Option<PathBuf>,
+        #[command(flatten)]
+        shape: Shape,
     },
+}
+
+/// How OVN central is served.
+#[derive(clap::Args, Clone, Copy, Debug)]
+struct Shape {
+    /// Serve NB and SB over TLS only (certificates generated in
+    /// STATE/pki); the controller and every ovn-controller present a
+    /// client certificate.
+    #[arg(long)]
+    tls: bool,
+    /// NB and SB as RAFT clusters of N members (odd); the controller,
+    /// ovn-northd and every ovn-controller are given all of them.
+    #[arg(long, value_name = "N")]
+    raft: Option<usize>,
+    /// Controller replicas; more than one elect a leader through a Lease.
+    #[arg(long, default_value_t = 1)]
+    controllers: usize,
+}
+
+impl Shape {
+    fn args(self) -> Vec<String> {
+        let mut a = Vec::new();
+        if self.tls {
+            a.push("--tls".to_string());
+        }
+        if let Some(n) = self.raft {
+            a.push(format!("--raft={n}"));
+        }
+        a.push(format!("--controllers={}", self.controllers));
+        a
+    }
+
+    fn apply(self, opts: &mut SandboxOptions) {
+        opts.tls = self.tls;
+        opts.raft = self.raft;
+        opts.controllers = self.controllers;
+    }
 }
 
 fn main() -> ExitCode {
@@ -138,12 +190,14 @@ fn run(cmd: Cmd, dir: &Path) -> Result<ExitCode> {
             ip_family,
             index,
             bin_dir,
-        } => up(dir, nodes, &ip_family, index, bin_dir)?,
+            shape,
+        } => up(dir, nodes, &ip_family, index, bin_dir, shape)?,
         Cmd::Serve {
             nodes,
             ip_family,
             index,
             bin_dir,
+            shape,
         } => {
             tracing_subscriber::fmt()
                 .with_env_filter(
@@ -155,6 +209,7 @@ fn run(cmd: Cmd, dir: &Path) -> Result<ExitCode> {
             opts.ip_family = ip_family.parse()?;
             opts.index = index;
             opts.bin_dir = bin_dir;
+            shape.apply(&mut opts);
             cli::serve(opts)?;
         }
         Cmd::Apply { files, wait } => {
@@ -245,6 +300,16 @@ fn run(cmd: Cmd, dir: &Path) -> Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
+        Cmd::Fault { action, component } => {
+            let action = action.parse()?;
+            let _: switchyard_e2e::fault::Component = component.parse()?;
+            let r = call(
+                dir,
+                &Request::Fault { action, component },
+                Duration::from_secs(120),
+            )?;
+            r.lines.iter().for_each(|l| println!("{l}"));
+        }
         Cmd::Down => down(dir)?,
     }
     Ok(ExitCode::SUCCESS)
@@ -273,6 +338,7 @@ fn up(
     ip_family: &str,
     index: Option<u8>,
     bin_dir: Option<PathBuf>,
+    shape: Shape,
 ) -> Result<()> {
     let _: IpFamily = ip_family.parse()?;
     // Before anything starts: the node binaries must be there.
@@ -298,7 +364,8 @@ fn up(
         .arg(&dir)
         .arg("serve")
         .arg(format!("--nodes={nodes}"))
-        .arg(format!("--ip-family={ip_family}"));
+        .arg(format!("--ip-family={ip_family}"))
+        .args(shape.args());
     if let Some(i) = index {
         cmd.arg(format!("--index={i}"));
     }
