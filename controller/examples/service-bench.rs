@@ -21,7 +21,6 @@
 //!    it: what the database allows here, with no controller at all.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{NodeAddress, NodeStatus, Service, ServicePort, ServiceSpec};
@@ -29,103 +28,12 @@ use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube_memory::{node, MemoryCluster};
 use ovn_testbed::OvnCentral;
-use ovsdb::{
-    Client, ClientConfig, Condition, MonitorSpec, Mutation, Replica, Row, Transaction, Value,
-};
-use switchyard_controller::{Config, Controller, Metrics};
+use ovsdb::{Client, ClientConfig, Condition, MonitorSpec, Replica, Row, Transaction, Value};
+use switchyard_controller::Config;
 
-struct Run {
-    rt: tokio::runtime::Runtime,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<switchyard_controller::Result<()>>,
-    metrics: Metrics,
-}
-
-fn start(config: &Config, cluster: &Arc<MemoryCluster>) -> Run {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("sy-ctrl")
-        .enable_all()
-        .build()
-        .expect("controller runtime");
-    let c = Controller::new(config.clone(), cluster.clone());
-    let metrics = c.metrics();
-    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = rt.spawn(c.run(async {
-        let _ = rx.await;
-    }));
-    Run {
-        rt,
-        stop,
-        task,
-        metrics,
-    }
-}
-
-async fn stop(r: Run) {
-    let _ = r.stop.send(());
-    let _ = r.task.await;
-    r.rt.shutdown_background();
-}
-
-/// utime + stime of this process's threads named `sy-ctrl*`, seconds.
-fn controller_cpu() -> f64 {
-    let mut sum = 0.0;
-    for e in std::fs::read_dir("/proc/self/task")
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
-        if !comm.starts_with("sy-ctrl") {
-            continue;
-        }
-        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-        let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-        let f: Vec<&str> = after.split_whitespace().collect();
-        let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        sum += (t(11) + t(12)) / 100.0;
-    }
-    sum
-}
-
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-/// Waits until ovn-northd has caught up with NB (`--wait=sb sync`).
-async fn northd_idle(client: &Client) -> Result<(), Box<dyn std::error::Error>> {
-    let mut tx = Transaction::new("OVN_Northbound");
-    tx.mutate("NB_Global", vec![], vec![Mutation::add("nb_cfg", 1i64)]);
-    tx.select("NB_Global", vec![], Some(vec!["nb_cfg".into()]));
-    let r = client.transact(tx).await?;
-    let Some(want) = r[1]
-        .rows()
-        .first()
-        .and_then(|row| row.get("nb_cfg")?.as_i64())
-    else {
-        return Ok(());
-    };
-    let end = Instant::now() + Duration::from_secs(300);
-    while Instant::now() < end {
-        let mut tx = Transaction::new("OVN_Northbound");
-        tx.select("NB_Global", vec![], Some(vec!["sb_cfg".into()]));
-        let r = client.transact(tx).await?;
-        if r[0]
-            .rows()
-            .first()
-            .and_then(|row| row.get("sb_cfg")?.as_i64())
-            .is_some_and(|h| h >= want)
-        {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Err("ovn-northd did not catch up in 300 s".into())
-}
+#[path = "bench_common/mod.rs"]
+mod bench_common;
+use bench_common::{controller_cpu, northd_idle, pct, start, stop};
 
 /// The `i`th endpoint address, in 10.0.0.0/8 (up to 16.7 million).
 fn ip(i: usize) -> String {
