@@ -360,11 +360,10 @@ pub async fn configure_pod(
     .await
 }
 
-/// Adds (or replaces) a route through `index`.
 /// Adds (or replaces) addresses on a link. IPv6 addresses skip duplicate
 /// address detection, which would hold them back for a second or more;
 /// OVN owns the addresses, so no duplicate can exist.
-async fn add_addresses(h: &Handle, index: u32, name: &str, addresses: &[IpNet]) -> Result<()> {
+pub async fn add_addresses(h: &Handle, index: u32, name: &str, addresses: &[IpNet]) -> Result<()> {
     for net in addresses {
         let mut req = h
             .address()
@@ -382,6 +381,7 @@ async fn add_addresses(h: &Handle, index: u32, name: &str, addresses: &[IpNet]) 
     Ok(())
 }
 
+/// Adds (or replaces) a route through `index`.
 pub async fn add_route(h: &Handle, index: u32, dst: IpNet, gw: Option<IpAddr>) -> Result<()> {
     let mut b = RouteMessageBuilder::<IpAddr>::new()
         .destination_prefix(dst.network(), dst.prefix_len())

@@ -25,7 +25,7 @@ use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteType};
 use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
 
 use crate::error::{Error, Result};
-use crate::netlink::{add_route, get_link};
+use crate::netlink::{add_addresses, add_route, get_link};
 
 /// What the host stack holds on the bridge's interface.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -126,20 +126,7 @@ pub async fn restore(h: &Handle, name: &str, index: u32, saved: &HostConfig) -> 
         .execute()
         .await
         .map_err(|e| Error::netlink(format!("bringing {name} up"), e))?;
-    for net in &saved.addresses {
-        let mut req = h
-            .address()
-            .add(index, net.addr(), net.prefix_len())
-            .replace();
-        if net.addr().is_ipv6() {
-            req.message_mut()
-                .attributes
-                .push(AddressAttribute::Flags(AddressFlags::Nodad));
-        }
-        req.execute()
-            .await
-            .map_err(|e| Error::netlink(format!("restoring {net} on {name}"), e))?;
-    }
+    add_addresses(h, index, name, &saved.addresses).await?;
     for hop in &saved.next_hops {
         let any = match hop {
             IpAddr::V4(_) => IpNet::V4(Default::default()),
