@@ -52,6 +52,19 @@ pub enum Request {
     },
     Pods,
     Nodes,
+    /// Whole objects of one kind; `namespace` `None` is every namespace.
+    Get {
+        kind: String,
+        #[serde(default)]
+        namespace: Option<String>,
+    },
+    /// `kubectl label`: `k=v` sets, `k-` removes.
+    Label {
+        kind: String,
+        namespace: String,
+        name: String,
+        labels: Vec<String>,
+    },
     WaitReady {
         timeout_secs: u64,
     },
@@ -77,6 +90,9 @@ pub struct Response {
     pub nodes: Vec<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<Status>,
+    /// Objects as the API server returns them (`Get`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub objects: Vec<serde_json::Value>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -237,6 +253,20 @@ fn answer(sb: &Sandbox, req: Request) -> Result<Response> {
             r.lines = vec![format!("{} \"{name}\" deleted", kind.to_lowercase())];
         }
         Request::Pods => r.pods = sb.pods(),
+        Request::Get { kind, namespace } => {
+            let kind = crate::objects::kind_of(&kind)?;
+            r.objects = sb.get_objects(kind, namespace.as_deref());
+        }
+        Request::Label {
+            kind,
+            namespace,
+            name,
+            labels,
+        } => {
+            let kind = crate::objects::kind_of(&kind)?;
+            let (set, remove) = crate::objects::parse_label_args(&labels)?;
+            r.lines = vec![sb.label(kind, &namespace, &name, &set, &remove)?];
+        }
         Request::Nodes => {
             r.nodes = sb
                 .nodes()
@@ -256,8 +286,8 @@ fn answer(sb: &Sandbox, req: Request) -> Result<Response> {
     Ok(r)
 }
 
-/// `kubectl get pods -A [-o wide]`-style table.
-pub fn format_pods(pods: &[PodSummary], wide: bool) -> String {
+/// `kubectl get pods [-A] [-o wide]`-style table.
+pub fn format_pods(pods: &[PodSummary], wide: bool, all_namespaces: bool) -> String {
     let mut rows: Vec<Vec<String>> = vec![];
     let mut head = vec!["NAMESPACE", "NAME", "READY", "STATUS", "RESTARTS", "AGE"];
     if wide {
@@ -287,20 +317,12 @@ pub fn format_pods(pods: &[PodSummary], wide: bool) -> String {
         }
         rows.push(row);
     }
-    let widths: Vec<usize> = (0..rows[0].len())
-        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for r in rows {
-        let line: Vec<String> = r
-            .iter()
-            .zip(&widths)
-            .map(|(v, w)| format!("{v:<w$}"))
-            .collect();
-        out.push_str(line.join("   ").trim_end());
-        out.push('\n');
+    if !all_namespaces {
+        for r in &mut rows {
+            r.remove(0);
+        }
     }
-    out
+    crate::kubectl::columns(&rows)
 }
 
 /// `kubectl get nodes`-style table, with what Switchyard annotates.
@@ -374,13 +396,18 @@ mod tests {
                 pod("x", false, &[]),
             ],
             true,
+            true,
         );
         let lines: Vec<&str> = t.lines().collect();
         assert!(lines[0].starts_with("NAMESPACE   NAME    READY   STATUS"));
         assert!(lines[1].contains("1/1") && lines[1].contains("10.244.0.3,fd00::3"));
         assert!(lines[1].contains("2m") && lines[1].ends_with("node-1"));
         assert!(lines[2].contains("0/1") && lines[2].contains("<none>"));
-        assert!(!format_pods(&[pod("a", true, &["1.2.3.4"])], false).contains("1.2.3.4"));
+        let narrow = format_pods(&[pod("a", true, &["1.2.3.4"])], false, false);
+        assert!(
+            !narrow.contains("1.2.3.4") && narrow.starts_with("NAME "),
+            "{narrow}"
+        );
     }
 
     #[test]

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use switchyard_api::annotations::{NODE_CHASSIS, NODE_GATEWAY, NODE_SUBNETS, POD_NETWORK};
 use switchyard_controller::config::ClusterCidr;
-use switchyard_controller::k8s::Object;
+use switchyard_controller::k8s::{Kind, Object};
 use switchyard_controller::Config;
 
 use crate::central::{Central, CentralShape};
@@ -156,8 +156,6 @@ pub struct Sandbox {
     node_netns: Vec<String>,
     underlay: Option<Underlay>,
     central: Option<Central>,
-    /// Namespaces, Services, NetworkPolicies: kept, not yet acted upon.
-    objects: Mutex<BTreeMap<(String, String, String), Value>>,
     /// The external host's echo server ([`crate::probe::ECHO_SERVER`],
     /// named `external`).
     external_server: Mutex<Option<std::process::Child>>,
@@ -293,6 +291,9 @@ impl Sandbox {
             .iter()
             .map(|c| c.parse())
             .collect::<std::result::Result<_, _>>()?;
+        // The API server allocates ClusterIPs from the ranges the
+        // controller programs.
+        cluster.set_service_cidrs(&config.service_cidrs);
         let controller = ControllerSet::start(config, opts.controllers, cluster.clone())?;
         partial.controller = Some(controller);
 
@@ -387,7 +388,6 @@ impl Sandbox {
             node_netns,
             underlay: partial.underlay.take(),
             central: partial.central.take(),
-            objects: Mutex::default(),
             external_server: Mutex::default(),
             down: false,
         };
@@ -575,24 +575,12 @@ impl Sandbox {
                 self.create_pod(pod)?;
                 Ok(format!("pod/{name} created"))
             }
-            "Namespace" | "Service" | "NetworkPolicy" => {
-                let ns = if kind == "Namespace" {
-                    String::new()
-                } else {
-                    obj["metadata"]["namespace"]
-                        .as_str()
-                        .unwrap_or("default")
-                        .to_string()
-                };
-                let key = (kind.clone(), ns, name.clone());
-                let created = lock(&self.objects).insert(key, obj).is_none();
-                Ok(format!(
-                    "{}/{name} {}",
-                    kind.to_lowercase(),
-                    if created { "created" } else { "configured" }
-                ))
+            "Node" => bail!("node/{name}: the sandbox's nodes are made by `up --nodes N`"),
+            other => {
+                let kind = crate::objects::kind_of(other)
+                    .with_context(|| format!("{name}: kind {other:?}"))?;
+                self.apply_api_object(kind, obj)
             }
-            other => bail!("{name}: kind {other:?} is not supported by the sandbox (Namespace, Pod, Service, NetworkPolicy are)"),
         }
     }
 
@@ -665,9 +653,7 @@ impl Sandbox {
                 Ok(true)
             }
             "Namespace" => {
-                let existed = lock(&self.objects)
-                    .remove(&(kind.to_string(), String::new(), name.to_string()))
-                    .is_some();
+                let existed = self.cluster.get(Kind::Namespace, None, name).is_some();
                 let mut uids = Vec::new();
                 for p in self.cluster.pods() {
                     if p.metadata.namespace.as_deref() == Some(name) {
@@ -679,11 +665,16 @@ impl Sandbox {
                 }
                 let any = existed || !uids.is_empty();
                 self.wait_torn_down(&uids, Duration::from_secs(120))?;
+                // The API server takes everything else in it along.
+                self.cluster.delete(Kind::Namespace, None, name);
                 Ok(any)
             }
-            _ => Ok(lock(&self.objects)
-                .remove(&(kind.to_string(), namespace.to_string(), name.to_string()))
-                .is_some()),
+            "Node" => bail!("node/{name}: the sandbox's nodes stay until `down`"),
+            other => {
+                let kind = crate::objects::kind_of(other)?;
+                let ns = kind.namespaced().then_some(namespace);
+                Ok(self.cluster.delete(kind, ns, name).is_some())
+            }
         }
     }
 
@@ -952,11 +943,6 @@ impl Sandbox {
             .collect()
     }
 
-    /// Namespaces, Services and NetworkPolicies applied so far.
-    pub fn objects(&self) -> Vec<Value> {
-        lock(&self.objects).values().cloned().collect()
-    }
-
     /// Whether every pod's annotation is present (the controller caught up).
     pub fn all_annotated(&self) -> bool {
         self.cluster.pods().iter().all(|p| {
@@ -1051,13 +1037,7 @@ impl Drop for Partial {
 }
 
 fn canonical_kind(kind: &str) -> Result<&'static str> {
-    Ok(match kind.to_ascii_lowercase().as_str() {
-        "pod" | "pods" | "po" => "Pod",
-        "namespace" | "namespaces" | "ns" => "Namespace",
-        "service" | "services" | "svc" => "Service",
-        "networkpolicy" | "networkpolicies" | "netpol" => "NetworkPolicy",
-        other => bail!("unknown kind {other:?}"),
-    })
+    Ok(crate::objects::kind_of(kind)?.name())
 }
 
 /// Multi-document YAML (and `kind: List`) into JSON objects.

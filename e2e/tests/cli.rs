@@ -1,5 +1,7 @@
 //! The `switchyard-sandbox` command line end to end: up, a second up
-//! refused, apply from stdin, get pods, exec with the exit status passed
+//! refused, apply from stdin, get (pods, nodes, services, endpointslices,
+//! networkpolicies; tables, `-o json` Lists and `-o yaml`), label, a
+//! Service answering on its ClusterIP, exec with the exit status passed
 //! through (in a pod, on a node's host, on the external host), delete,
 //! down leaving nothing behind.
 
@@ -54,10 +56,29 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
-metadata: {name: b, namespace: cli}
+metadata: {name: b, namespace: cli, labels: {app: web}}
 spec:
   containers: [{name: c, image: x, command: ["nc", "-lk", "-p", "80"]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: cli}
+spec:
+  selector: {app: web}
+  ports: [{port: 8080, targetPort: 80}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-from-anywhere, namespace: cli}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress: [{}]
 "#;
+
+fn json(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "{}", text(o));
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(o)))
+}
 
 #[test]
 fn command_line_round_trip() {
@@ -78,7 +99,8 @@ fn command_line_round_trip() {
     let nodes = sandbox(d, &["get", "nodes", "-o", "json"], None);
     assert!(nodes.status.success(), "get nodes: {}", text(&nodes));
     let nodes: serde_json::Value = serde_json::from_slice(&nodes.stdout).unwrap();
-    let mut published: Vec<String> = nodes
+    assert_eq!(nodes["kind"], "List", "{nodes}");
+    let mut published: Vec<String> = nodes["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -118,8 +140,13 @@ fn command_line_round_trip() {
     let apply = sandbox(d, &["apply", "-f", "-", "--wait"], Some(PODS));
     assert!(apply.status.success(), "apply: {}", text(&apply));
     assert!(text(&apply).contains("pod/a created"));
+    assert!(text(&apply).contains("service/web created"));
+    assert!(text(&apply).contains("networkpolicy/web-from-anywhere created"));
 
-    let get = sandbox(d, &["get", "pods", "-o", "wide"], None);
+    // kubectl's namespace rules: `default` unless -n or -A.
+    let get = sandbox(d, &["get", "pods"], None);
+    assert!(!text(&get).contains("cli"), "{}", text(&get));
+    let get = sandbox(d, &["get", "pods", "-A", "-o", "wide"], None);
     let table = text(&get);
     assert!(get.status.success(), "{table}");
     let rows: Vec<&str> = table.lines().filter(|l| l.starts_with("cli ")).collect();
@@ -134,6 +161,85 @@ fn command_line_round_trip() {
         "spread: {table}"
     );
     let b_ip = rows[1].split_whitespace().nth(6).unwrap().to_string();
+
+    // Whole objects, as the API server holds them.
+    let pods = json(&sandbox(
+        d,
+        &["get", "pods", "-n", "cli", "-o", "json"],
+        None,
+    ));
+    assert_eq!(pods["kind"], "List");
+    assert_eq!(pods["items"][1]["kind"], "Pod");
+    assert_eq!(pods["items"][1]["status"]["podIPs"][0]["ip"], b_ip.as_str());
+    let yaml = sandbox(d, &["get", "netpol", "-n", "cli", "-o", "yaml"], None);
+    assert!(text(&yaml).contains("kind: List") && text(&yaml).contains("web-from-anywhere"));
+
+    // The Service: a ClusterIP from the service CIDR, an EndpointSlice of
+    // b, and a real connection through the ClusterIP.
+    let svc = sandbox(d, &["get", "svc", "-n", "cli"], None);
+    assert!(
+        text(&svc).contains("ClusterIP") && text(&svc).contains("8080/TCP"),
+        "{}",
+        text(&svc)
+    );
+    let svcs = json(&sandbox(
+        d,
+        &["get", "services", "-n", "cli", "-o", "json"],
+        None,
+    ));
+    let cluster_ip = svcs["items"][0]["spec"]["clusterIP"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(cluster_ip.starts_with("10.96."), "{svcs}");
+    let slices = json(&sandbox(
+        d,
+        &["get", "endpointslices", "-n", "cli", "-o", "json"],
+        None,
+    ));
+    assert_eq!(
+        slices["items"][0]["endpoints"][0]["addresses"][0],
+        b_ip.as_str(),
+        "{slices}"
+    );
+    let via_vip = format!(
+        "for i in $(seq 1 100); do nc -z -w1 {cluster_ip} 8080 && exit 0; sleep 0.1; done; exit 1"
+    );
+    let nc = sandbox(d, &["exec", "cli/a", "--", "sh", "-c", &via_vip], None);
+    assert!(nc.status.success(), "a -> web's ClusterIP: {}", text(&nc));
+
+    // Labels set and removed, as kubectl label does; a bad one refused.
+    let l = sandbox(d, &["label", "pod", "cli/a", "tier=front", "app=cli"], None);
+    assert!(text(&l).contains("pod/a labeled"), "{}", text(&l));
+    let a = json(&sandbox(
+        d,
+        &["get", "pods", "-n", "cli", "-o", "json"],
+        None,
+    ));
+    assert_eq!(a["items"][0]["metadata"]["labels"]["tier"], "front", "{a}");
+    let l = sandbox(d, &["label", "pod", "a", "-n", "cli", "tier-"], None);
+    assert!(l.status.success(), "{}", text(&l));
+    let a = json(&sandbox(
+        d,
+        &["get", "pods", "-n", "cli", "-o", "json"],
+        None,
+    ));
+    assert!(
+        a["items"][0]["metadata"]["labels"].get("tier").is_none(),
+        "{a}"
+    );
+    let bad = sandbox(d, &["label", "pod", "cli/a", "x=not valid"], None);
+    assert!(
+        !bad.status.success() && text(&bad).contains("Invalid"),
+        "{}",
+        text(&bad)
+    );
+    let missing = sandbox(d, &["label", "pod", "cli/nope", "x=y"], None);
+    assert!(
+        !missing.status.success() && text(&missing).contains("not found"),
+        "{}",
+        text(&missing)
+    );
 
     // Exit status passes through; a real TCP connection from a to b.
     let exit = sandbox(d, &["exec", "cli/a", "--", "sh", "-c", "exit 3"], None);
@@ -175,8 +281,12 @@ fn command_line_round_trip() {
 
     let del = sandbox(d, &["delete", "pod", "cli/b"], None);
     assert!(del.status.success(), "{}", text(&del));
-    let get = sandbox(d, &["get", "pods"], None);
-    assert!(!text(&get).contains("cli   b"), "{}", text(&get));
+    let get = sandbox(d, &["get", "pods", "-n", "cli"], None);
+    assert!(!text(&get).contains("b   "), "{}", text(&get));
+    let del = sandbox(d, &["delete", "svc", "web", "-n", "cli"], None);
+    assert!(del.status.success(), "{}", text(&del));
+    let svc = sandbox(d, &["get", "svc", "-A"], None);
+    assert!(!text(&svc).contains("web"), "{}", text(&svc));
     let gone = sandbox(d, &["exec", "cli/b", "--", "true"], None);
     assert!(!gone.status.success());
 

@@ -245,6 +245,47 @@ impl MemoryCluster {
             .unwrap_or_else(|e| panic!("the API server refused {what}: {e}"))
     }
 
+    /// `kubectl label`: sets `set` and removes `remove` from the object's
+    /// labels, as the merge patch kubectl sends does (`null` removes a
+    /// key), validated as any update; 404 when there is no such object.
+    pub fn try_label(
+        &self,
+        kind: Kind,
+        namespace: Option<&str>,
+        name: &str,
+        set: &BTreeMap<String, String>,
+        remove: &[String],
+    ) -> Result<Object, KubeError> {
+        let mut st = self.lock();
+        let key = (namespace.unwrap_or_default().to_string(), name.to_string());
+        let Some(old) = st.get(kind, &key).cloned() else {
+            return Err(status::to_error(&status::not_found(
+                kind.group(),
+                kind.resource(),
+                name,
+            )));
+        };
+        let labels_before = old.meta().labels.clone();
+        let mut new = old;
+        let mut labels = labels_before.clone().unwrap_or_default();
+        for k in remove {
+            labels.remove(k);
+        }
+        labels.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
+        new.meta_mut().labels = Some(labels).filter(|l| !l.is_empty());
+        let errs = validate::object_meta(kind.name(), kind.namespaced(), new.meta());
+        if !errs.is_empty() {
+            return Err(invalid(kind, name, &errs));
+        }
+        if new.meta().labels == labels_before {
+            return Ok(new);
+        }
+        new.meta_mut().resource_version = Some(st.next_rv());
+        store(&mut st, new.clone());
+        after_write(&mut st, &new, labels_before.as_ref());
+        Ok(new)
+    }
+
     /// Deletes an object at once; `None` when there is none.
     pub fn delete(&self, kind: Kind, namespace: Option<&str>, name: &str) -> Option<Object> {
         let mut st = self.lock();

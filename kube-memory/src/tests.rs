@@ -270,3 +270,33 @@ async fn leases_answer_as_the_server_does() {
     assert_eq!(c.replace_lease(lease).await.unwrap_err().code(), 409);
     c.replace_lease(created).await.unwrap();
 }
+
+#[test]
+fn labels_are_set_and_removed_as_kubectl_label_does() {
+    let c = MemoryCluster::new();
+    let mut p = pod("ns", "web", "n1");
+    p.metadata.labels = Some(BTreeMap::from([("app".to_string(), "a".to_string())]));
+    let rv = c.apply_pod(p).metadata.resource_version;
+    let set = BTreeMap::from([("tier".to_string(), "front".to_string())]);
+    let o = c
+        .try_label(Kind::Pod, Some("ns"), "web", &set, &["app".to_string()])
+        .unwrap();
+    let labels = o.meta().labels.clone().unwrap();
+    assert_eq!(labels.get("tier").map(String::as_str), Some("front"));
+    assert!(!labels.contains_key("app"));
+    assert_ne!(o.meta().resource_version, rv);
+    // Nothing to change: no new version, as the server writes nothing.
+    let again = c
+        .try_label(Kind::Pod, Some("ns"), "web", &set, &[])
+        .unwrap();
+    assert_eq!(again.meta().resource_version, o.meta().resource_version);
+    let bad = BTreeMap::from([("x".to_string(), "not valid".to_string())]);
+    let err = c
+        .try_label(Kind::Pod, Some("ns"), "web", &bad, &[])
+        .unwrap_err();
+    assert_eq!(err.code(), 422, "{err}");
+    let err = c
+        .try_label(Kind::Pod, Some("ns"), "nope", &set, &[])
+        .unwrap_err();
+    assert_eq!(err.code(), 404, "{err}");
+}

@@ -61,14 +61,33 @@ enum Cmd {
         #[arg(short = 'f', long = "filename")]
         files: Vec<String>,
         kind: Option<String>,
-        /// NAMESPACE/NAME (or NAME in `default`; a Namespace's name).
+        /// NAMESPACE/NAME (or NAME in -n NAMESPACE, default `default`;
+        /// a Namespace's name).
         name: Option<String>,
+        #[arg(short = 'n', long = "namespace")]
+        namespace: Option<String>,
     },
-    /// List objects: `get pods [-o wide|json]`, `get nodes [-o json]`.
+    /// List objects as kubectl does: `get pods|services|endpointslices|
+    /// networkpolicies|nodes|namespaces|anp|banp [-n NS | -A]
+    /// [-o wide|json|yaml]` (namespace `default` unless -n or -A).
     Get {
         what: String,
         #[arg(short = 'o', long = "output")]
         output: Option<String>,
+        #[arg(short = 'n', long = "namespace", conflicts_with = "all_namespaces")]
+        namespace: Option<String>,
+        #[arg(short = 'A', long = "all-namespaces")]
+        all_namespaces: bool,
+    },
+    /// Set (`k=v`) or remove (`k-`) labels: `label KIND NAMESPACE/NAME k=v k-`
+    /// (or `label KIND NAME -n NS ...`; a Namespace or Node by its name).
+    Label {
+        kind: String,
+        name: String,
+        #[arg(required = true)]
+        labels: Vec<String>,
+        #[arg(short = 'n', long = "namespace")]
+        namespace: Option<String>,
     },
     /// Run a command inside a pod's network namespace, on a node's host
     /// (`--node NODE`) or on the external host (`--external`).
@@ -220,7 +239,12 @@ fn run(cmd: Cmd, dir: &Path) -> Result<ExitCode> {
                 wait_ready(dir, 120)?;
             }
         }
-        Cmd::Delete { files, kind, name } => {
+        Cmd::Delete {
+            files,
+            kind,
+            name,
+            namespace,
+        } => {
             let r = if !files.is_empty() {
                 let yaml = read_inputs(&files)?;
                 call(dir, &Request::DeleteYaml { yaml }, Duration::from_secs(300))?
@@ -228,10 +252,7 @@ fn run(cmd: Cmd, dir: &Path) -> Result<ExitCode> {
                 let (Some(kind), Some(name)) = (kind, name) else {
                     bail!("usage: delete -f FILE | delete KIND NAMESPACE/NAME");
                 };
-                let (namespace, name) = match name.split_once('/') {
-                    Some((ns, n)) => (ns.to_string(), n.to_string()),
-                    None => ("default".to_string(), name),
-                };
+                let (namespace, name) = split_name(&name, namespace);
                 call(
                     dir,
                     &Request::Delete {
@@ -244,30 +265,30 @@ fn run(cmd: Cmd, dir: &Path) -> Result<ExitCode> {
             };
             r.lines.iter().for_each(|l| println!("{l}"));
         }
-        Cmd::Get { what, output } if matches!(what.as_str(), "nodes" | "node" | "no") => {
-            let r = call(dir, &Request::Nodes, Duration::from_secs(30))?;
-            match output.as_deref() {
-                None | Some("wide") => print!("{}", cli::format_nodes(&r.nodes)),
-                Some("json") => println!("{}", serde_json::to_string_pretty(&r.nodes)?),
-                Some(o) => bail!("-o {o}: only wide and json are supported"),
-            }
-        }
-        Cmd::Get { what, output } => {
-            if !matches!(what.as_str(), "pods" | "pod" | "po") {
-                bail!("only `get pods` and `get nodes` are supported");
-            }
-            let wide = match output.as_deref() {
-                None => false,
-                Some("wide") => true,
-                Some("json") => {
-                    let r = call(dir, &Request::Pods, Duration::from_secs(30))?;
-                    println!("{}", serde_json::to_string_pretty(&r.pods)?);
-                    return Ok(ExitCode::SUCCESS);
-                }
-                Some(o) => bail!("-o {o}: only wide and json are supported"),
-            };
-            let r = call(dir, &Request::Pods, Duration::from_secs(30))?;
-            print!("{}", cli::format_pods(&r.pods, wide));
+        Cmd::Get {
+            what,
+            output,
+            namespace,
+            all_namespaces,
+        } => get(dir, &what, output.as_deref(), namespace, all_namespaces)?,
+        Cmd::Label {
+            kind,
+            name,
+            labels,
+            namespace,
+        } => {
+            let (namespace, name) = split_name(&name, namespace);
+            let r = call(
+                dir,
+                &Request::Label {
+                    kind,
+                    namespace,
+                    name,
+                    labels,
+                },
+                Duration::from_secs(30),
+            )?;
+            r.lines.iter().for_each(|l| println!("{l}"));
         }
         Cmd::Exec {
             pod,
@@ -606,4 +627,69 @@ fn matrix(pods: &[switchyard_e2e::PodSummary], port: u16) -> (String, bool) {
         out.push('\n');
     }
     (out, all_ok)
+}
+
+/// `NAMESPACE/NAME`, or `NAME` in `-n NAMESPACE` (default `default`).
+fn split_name(arg: &str, namespace: Option<String>) -> (String, String) {
+    match arg.split_once('/') {
+        Some((ns, n)) => (ns.to_string(), n.to_string()),
+        None => (
+            namespace.unwrap_or_else(|| "default".to_string()),
+            arg.to_string(),
+        ),
+    }
+}
+
+/// `get`: pods and nodes keep their sandbox-specific tables (a pod's
+/// ContainerCreating message, a node's chassis and subnets); every kind
+/// prints whole objects with `-o json|yaml`.
+fn get(
+    dir: &Path,
+    what: &str,
+    output: Option<&str>,
+    namespace: Option<String>,
+    all_namespaces: bool,
+) -> Result<()> {
+    use switchyard_e2e::kubectl::{self, Output};
+    use switchyard_e2e::objects::kind_of;
+    let kind = kind_of(what)?;
+    let output: Output = match output {
+        None => Output::Table { wide: false },
+        Some(o) => o.parse()?,
+    };
+    let namespace = if all_namespaces {
+        None
+    } else {
+        Some(namespace.unwrap_or_else(|| "default".to_string()))
+    };
+    let t = Duration::from_secs(30);
+    let objects = || -> Result<Vec<serde_json::Value>> {
+        let req = Request::Get {
+            kind: what.to_string(),
+            namespace: namespace.clone(),
+        };
+        Ok(call(dir, &req, t)?.objects)
+    };
+    match (output, kind) {
+        (Output::Json, _) => println!(
+            "{}",
+            serde_json::to_string_pretty(&kubectl::list(objects()?))?
+        ),
+        (Output::Yaml, _) => print!("{}", serde_yaml_ng::to_string(&kubectl::list(objects()?))?),
+        (Output::Table { .. }, switchyard_controller::k8s::Kind::Node) => {
+            print!("{}", cli::format_nodes(&objects()?))
+        }
+        (Output::Table { wide }, switchyard_controller::k8s::Kind::Pod) => {
+            let mut pods = call(dir, &Request::Pods, t)?.pods;
+            if let Some(ns) = &namespace {
+                pods.retain(|p| &p.namespace == ns);
+            }
+            print!("{}", cli::format_pods(&pods, wide, namespace.is_none()))
+        }
+        (Output::Table { wide }, kind) => print!(
+            "{}",
+            kubectl::table(kind, &objects()?, namespace.is_none(), wide)
+        ),
+    }
+    Ok(())
 }
