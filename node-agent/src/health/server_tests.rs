@@ -159,3 +159,49 @@ async fn bad_and_oversized_requests_are_refused_and_bounded() {
     let (status, _, body) = send(port, b"HEAD / HTTP/1.1\r\n\r\n").await;
     assert_eq!((status, body.as_str()), (200, ""));
 }
+
+/// A port free on loopback a moment ago.
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+    l.local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn a_service_moving_port_closes_the_old_one() {
+    let (old, new) = (free_port(), free_port());
+    let mut server = loopback();
+    let mut want = BTreeMap::from([(
+        key("front"),
+        Desired {
+            port: old,
+            local: 1,
+        },
+    )]);
+    assert!(server.sync(&want).await.is_empty());
+    assert_eq!(send(old, GET).await.0, 200);
+    want.insert(
+        key("front"),
+        Desired {
+            port: new,
+            local: 1,
+        },
+    );
+    assert!(server.sync(&want).await.is_empty());
+    assert_eq!(server.bound_port(&key("front")), Some(new));
+    assert_eq!(send(new, GET).await.0, 200);
+    assert!(TcpStream::connect((Ipv4Addr::LOCALHOST, old))
+        .await
+        .is_err());
+    // Handed to another Service in one sync: closed before it is opened.
+    let want = BTreeMap::from([(
+        key("other"),
+        Desired {
+            port: new,
+            local: 0,
+        },
+    )]);
+    assert!(server.sync(&want).await.is_empty());
+    let (status, _, body) = send(new, GET).await;
+    assert_eq!(status, 503);
+    assert!(body.contains("\"name\":\"other\""), "{body}");
+}
