@@ -205,3 +205,47 @@ async fn a_service_moving_port_closes_the_old_one() {
     assert_eq!(status, 503);
     assert!(body.contains("\"name\":\"other\""), "{body}");
 }
+
+#[tokio::test]
+async fn connections_beyond_the_limit_are_closed_unanswered() {
+    let mut server = loopback();
+    let want = BTreeMap::from([(key("front"), Desired { port: 0, local: 1 })]);
+    server.sync(&want).await;
+    let port = server.bound_port(&key("front")).expect("open");
+    // Idle clients (no request yet) hold every permit; accepted in order.
+    let mut idle = Vec::new();
+    for _ in 0..MAX_CONNECTIONS {
+        idle.push(
+            TcpStream::connect((Ipv4Addr::LOCALHOST, port))
+                .await
+                .unwrap(),
+        );
+    }
+    let mut extra = TcpStream::connect((Ipv4Addr::LOCALHOST, port))
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let n = tokio::time::timeout(Duration::from_secs(10), extra.read_to_end(&mut out))
+        .await
+        .expect("closed within 10 s");
+    assert!(n.is_err() || out.is_empty(), "answered: {out:?}");
+    // The idle ones go; their permits come back.
+    drop(idle);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut s = TcpStream::connect((Ipv4Addr::LOCALHOST, port))
+            .await
+            .unwrap();
+        let _ = s.write_all(GET).await;
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut out)).await;
+        if out.starts_with(b"HTTP/1.1 200 ") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no answer after the idle connections closed"
+        );
+        tokio::task::yield_now().await;
+    }
+}
