@@ -4,7 +4,8 @@
 //! `localEndpoints: 1` on the node with the endpoint, 503 and 0 on the
 //! other; the answers follow the endpoint to another node (a terminating
 //! endpoint no longer counts), survive an agent restart and an unreadable
-//! Service file, and the port closes on both nodes when the Service goes.
+//! Service file, move when the Service's port changes, and the port
+//! closes on both nodes when the Service goes.
 //! Dual-stack: every answer is checked at both node addresses.
 
 mod common;
@@ -104,8 +105,9 @@ fn expect(sb: &Sandbox, i: usize, port: u16, service: &str, want: Answer, what: 
 }
 
 /// A LoadBalancer with `externalTrafficPolicy: Local` selecting
-/// `app=<app>`; returns the health check port the API server allocated.
-fn local_load_balancer(sb: &Sandbox, name: &str, app: &str) -> u16 {
+/// `app=<app>` (created, or updated), with health check port `port` or
+/// one the API server allocates; returns the port.
+fn local_load_balancer(sb: &Sandbox, name: &str, app: &str, port: Option<u16>) -> u16 {
     let svc = Service {
         metadata: ObjectMeta {
             namespace: Some(NS.into()),
@@ -115,6 +117,7 @@ fn local_load_balancer(sb: &Sandbox, name: &str, app: &str) -> u16 {
         spec: Some(ServiceSpec {
             type_: Some("LoadBalancer".into()),
             external_traffic_policy: Some("Local".into()),
+            health_check_node_port: port.map(i32::from),
             selector: Some(BTreeMap::from([("app".to_string(), app.to_string())])),
             ports: Some(vec![ServicePort {
                 name: Some("http".into()),
@@ -165,7 +168,7 @@ fn health_check_ports_answer_as_kube_proxy_does() {
 
     server_pod(&sb, "web-a", &nodes[0], "web");
     sb.wait_pods_ready(Duration::from_secs(120)).unwrap();
-    let port = local_load_balancer(&sb, "front", "web");
+    let port = local_load_balancer(&sb, "front", "web", None);
     expect(
         &sb,
         0,
@@ -234,7 +237,7 @@ fn health_check_ports_answer_as_kube_proxy_does() {
     std::fs::write(&bad, "{ not json").unwrap();
     server_pod(&sb, "api-a", &nodes[1], "api");
     sb.wait_pods_ready(Duration::from_secs(120)).unwrap();
-    let api_port = local_load_balancer(&sb, "api", "api");
+    let api_port = local_load_balancer(&sb, "api", "api", None);
     assert_ne!(api_port, port);
     expect(
         &sb,
@@ -288,6 +291,17 @@ fn health_check_ports_answer_as_kube_proxy_does() {
         Answer::Http(200, 1),
         "after an agent restart",
     );
+
+    // The Service moves to another port: the old one closes, the new one
+    // answers.
+    let old = port;
+    let port = local_load_balancer(&sb, "front", "web", Some(32000));
+    assert_eq!(port, 32000);
+    for i in 0..2 {
+        expect(&sb, i, old, "front", Answer::Refused, "the Service moved");
+    }
+    expect(&sb, 0, port, "front", Answer::Http(503, 0), "the new port");
+    expect(&sb, 1, port, "front", Answer::Http(200, 1), "the new port");
 
     // The Service goes: its port closes on both nodes; the other stays.
     assert!(sb
