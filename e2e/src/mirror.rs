@@ -6,6 +6,11 @@
 //! The node agent's `KubeSource` watches pods with
 //! `fieldSelector=spec.nodeName=<node>`; this is the same view.
 //!
+//! Every Service and EndpointSlice goes to every node's `services/` and
+//! `endpointslices/` (`<namespace>_<name>.json`, the node agent's
+//! `DirServiceSource`; `KubeServiceSource` watches all of them too),
+//! written atomically and removed when the object goes.
+//!
 //! The other way, [`node_annotations`] applies what each agent publishes
 //! about its node (`node-annotations.json`, written by its `DirPublisher`)
 //! to its Node as the merge patch `KubePublisher` sends would.
@@ -20,7 +25,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube_memory::MemoryCluster;
 use switchyard_controller::k8s::Cluster;
-use switchyard_controller::k8s::WatchEvent;
+use switchyard_controller::k8s::{Kind, Object, WatchEvent};
 
 use crate::util::write_atomic;
 
@@ -78,8 +83,16 @@ fn write_node(dirs: &Dirs, node: &Node) {
     }
 }
 
-/// Mirrors pods until the runtime stops.
+/// Mirrors pods, and alongside them Services and EndpointSlices
+/// ([`services`]), until the runtime stops.
 pub async fn pods(cluster: Arc<MemoryCluster>, dirs: Dirs) {
+    futures::join!(
+        pod_files(cluster.clone(), dirs.clone()),
+        services(cluster, dirs)
+    );
+}
+
+async fn pod_files(cluster: Arc<MemoryCluster>, dirs: Dirs) {
     loop {
         let mut stream = cluster.watch_pods();
         while let Some(ev) = stream.next().await {
@@ -114,6 +127,86 @@ pub async fn pods(cluster: Arc<MemoryCluster>, dirs: Dirs) {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The node agent's `switchyard_node::service_source::{SERVICES_DIR,
+/// ENDPOINT_SLICES_DIR}` (the library is not a dependency of the sandbox;
+/// tests/health_check.rs fails if they differ).
+pub const SERVICES_DIR: &str = "services";
+pub const ENDPOINT_SLICES_DIR: &str = "endpointslices";
+
+/// The file name of a namespaced object: `<namespace>_<name>.json`.
+fn object_file(o: &Object) -> Option<String> {
+    let m = o.meta();
+    Some(format!(
+        "{}_{}.json",
+        m.namespace.as_deref().unwrap_or_default(),
+        m.name.as_deref()?
+    ))
+}
+
+fn object_bytes(o: &Object) -> Option<Vec<u8>> {
+    match o {
+        Object::Service(s) => serde_json::to_vec(s).ok(),
+        Object::EndpointSlice(s) => serde_json::to_vec(s).ok(),
+        _ => None,
+    }
+}
+
+/// Mirrors every object of `kind` into `<dir>/<sub>/` of every node.
+async fn mirror_kind(cluster: Arc<MemoryCluster>, dirs: Dirs, kind: Kind, sub: &str) {
+    for dir in dirs.values() {
+        let _ = std::fs::create_dir_all(dir.join(sub));
+    }
+    let write = |o: &Object| {
+        if let (Some(file), Some(bytes)) = (object_file(o), object_bytes(o)) {
+            for dir in dirs.values() {
+                let _ = write_atomic(&dir.join(sub).join(&file), &bytes);
+            }
+        }
+    };
+    loop {
+        let mut stream = cluster.watch_objects(kind);
+        while let Some(ev) = stream.next().await {
+            match ev {
+                WatchEvent::Restarted(list) => {
+                    // Written first, then the files of objects not listed
+                    // removed (as for pods).
+                    let keep: HashSet<String> = list.iter().filter_map(object_file).collect();
+                    list.iter().for_each(write);
+                    for dir in dirs.values() {
+                        if let Ok(entries) = std::fs::read_dir(dir.join(sub)) {
+                            for e in entries.flatten() {
+                                let n = e.file_name().to_string_lossy().into_owned();
+                                if n.ends_with(".json") && !keep.contains(&n) {
+                                    let _ = std::fs::remove_file(e.path());
+                                }
+                            }
+                        }
+                    }
+                }
+                WatchEvent::Applied(o) => write(&o),
+                WatchEvent::Deleted(o) => {
+                    if let Some(file) = object_file(&o) {
+                        for dir in dirs.values() {
+                            let _ = std::fs::remove_file(dir.join(sub).join(&file));
+                        }
+                    }
+                }
+                WatchEvent::Unavailable(_) => {}
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Mirrors every Service and EndpointSlice to every node until the
+/// runtime stops.
+pub async fn services(cluster: Arc<MemoryCluster>, dirs: Dirs) {
+    futures::join!(
+        mirror_kind(cluster.clone(), dirs.clone(), Kind::Service, SERVICES_DIR),
+        mirror_kind(cluster, dirs, Kind::EndpointSlice, ENDPOINT_SLICES_DIR),
+    );
 }
 
 /// Mirrors nodes until the runtime stops.

@@ -455,6 +455,10 @@ fn the_node_agent_runs_as_configured() {
         );
         assert_eq!(a.pod_source, "kube");
         assert!(!a.no_install, "{dir}: the agent writes the conflist");
+        assert!(
+            !a.no_health_check_ports,
+            "{dir}: the agent answers healthCheckNodePorts (no kube-proxy)"
+        );
         let controller_cidrs: Vec<ipnet::IpNet> =
             cfg.cluster_cidrs.iter().map(|c| c.cidr).collect();
         assert_eq!(
@@ -1015,6 +1019,7 @@ fn docs_metrics_lists_every_metric_exactly() {
     let n = switchyard_node::metrics::Metrics::new();
     n.observe_request("ADD", "ok", Duration::from_millis(3));
     n.observe_add_phase("veth", Duration::from_millis(1));
+    n.health_check_error("listen");
     let mut exposed = families(&c.encode());
     exposed.extend(families(&n.encode()));
     assert!(exposed.len() >= 17, "{exposed:?}");

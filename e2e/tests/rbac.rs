@@ -24,8 +24,10 @@
 //!   (`KubeCluster`) to a fake API server, whose HTTP requests are read as
 //!   the API server reads them; both must name the same requests.
 //! - **Node agent**: its kube-rs code (`KubeSource`: list and watch of its
-//!   node's pods, GET of its Node; `KubePublisher`: GET and merge patch of
-//!   its Node) runs against the fake API server, recorded the same way.
+//!   node's pods, GET of its Node; `KubeServiceSource`: list and watch of
+//!   every Service and EndpointSlice, for the health check ports;
+//!   `KubePublisher`: GET and merge patch of its Node) runs against the
+//!   fake API server, recorded the same way.
 //! - Every place in the two binaries that builds kube-rs requests is one of
 //!   those driven here; a new one fails
 //!   `every_kube_request_site_is_driven_here` until it is.
@@ -55,6 +57,7 @@ use switchyard_controller::k8s::{Cluster, EventRecord, Kind, ObjectRef, WatchEve
 use switchyard_controller::{Config, Controller};
 use switchyard_node::node_publisher::{node_annotations, KubePublisher, NodePublisher, Published};
 use switchyard_node::pod_source::{KubeSource, PodSource};
+use switchyard_node::service_source::{KubeServiceSource, ServiceSource};
 
 #[path = "support/fake_api.rs"]
 mod fake_api;
@@ -333,6 +336,29 @@ fn load_balancer_json(ns: &str, name: &str) -> Value {
            "spec": {"type": "LoadBalancer", "selector": {"app": "web"},
                     "ports": [{"name": "http", "protocol": "TCP", "port": 80,
                                "targetPort": 8080}]}})
+}
+
+/// A LoadBalancer with `externalTrafficPolicy: Local` and its allocated
+/// health check port.
+fn local_load_balancer_json(ns: &str, name: &str, health_port: u16) -> Value {
+    let mut svc = load_balancer_json(ns, name);
+    svc["spec"]["externalTrafficPolicy"] = json!("Local");
+    svc["spec"]["healthCheckNodePort"] = json!(health_port);
+    svc
+}
+
+/// An IPv4 EndpointSlice of Service `service` with ready endpoints (address,
+/// node).
+fn endpoint_slice_json(ns: &str, service: &str, endpoints: &[(&str, &str)]) -> Value {
+    let endpoints: Vec<Value> = endpoints
+        .iter()
+        .map(|(ip, node)| json!({"addresses": [ip], "nodeName": node, "conditions": {"ready": true}}))
+        .collect();
+    json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+           "metadata": {"namespace": ns, "name": format!("{service}-abcde"),
+                        "labels": {"kubernetes.io/service-name": service}},
+           "addressType": "IPv4", "endpoints": endpoints,
+           "ports": [{"name": "http", "protocol": "TCP", "port": 8080}]})
 }
 
 fn typed<K: serde::de::DeserializeOwned>(v: Value) -> K {
@@ -759,6 +785,12 @@ async fn record_node_agent(node: &str) -> Vec<Request> {
         node_json("elsewhere"),
         pod_json("web", "here", node),
         pod_json("web", "there", "elsewhere"),
+        local_load_balancer_json("web", "front", 32100),
+        endpoint_slice_json(
+            "web",
+            "front",
+            &[("10.244.1.5", node), ("10.244.2.5", "elsewhere")],
+        ),
     ]);
     // The reflector over this node's pods: CNI ADD reads its cache.
     let source = KubeSource::start(fake.client.clone(), node);
@@ -779,6 +811,21 @@ async fn record_node_agent(node: &str) -> Vec<Request> {
     // The management port's subnets.
     let subnets = source.node_subnets(node).await.expect("node subnets");
     assert_eq!(subnets.len(), 1);
+    // The health check ports: every Service and EndpointSlice, counted for
+    // this node.
+    let services = KubeServiceSource::start(fake.client.clone());
+    eventually(T, "the service and endpointslice reflectors", || {
+        let src = &services;
+        let watching = fake.saw("watch", "services") && fake.saw("watch", "endpointslices");
+        async move {
+            let snap = src.snapshot().await;
+            let (want, _) = switchyard_node::health::desired(&snap.services, &snap.slices, node);
+            (watching && want.values().any(|d| d.port == 32100 && d.local == 1))
+                .then_some(())
+                .ok_or(format!("not yet: {want:?}"))
+        }
+    })
+    .await;
     let publisher = KubePublisher::new(fake.client.clone(), node);
     // The chassis and the gateway bridge published on the Node: written
     // once, then left alone.
@@ -902,6 +949,7 @@ fn every_kube_request_site_is_driven_here() {
         // recording the controller run is audited by.
         "controller/src/k8s/kube.rs",
         "node-agent/src/pod_source.rs",
+        "node-agent/src/service_source.rs",
         "node-agent/src/node_publisher.rs",
     ]
     .iter()

@@ -82,6 +82,12 @@ pub struct Args {
     pub ovn_install_timeout_ms: u64,
     #[arg(long, default_value_t = 60_000)]
     pub startup_timeout_ms: u64,
+    /// Do not answer Services' health check ports (`healthCheckNodePort`
+    /// of `externalTrafficPolicy: Local` LoadBalancers), e.g. where
+    /// kube-proxy still runs and answers them; the agent then reads no
+    /// Services or EndpointSlices.
+    #[arg(long)]
+    pub no_health_check_ports: bool,
     /// Serve Prometheus metrics on this address (`/metrics`).
     #[arg(long)]
     pub metrics_address: Option<SocketAddr>,

@@ -40,6 +40,7 @@ use crate::node_publisher::{node_annotations, Annotations, NodePublisher, Publis
 use crate::ovs::{Ovs, OvsAttachment, PortSpec};
 use crate::pod_source::PodSource;
 use crate::protocol::{Reply, MAX_MESSAGE};
+use crate::service_source::ServiceSource;
 
 /// How long an ADD waits for the kernel to report a pod's veth running
 /// before adding its port anyway. The kernel's link watcher may hold a
@@ -170,6 +171,9 @@ pub struct Daemon {
     ovs: Ovs,
     pods: Arc<dyn PodSource>,
     publisher: Arc<dyn NodePublisher>,
+    /// Services and EndpointSlices for the health check ports; `None`
+    /// serves none.
+    services: Option<Arc<dyn ServiceSource>>,
     metrics: Metrics,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     mgmt_ready: AtomicBool,
@@ -225,8 +229,9 @@ impl Daemon {
         cfg: Config,
         pods: Arc<dyn PodSource>,
         publisher: Arc<dyn NodePublisher>,
+        services: Option<Arc<dyn ServiceSource>>,
     ) -> Result<()> {
-        let daemon = Arc::new(Self::start(cfg, pods, publisher).await?);
+        let daemon = Arc::new(Self::start(cfg, pods, publisher, services).await?);
         let listener = daemon.listen()?;
         daemon.install_cni()?;
         info!(socket = %daemon.cfg.socket.display(), "serving CNI requests");
@@ -238,6 +243,7 @@ impl Daemon {
         cfg: Config,
         pods: Arc<dyn PodSource>,
         publisher: Arc<dyn NodePublisher>,
+        services: Option<Arc<dyn ServiceSource>>,
     ) -> Result<Daemon> {
         let ovs = Ovs::connect(&cfg.ovs_remote, cfg.startup_timeout).await?;
         let mut ids = BTreeMap::new();
@@ -262,6 +268,7 @@ impl Daemon {
             ovs,
             pods,
             publisher,
+            services,
             metrics: Metrics::new(),
             locks: Mutex::new(HashMap::new()),
             mgmt_ready: AtomicBool::new(false),
@@ -337,7 +344,8 @@ impl Daemon {
     }
 
     /// Accepts connections until the listener fails; also starts the
-    /// management port, node publishing and metrics tasks.
+    /// management port, node publishing, health check port and metrics
+    /// tasks.
     pub async fn serve(self: Arc<Self>, listener: UnixListener) -> Result<()> {
         // Kernel changes: the gateway bridge and the management port are
         // looked at again when links, addresses or routes move (their
@@ -365,6 +373,14 @@ impl Daemon {
                 kicks,
             };
             tokio::spawn(gw.run());
+        }
+        if let Some(source) = self.services.clone() {
+            tokio::spawn(crate::health::server::run(
+                source,
+                self.cfg.node.clone(),
+                crate::health::server::Bind::All,
+                self.metrics.clone(),
+            ));
         }
         if let Some(addr) = self.cfg.metrics_addr {
             let m = self.metrics.clone();

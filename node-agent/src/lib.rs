@@ -12,6 +12,10 @@
 //!   this node's Node (`switchyard.io/chassis-id`, `switchyard.io/gateway`);
 //! - [`gateway`]: the gateway bridge (flows, host addresses, the
 //!   `switchyard.io/gateway` annotation);
+//! - [`service_source`]: the Kubernetes boundary for Services and
+//!   EndpointSlices (kube-rs, or a directory);
+//! - [`health`]: the Services' health check ports (`healthCheckNodePort`),
+//!   answered as kube-proxy answers them;
 //! - [`mgmt`]: the management port's addressing;
 //! - [`metrics`]: Prometheus metrics.
 //!
@@ -25,6 +29,8 @@
 //! | `""` | pods | list, watch | [`pod_source::KubeSource`]: the reflector over this node's pods (`fieldSelector=spec.nodeName=<node>`), where ADD finds the pod's annotation |
 //! | `""` | nodes | get | [`pod_source::KubeSource`]: the node's pod subnets (management port); [`node_publisher::KubePublisher`]: the current annotations |
 //! | `""` | nodes | patch | [`node_publisher::KubePublisher`]: one merge patch of `switchyard.io/chassis-id` and `switchyard.io/gateway` on its own Node, only when a value differs |
+//! | `""` | services | list, watch | [`service_source::KubeServiceSource`]: every Service, for the health check ports of `externalTrafficPolicy: Local` LoadBalancers (off with `--no-health-check-ports`) |
+//! | `discovery.k8s.io` | endpointslices | list, watch | [`service_source::KubeServiceSource`]: every EndpointSlice, to count each such Service's ready endpoints on this node |
 //!
 //! RBAC cannot limit a ServiceAccount to "its own" Node or to the pods of
 //! one node; the agent asks only for those, but the grant is cluster-wide
@@ -35,6 +41,7 @@ pub mod daemon;
 pub mod error;
 pub mod ethtool;
 pub mod gateway;
+pub mod health;
 pub mod metrics;
 pub mod mgmt;
 pub mod naming;
@@ -43,5 +50,6 @@ pub mod node_publisher;
 pub mod ovs;
 pub mod pod_source;
 pub mod protocol;
+pub mod service_source;
 
 pub use error::{Error, Result};

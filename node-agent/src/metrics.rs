@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
@@ -15,6 +17,14 @@ pub struct RequestLabels {
     pub command: String,
     /// `ok`, or the CNI error code.
     pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HealthErrorLabels {
+    /// `listen` (a port could not be opened), `service` (a Service asks
+    /// for a port no listener can have), `source` (Services or
+    /// EndpointSlices could not be read).
+    pub reason: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -56,6 +66,8 @@ pub struct Metrics {
     requests: Family<RequestLabels, Histogram, fn() -> Histogram>,
     ovn_installed_wait: Histogram,
     add_phases: Family<PhaseLabels, Histogram, fn() -> Histogram>,
+    health_listeners: Gauge,
+    health_errors: Family<HealthErrorLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -89,11 +101,25 @@ impl Metrics {
             "Time a successful ADD spent in each phase (annotation, veth, attach = pod_side alongside ovs + ovn_installed, result)",
             add_phases.clone(),
         );
+        let health_listeners = Gauge::default();
+        registry.register(
+            "health_check_listeners",
+            "Service health check ports (healthCheckNodePort) this agent listens on",
+            health_listeners.clone(),
+        );
+        let health_errors = Family::<HealthErrorLabels, Counter>::default();
+        registry.register(
+            "health_check_errors",
+            "Health check failures by reason: listen (a port could not be opened; retried), service (an invalid healthCheckNodePort), source (Services or EndpointSlices unreadable)",
+            health_errors.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             requests,
             ovn_installed_wait,
             add_phases,
+            health_listeners,
+            health_errors,
         }
     }
 
@@ -116,6 +142,19 @@ impl Metrics {
                 phase: phase.to_string(),
             })
             .observe(took.as_secs_f64());
+    }
+
+    pub fn set_health_check_listeners(&self, n: usize) {
+        self.health_listeners
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    pub fn health_check_error(&self, reason: &str) {
+        self.health_errors
+            .get_or_create(&HealthErrorLabels {
+                reason: reason.to_string(),
+            })
+            .inc();
     }
 
     pub fn encode(&self) -> String {
@@ -157,6 +196,8 @@ mod tests {
         m.observe_request("ADD", "ok", Duration::from_millis(20));
         m.observe_ovn_installed_wait(Duration::from_millis(5));
         m.observe_add_phase("veth", Duration::from_millis(2));
+        m.set_health_check_listeners(3);
+        m.health_check_error("listen");
         let text = m.encode();
         assert!(
             text.contains("switchyard_node_cni_add_phase_seconds_count{phase=\"veth\"} 1"),
@@ -165,6 +206,14 @@ mod tests {
         assert!(text.contains("switchyard_node_cni_request_duration_seconds_count{command=\"ADD\",result=\"ok\"} 1"), "{text}");
         assert!(
             text.contains("switchyard_node_ovn_installed_wait_seconds_count 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("switchyard_node_health_check_listeners 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("switchyard_node_health_check_errors_total{reason=\"listen\"} 1"),
             "{text}"
         );
     }

@@ -18,7 +18,9 @@
 //!   temporary name and rename to avoid torn reads. An inotify watch on
 //!   the directory tells waiters when to read again. The agent's
 //!   [`crate::node_publisher::DirPublisher`] writes `node-annotations.json`
-//!   into the same directory (the way back to the Node).
+//!   into the same directory (the way back to the Node). Its `services/`
+//!   and `endpointslices/` subdirectories are read by
+//!   [`crate::service_source::DirServiceSource`].
 //!
 //! Both report changes through [`PodSource::changes`], so an ADD waiting
 //! for its pod's annotation reads again the moment something changed

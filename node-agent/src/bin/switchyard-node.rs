@@ -12,6 +12,7 @@ use switchyard_node::daemon::{ovs_rundir, Config, Daemon};
 use switchyard_node::gateway::GatewayConfig;
 use switchyard_node::node_publisher::{DirPublisher, KubePublisher, NodePublisher};
 use switchyard_node::pod_source::{DirSource, KubeSource, PodSource};
+use switchyard_node::service_source::{DirServiceSource, KubeServiceSource, ServiceSource};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -22,25 +23,32 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let (pods, publisher): (Arc<dyn PodSource>, Arc<dyn NodePublisher>) =
-        match args.pod_source.as_str() {
-            "kube" => {
-                let client = kube::Client::try_default()
-                    .await
-                    .context("connecting to the Kubernetes API")?;
-                (
-                    KubeSource::start(client.clone(), &args.node_name),
-                    Arc::new(KubePublisher::new(client, &args.node_name)),
-                )
-            }
-            other => match other.strip_prefix("dir:") {
-                Some(dir) if !dir.is_empty() => (
-                    Arc::new(DirSource::new(dir)),
-                    Arc::new(DirPublisher::new(dir)),
-                ),
-                _ => anyhow::bail!("--pod-source must be `kube` or `dir:/path`, not {other:?}"),
-            },
-        };
+    let health = !args.no_health_check_ports;
+    type Sources = (
+        Arc<dyn PodSource>,
+        Arc<dyn NodePublisher>,
+        Option<Arc<dyn ServiceSource>>,
+    );
+    let (pods, publisher, services): Sources = match args.pod_source.as_str() {
+        "kube" => {
+            let client = kube::Client::try_default()
+                .await
+                .context("connecting to the Kubernetes API")?;
+            (
+                KubeSource::start(client.clone(), &args.node_name),
+                Arc::new(KubePublisher::new(client.clone(), &args.node_name)),
+                health.then(|| KubeServiceSource::start(client) as Arc<dyn ServiceSource>),
+            )
+        }
+        other => match other.strip_prefix("dir:") {
+            Some(dir) if !dir.is_empty() => (
+                Arc::new(DirSource::new(dir)),
+                Arc::new(DirPublisher::new(dir)),
+                health.then(|| Arc::new(DirServiceSource::new(dir)) as Arc<dyn ServiceSource>),
+            ),
+            _ => anyhow::bail!("--pod-source must be `kube` or `dir:/path`, not {other:?}"),
+        },
+    };
     let mut cfg = Config::new(args.node_name);
     cfg.socket = args.socket;
     cfg.ovs_remote = args.ovs_remote;
@@ -70,7 +78,7 @@ async fn main() -> anyhow::Result<()> {
     cfg.install_timeout = Duration::from_millis(args.ovn_install_timeout_ms);
     cfg.startup_timeout = Duration::from_millis(args.startup_timeout_ms);
     cfg.metrics_addr = args.metrics_address;
-    Daemon::run(cfg, pods, publisher)
+    Daemon::run(cfg, pods, publisher, services)
         .await
         .context("switchyard-node failed")
 }
