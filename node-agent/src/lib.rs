@@ -43,5 +43,6 @@ pub mod node_publisher;
 pub mod ovs;
 pub mod pod_source;
 pub mod protocol;
+pub mod testhook;
 
 pub use error::{Error, Result};
