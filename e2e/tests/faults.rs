@@ -97,6 +97,10 @@ fn churn_with_fault(opts: SandboxOptions, fault: Option<Component>) {
     );
     let intruder = sb.pod_netns(NS, "intruder").unwrap();
     let denied = Prober::start_every(&intruder, Proto::Tcp, standing.guarded_ip, None, slow);
+    // And 50 datagrams a second, from one process: the denied probe that
+    // covers every instant of the fault.
+    let denied_stream = UdpStream::start(&intruder, standing.guarded_ip).unwrap();
+    let denied_since = Instant::now();
     // ICMP too: the server's kernel answers, so a loaded machine (a slow
     // Python echo server) shows less in it than a broken path does.
     let pinger = Prober::start(&client, Proto::Icmp, server_ip, None);
@@ -177,6 +181,8 @@ fn churn_with_fault(opts: SandboxOptions, fault: Option<Component>) {
     let service = via_service.finish();
     let allowed = guarded.finish();
     let denied = denied.finish();
+    let denied_for = denied_since.elapsed();
+    let (denied_udp, _) = denied_stream.finish();
     let name = fault.as_ref().map_or("none".to_string(), |f| f.to_string());
     // The denied probe ran all along, the fault included.
     assert!(denied.attempts > 0, "the denied probe never ran");
@@ -184,6 +190,10 @@ fn churn_with_fault(opts: SandboxOptions, fault: Option<Component>) {
         denied.attempts - denied.failures,
         0,
         "fault {name}: a probe the NetworkPolicy denies was answered ({denied})"
+    );
+    assert_eq!(
+        denied_udp, 0,
+        "fault {name}: datagrams the NetworkPolicy denies were answered"
     );
     let mesh: Vec<(String, String)> = fixed.iter().chain(&second[..2]).cloned().collect();
     common::assert_full_mesh(&sb, &mesh);
@@ -201,13 +211,15 @@ fn churn_with_fault(opts: SandboxOptions, fault: Option<Component>) {
         "fault {name}: {killed}, then {restarted} {:.1} s later ({felt}); converged {:.1} s after \
          the restart ({} pods live); allowed traffic client -> server: longest gap in a 50/s UDP \
          stream {:.2} s ({answers} answers); TCP {report}; ICMP {icmp}; through the Service: \
-         {service}; to the guarded pod: {allowed}; denied probe: {} answers in {} attempts",
+         {service}; to the guarded pod: {allowed}; denied probe: {} answers in {} TCP attempts, \
+         {denied_udp} answers to a 50/s UDP stream over {:.1} s",
         down_for.as_secs_f64(),
         converged.as_secs_f64(),
         live.len(),
         gap.as_secs_f64(),
         denied.attempts - denied.failures,
         denied.attempts,
+        denied_for.as_secs_f64(),
     );
     sb.down().unwrap();
 }
