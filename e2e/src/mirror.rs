@@ -235,6 +235,18 @@ impl AsRawFd for InotifyFd {
     }
 }
 
+/// The Node is not in the API (yet, or any more).
+#[derive(Debug)]
+struct NoNode;
+
+impl std::fmt::Display for NoNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("no such Node in the API")
+    }
+}
+
+impl std::error::Error for NoNode {}
+
 /// Merges `dir/node-annotations.json` into the Node `node`'s annotations
 /// (one merge patch, only when a value differs).
 fn apply_node_annotations(cluster: &MemoryCluster, node: &str, dir: &Path) -> anyhow::Result<()> {
@@ -247,9 +259,11 @@ fn apply_node_annotations(cluster: &MemoryCluster, node: &str, dir: &Path) -> an
     };
     let wanted: BTreeMap<String, String> =
         serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))?;
-    let n = cluster
-        .node(node)
-        .with_context(|| format!("node {node} does not exist"))?;
+    let Some(n) = cluster.node(node) else {
+        // Not created yet (retried), or deleted from the API while its
+        // agent runs on: nothing to patch, and nothing to warn about.
+        return Err(NoNode.into());
+    };
     let current = n.metadata.annotations.clone().unwrap_or_default();
     if wanted.iter().all(|(k, v)| current.get(k) == Some(v)) {
         return Ok(());
@@ -303,6 +317,7 @@ pub async fn node_annotations(cluster: Arc<MemoryCluster>, dirs: Dirs) {
         pending.retain(|node| match dirs.get(node) {
             Some(dir) => match apply_node_annotations(&cluster, node, dir) {
                 Ok(()) => false,
+                Err(e) if e.is::<NoNode>() => true,
                 Err(e) => {
                     tracing::warn!(%node, error = %format!("{e:#}"), "node annotations not applied; retrying");
                     true

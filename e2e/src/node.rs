@@ -44,6 +44,9 @@ pub struct Node {
     pub ip6: String,
     chassis: Chassis,
     agent: Option<Child>,
+    /// Extra environment for the agent's next starts (a fault test sets
+    /// `switchyard_node::testhook::PAUSE_ENV` to stop it at a named point).
+    pub agent_env: Vec<(String, String)>,
     settings: AgentSettings,
     bins: Binaries,
 }
@@ -132,6 +135,7 @@ impl Node {
             ip6,
             chassis,
             agent: None,
+            agent_env: Vec::new(),
             settings,
             bins,
         };
@@ -190,6 +194,7 @@ impl Node {
                 self.settings.cluster_cidrs.join(",")
             ))
             .env("RUST_LOG", "info")
+            .envs(self.agent_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);

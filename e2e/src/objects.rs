@@ -146,6 +146,24 @@ impl Sandbox {
         objs.iter().map(encode).collect()
     }
 
+    /// Deletes Node `name` from the API as `kubectl delete node` does, then
+    /// lets the pod garbage collector of kube-controller-manager delete the
+    /// pods bound to it ([`kube_memory::podgc`]); the sandbox's kubelet
+    /// then tears them down through the node's agent. The node's processes
+    /// (OVS, ovn-controller, agent) keep running: the node is only gone
+    /// from the API. Returns the deleted pods' UIDs; `None` when there was
+    /// no such Node.
+    pub fn delete_node(&self, name: &str) -> Option<Vec<String>> {
+        self.cluster().delete_node(name)?;
+        Some(
+            self.cluster()
+                .gc_orphaned_pods()
+                .into_iter()
+                .filter_map(|p| p.metadata.uid)
+                .collect(),
+        )
+    }
+
     /// `kubectl label KIND NS/NAME k=v k-`: returns the kubectl line.
     pub fn label(
         &self,

@@ -276,7 +276,21 @@ impl std::fmt::Display for ProbeReport {
 }
 
 impl Prober {
+    /// Probes every 100 ms (or as soon as the previous attempt ended).
     pub fn start(netns: &str, proto: Proto, ip: IpAddr, expect: Option<&str>) -> Prober {
+        Prober::start_every(netns, proto, ip, expect, Duration::from_millis(100))
+    }
+
+    /// Probes every `period` (or as soon as the previous attempt ended):
+    /// each attempt is a new process, so slower probers load a shared
+    /// machine less.
+    pub fn start_every(
+        netns: &str,
+        proto: Proto,
+        ip: IpAddr,
+        expect: Option<&str>,
+        period: Duration,
+    ) -> Prober {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let last_ok = std::sync::Arc::new(std::sync::Mutex::new(None));
         let last_fail = std::sync::Arc::new(std::sync::Mutex::new(None));
@@ -301,7 +315,7 @@ impl Prober {
                     failing = true;
                     *shared_fail.lock().unwrap_or_else(|p| p.into_inner()) = Some(began);
                 }
-                let rest = Duration::from_millis(100).saturating_sub(began.elapsed());
+                let rest = period.saturating_sub(began.elapsed());
                 std::thread::sleep(rest); // pacing, not synchronisation
             }
             if failing {

@@ -605,7 +605,12 @@ impl Sandbox {
     }
 
     fn schedule(&self) -> String {
-        let names = self.node_names();
+        // Only nodes the API still has (a deleted node's processes run on).
+        let names: Vec<String> = self
+            .node_names()
+            .into_iter()
+            .filter(|n| self.cluster.node(n).is_some())
+            .collect();
         let mut counts: BTreeMap<&str, usize> = names.iter().map(|n| (n.as_str(), 0)).collect();
         for p in self.cluster.pods() {
             if let Some(n) = p.spec.as_ref().and_then(|s| s.node_name.as_deref()) {
@@ -669,7 +674,13 @@ impl Sandbox {
                 self.cluster.delete(Kind::Namespace, None, name);
                 Ok(any)
             }
-            "Node" => bail!("node/{name}: the sandbox's nodes stay until `down`"),
+            "Node" => {
+                let Some(uids) = self.delete_node(name) else {
+                    return Ok(false);
+                };
+                self.wait_torn_down(&uids, Duration::from_secs(120))?;
+                Ok(true)
+            }
             other => {
                 let kind = crate::objects::kind_of(other)?;
                 let ns = kind.namespaced().then_some(namespace);

@@ -1,12 +1,17 @@
 //! The fault matrix (the short forms that run in CI). Each case: two
 //! long-lived pods on different nodes with a client probing TCP between
-//! them all along; a churn of pods (a wave created, the previous wave
-//! deleted) during which one component is killed and later started again.
-//! Afterwards every pod is Running, NB holds exactly the live pods' ports
-//! with distinct addresses, every node's OVS exactly their ports and veths,
-//! every live pod reaches every other; and the report prints for how long
-//! allowed traffic stopped and how long convergence took (printed, never
-//! asserted on a clock).
+//! them all along, and through a Service's ClusterIP; a guarded namespace
+//! whose NetworkPolicy admits only the client, probed by the client and by
+//! a denied pod all along; a churn of pods, Services and NetworkPolicies
+//! (a wave of pods with its Service and policy created, the previous
+//! wave's deleted, pods relabelled between them) during which one
+//! component is killed and later started again. The denied probe is never
+//! answered (asserted). Afterwards every pod is Running, NB holds exactly
+//! the live pods' ports with distinct addresses and exactly the surviving
+//! Services' load balancers and policies' ACLs and port groups, every
+//! node's OVS exactly their ports and veths, every live pod reaches every
+//! other; and the report prints for how long allowed traffic stopped and
+//! how long convergence took (printed, never asserted on a clock).
 //!
 //! The long form, by hand: `SWITCHYARD_FAULT_PODS=60 cargo test -p
 //! switchyard-e2e --test faults -- --nocapture` (pods per wave; 8 in CI);
@@ -15,15 +20,19 @@
 //! needs).
 
 mod common;
+#[path = "support/fault_cases.rs"]
+mod fault_cases;
+#[path = "support/fault_load.rs"]
+mod fault_load;
 
 use std::time::{Duration, Instant};
 
 use switchyard_e2e::central::Db;
 use switchyard_e2e::fault::{inject, resolve, Action, Component};
-use switchyard_e2e::probe::{echo_server_command, Prober, Proto, UdpStream};
+use switchyard_e2e::probe::{Prober, Proto, UdpStream};
 use switchyard_e2e::{pod_spec, Sandbox, SandboxOptions};
 
-const NS: &str = "faults";
+use fault_load::NS;
 /// Pods per wave: `SWITCHYARD_FAULT_PODS`, else 8.
 fn per_wave() -> usize {
     std::env::var("SWITCHYARD_FAULT_PODS")
@@ -33,15 +42,15 @@ fn per_wave() -> usize {
 }
 const READY: Duration = Duration::from_secs(120);
 
+/// Wave `w`: its pods (labelled `wave=w<w>`), then its Service and
+/// NetworkPolicy selecting them.
 fn wave(sb: &Sandbox, w: usize) -> Vec<(String, String)> {
-    (0..per_wave())
-        .map(|i| {
-            let name = format!("w{w}-p{i}");
-            sb.create_pod(pod_spec(NS, &name, None, echo_server_command(&name)))
-                .unwrap();
-            (NS.to_string(), name)
-        })
-        .collect()
+    let label = format!("w{w}");
+    let pods = (0..per_wave())
+        .map(|i| fault_load::labelled_pod(sb, NS, &format!("w{w}-p{i}"), None, &[("wave", &label)]))
+        .collect();
+    fault_load::wave_objects(sb, w);
+    pods
 }
 
 fn delete_all(sb: &Sandbox, pods: &[(String, String)]) -> Vec<String> {
@@ -59,21 +68,39 @@ fn churn_with_fault(opts: SandboxOptions, fault: Option<Component>) {
     common::init_tracing();
     let _serial = common::serial();
     let sb = common::up(opts).expect("sandbox up");
-    let fixed: Vec<(String, String)> = [("client", "node-1"), ("server", "node-2")]
-        .into_iter()
-        .map(|(p, node)| {
-            sb.create_pod(pod_spec(NS, p, Some(node), echo_server_command(p)))
-                .unwrap();
-            (NS.to_string(), p.to_string())
-        })
-        .collect();
+    let fixed: Vec<(String, String)> = [
+        ("client", "node-1", ("role", "allowed")),
+        ("server", "node-2", ("app", "echo")),
+    ]
+    .into_iter()
+    .map(|(p, node, label)| fault_load::labelled_pod(&sb, NS, p, Some(node), &[label]))
+    .collect();
+    let standing = fault_load::create_standing(&sb);
     let first = wave(&sb, 0);
     sb.wait_pods_ready(READY).unwrap();
     let client = sb.pod_netns(NS, "client").unwrap();
     let server_ip = sb.pod_ips(NS, "server")[0];
     // The control: the probe works before anything fails.
     switchyard_e2e::probe::probe(&client, Proto::Tcp, server_ip, Some("server"), READY).unwrap();
+    let standing = fault_load::wait_in_effect(&sb, standing);
     let prober = Prober::start(&client, Proto::Tcp, server_ip, Some("server"));
+    // Through the Service (whichever backend answers), to the guarded pod
+    // (allowed), and from the intruder to it (denied: never answered).
+    let slow = Duration::from_millis(250);
+    let via_service = Prober::start_every(&client, Proto::Tcp, standing.cluster_ip, None, slow);
+    let guarded = Prober::start_every(
+        &client,
+        Proto::Tcp,
+        standing.guarded_ip,
+        Some("guarded"),
+        slow,
+    );
+    let intruder = sb.pod_netns(NS, "intruder").unwrap();
+    let denied = Prober::start_every(&intruder, Proto::Tcp, standing.guarded_ip, None, slow);
+    // And 50 datagrams a second, from one process: the denied probe that
+    // covers every instant of the fault.
+    let denied_stream = UdpStream::start(&intruder, standing.guarded_ip).unwrap();
+    let denied_since = Instant::now();
     // ICMP too: the server's kernel answers, so a loaded machine (a slow
     // Python echo server) shows less in it than a broken path does.
     let pinger = Prober::start(&client, Proto::Icmp, server_ip, None);
@@ -87,7 +114,12 @@ fn churn_with_fault(opts: SandboxOptions, fault: Option<Component>) {
     };
     let fault_began = Instant::now();
     let gone = delete_all(&sb, &first);
+    fault_load::delete_wave_objects(&sb, 0);
     let third = wave(&sb, 2);
+    // Relabelled during the fault: one pod moves from wave 1's Service
+    // and policy to wave 2's, another joins the standing Service.
+    fault_load::relabel(&sb, "w1-p0", &[("wave", "w2")]);
+    fault_load::relabel(&sb, "w1-p1", &[("app", "echo")]);
     // The churn goes on through the fault: every new pod has its address
     // and the deleted ones are torn down before the component returns.
     // (Only what the dead component does not take part in.)
@@ -128,16 +160,43 @@ fn churn_with_fault(opts: SandboxOptions, fault: Option<Component>) {
     let down_for = fault_began.elapsed();
     let restarted_at = Instant::now();
     sb.wait_pods_ready(READY).unwrap();
-    let live: Vec<(String, String)> = fixed.iter().chain(&second).chain(&third).cloned().collect();
+    let live: Vec<(String, String)> = fixed
+        .iter()
+        .chain(&standing.pods)
+        .chain(&second)
+        .chain(&third)
+        .cloned()
+        .collect();
     common::assert_converges_without_leaks(&sb, &live, Duration::from_secs(60));
+    fault_load::assert_nb_objects(&sb, Duration::from_secs(60));
     let converged = restarted_at.elapsed();
     prober.wait_ok_after(restarted_at, READY).unwrap();
     pinger.wait_ok_after(restarted_at, READY).unwrap();
     stream.wait_ok_after(restarted_at, READY).unwrap();
+    via_service.wait_ok_after(restarted_at, READY).unwrap();
+    guarded.wait_ok_after(restarted_at, READY).unwrap();
     let report = prober.finish();
     let icmp = pinger.finish();
     let (answers, gap) = stream.finish();
-    common::assert_full_mesh(&sb, &live[..4]);
+    let service = via_service.finish();
+    let allowed = guarded.finish();
+    let denied = denied.finish();
+    let denied_for = denied_since.elapsed();
+    let (denied_udp, _) = denied_stream.finish();
+    let name = fault.as_ref().map_or("none".to_string(), |f| f.to_string());
+    // The denied probe ran all along, the fault included.
+    assert!(denied.attempts > 0, "the denied probe never ran");
+    assert_eq!(
+        denied.attempts - denied.failures,
+        0,
+        "fault {name}: a probe the NetworkPolicy denies was answered ({denied})"
+    );
+    assert_eq!(
+        denied_udp, 0,
+        "fault {name}: datagrams the NetworkPolicy denies were answered"
+    );
+    let mesh: Vec<(String, String)> = fixed.iter().chain(&second[..2]).cloned().collect();
+    common::assert_full_mesh(&sb, &mesh);
     assert!(sb.all_annotated());
     // No pod got another pod's address.
     let mut seen = std::collections::BTreeMap::new();
@@ -148,15 +207,19 @@ fn churn_with_fault(opts: SandboxOptions, fault: Option<Component>) {
             }
         }
     }
-    let name = fault.map_or("none".to_string(), |f| f.to_string());
     println!(
         "fault {name}: {killed}, then {restarted} {:.1} s later ({felt}); converged {:.1} s after \
          the restart ({} pods live); allowed traffic client -> server: longest gap in a 50/s UDP \
-         stream {:.2} s ({answers} answers); TCP {report}; ICMP {icmp}",
+         stream {:.2} s ({answers} answers); TCP {report}; ICMP {icmp}; through the Service: \
+         {service}; to the guarded pod: {allowed}; denied probe: {} answers in {} TCP attempts, \
+         {denied_udp} answers to a 50/s UDP stream over {:.1} s",
         down_for.as_secs_f64(),
         converged.as_secs_f64(),
         live.len(),
-        gap.as_secs_f64()
+        gap.as_secs_f64(),
+        denied.attempts - denied.failures,
+        denied.attempts,
+        denied_for.as_secs_f64(),
     );
     sb.down().unwrap();
 }

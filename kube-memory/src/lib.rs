@@ -29,7 +29,9 @@
 //! immediate (no graceful period or finalizers; a pod's graceful deletion
 //! can be begun with [`MemoryCluster::begin_pod_deletion`] and ended with
 //! [`MemoryCluster::delete_pod`]), and deleting a Namespace deletes what it
-//! holds at once.
+//! holds at once. Deleting a Node leaves its pods, as the API server does;
+//! [`MemoryCluster::gc_orphaned_pods`] is kube-controller-manager's pod GC
+//! deleting them ([`podgc`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -48,6 +50,7 @@ use switchyard_controller::k8s::{EventRecord, Kind, KubeError, Object, WatchEven
 
 mod client;
 pub mod endpointslices;
+pub mod podgc;
 pub mod services;
 pub mod validate;
 

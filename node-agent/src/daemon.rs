@@ -893,6 +893,7 @@ impl Daemon {
     async fn teardown(&self, atts: &[OvsAttachment], extra_veth: Option<String>) -> Result<()> {
         let ports: Vec<_> = atts.iter().filter_map(|a| a.port).collect();
         self.ovs.remove_ports(&ports).await?;
+        crate::testhook::pause_point(crate::testhook::TEARDOWN_BETWEEN_OVS_AND_VETH).await;
         let mut veths: Vec<String> = atts.iter().map(|a| a.name.clone()).collect();
         veths.extend(extra_veth);
         veths.sort();

@@ -51,5 +51,6 @@ pub mod ovs;
 pub mod pod_source;
 pub mod protocol;
 pub mod service_source;
+pub mod testhook;
 
 pub use error::{Error, Result};
