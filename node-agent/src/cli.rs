@@ -24,6 +24,15 @@ pub struct Args {
     /// OVN southbound database, written as external_ids:ovn-remote.
     #[arg(long)]
     pub sb_remote: Option<String>,
+    /// OVN northbound database (the controller's), read for the policy
+    /// counters on /metrics (`switchyard_networkpolicy_*`); without it
+    /// (or without --sb-remote) they are off.
+    #[arg(long)]
+    pub nb_remote: Option<String>,
+    /// Seconds between collections of the policy counters (scrapes also
+    /// refresh them, at most once a second).
+    #[arg(long, default_value_t = 10)]
+    pub policy_counters_interval: u64,
     #[arg(long, default_value = "geneve")]
     pub encap_type: String,
     /// Tunnel endpoint address (external_ids:ovn-encap-ip).

@@ -136,6 +136,8 @@ pub struct Config {
     pub install_timeout: Duration,
     pub startup_timeout: Duration,
     pub metrics_addr: Option<SocketAddr>,
+    /// The per-policy counters; `None` turns them off.
+    pub policy_counters: Option<crate::policy_metrics::Config>,
 }
 
 impl Config {
@@ -161,6 +163,7 @@ impl Config {
             install_timeout: Duration::from_secs(60),
             startup_timeout: Duration::from_secs(60),
             metrics_addr: None,
+            policy_counters: None,
         }
     }
 }
@@ -365,6 +368,10 @@ impl Daemon {
                 kicks,
             };
             tokio::spawn(gw.run());
+        }
+        match &self.cfg.policy_counters {
+            Some(pc) => self.metrics.policy_counters().start(pc.clone()),
+            None => info!("per-policy counters are off: they need --nb-remote and --sb-remote"),
         }
         if let Some(addr) = self.cfg.metrics_addr {
             let m = self.metrics.clone();

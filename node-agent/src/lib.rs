@@ -13,7 +13,9 @@
 //! - [`gateway`]: the gateway bridge (flows, host addresses, the
 //!   `switchyard.io/gateway` annotation);
 //! - [`mgmt`]: the management port's addressing;
-//! - [`metrics`]: Prometheus metrics.
+//! - [`metrics`]: Prometheus metrics;
+//! - [`policy_metrics`]: per-policy packet and byte counters from br-int's
+//!   flow statistics, joined to policies through OVN's databases.
 //!
 //! # RBAC
 //!
@@ -42,6 +44,7 @@ pub mod netlink;
 pub mod node_publisher;
 pub mod ovs;
 pub mod pod_source;
+pub mod policy_metrics;
 pub mod protocol;
 
 pub use error::{Error, Result};
