@@ -207,14 +207,19 @@ struct FlowKey {
 struct Seen {
     packets: u64,
     bytes: u64,
-    /// The flow's age then: a younger flow under the same key is a new one.
-    age: (u32, u32),
 }
 
 /// The running totals. Each collection passes every flow of the ACL
 /// tables; a flow counts what it gained since last seen, or all it has
-/// when it is new, or when it went backwards (fewer packets or bytes, or
-/// younger: ovn-controller replaced it and its counters restarted).
+/// when it is new, or when it went backwards (fewer packets or bytes: it
+/// was deleted and added again, and its counters restarted).
+///
+/// A flow's age is no sign of restarted counters: an OpenFlow add over an
+/// identical flow restarts its age but carries its counters over (see
+/// `openflow/tests/stats.rs`). A flow deleted and re-added between two
+/// collections that has since counted past its old count is taken for
+/// the same flow: the packets it had before are not counted again, so the
+/// totals can only under-count, never jump.
 #[derive(Debug, Default)]
 pub struct Accumulator {
     last: HashMap<FlowKey, Seen>,
@@ -244,10 +249,9 @@ impl Accumulator {
             let now = Seen {
                 packets: f.packet_count,
                 bytes: f.byte_count,
-                age: (f.duration_sec, f.duration_nsec),
             };
             let gained = match self.last.get(&key) {
-                Some(p) if now.packets >= p.packets && now.bytes >= p.bytes && now.age >= p.age => {
+                Some(p) if now.packets >= p.packets && now.bytes >= p.bytes => {
                     (now.packets - p.packets, now.bytes - p.bytes)
                 }
                 _ => (now.packets, now.bytes),

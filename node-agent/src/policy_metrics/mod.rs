@@ -19,7 +19,8 @@
 //!
 //! Only ACL tables are dumped: ovn-controller maps a pipeline's logical
 //! table N to OpenFlow table offset+N with an offset that changed between
-//! OVN releases, so the offsets are learnt from one dump of all tables
+//! OVN releases (23.03 on Debian 12: ingress 8, egress 42, so `ls_out_acl`,
+//! logical table 4, is OpenFlow table 46), so the offsets are learnt from one dump of all tables
 //! (any flow whose cookie is a known ACL-stage logical flow, including the
 //! stages' default flows, gives its pipeline's offset), then only the
 //! handful of ACL tables is requested.
@@ -41,12 +42,13 @@
 //! # Monotonic across flow replacement
 //!
 //! ovn-controller may delete and re-add a flow (its counters restart from
-//! zero). [`aggregate::Accumulator`] remembers each flow's last counters
-//! and age: a flow that went backwards, or is younger than last time, is a
-//! new one and counts in full; a flow gone from the dump is forgotten.
-//! Packets a flow counted between the last collection and its removal are
-//! lost, which is why collection is periodic rather than only at scrape
-//! time.
+//! zero). [`aggregate::Accumulator`] remembers each flow's last counters: a
+//! flow whose counters went backwards is a new one and counts in full; a
+//! flow gone from the dump is forgotten, and counts in full if it comes
+//! back. An OpenFlow add over an identical flow keeps its counters (OVS
+//! carries them over) and is just the same flow. Packets a flow counted
+//! between the last collection and its removal are lost, which is why
+//! collection is periodic rather than only at scrape time.
 //!
 //! # When
 //!
