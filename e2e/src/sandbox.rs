@@ -268,7 +268,7 @@ impl Sandbox {
             }
         }
         let mut config = Config {
-            nb_remote,
+            nb_remote: nb_remote.clone(),
             nb_tls: tls
                 .as_ref()
                 .map(|t| switchyard_controller::config::TlsFiles {
@@ -298,6 +298,9 @@ impl Sandbox {
 
         let settings = AgentSettings {
             sb_remote,
+            // The agent has no TLS settings for OVN's databases: with
+            // `--tls` its policy counters stay off.
+            nb_remote: tls.is_none().then_some(nb_remote),
             cluster_cidrs: opts
                 .ip_family
                 .cluster_cidrs()
