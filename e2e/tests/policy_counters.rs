@@ -5,6 +5,7 @@
 //! connection) must raise the server node's
 //! `switchyard_networkpolicy_packets_total` deny and allow series by
 //! exactly that many, and the bytes series by that many frames' bytes.
+//! Then an AdminNetworkPolicy's Deny rule, counted under its own `kind`.
 
 mod common;
 
@@ -238,7 +239,70 @@ fn policy_counters_count_denied_and_allowed_datagrams() {
             .map_err(|e| format!("{e:#}"))?;
         (!text.contains("policy=\"only-ok\""))
             .then_some(())
-            .ok_or_else(|| text)
+            .ok_or(text)
     });
+
+    // The same for an AdminNetworkPolicy (cluster-scoped: no namespace;
+    // `kind` tells it from the others): its Deny rule drops client-bad.
+    sb.cluster().try_apply(admin_policy()).expect("ANP applied");
+    common::wait(T, "the ANP to deny client-bad", || match probe::probe_once(
+        &bad,
+        Proto::Udp,
+        server_ip,
+        Some("server"),
+    ) {
+        Ok(()) => Err("client-bad still reaches the server".into()),
+        Err(_) => Ok(()),
+    });
+    probe::probe(&ok, Proto::Udp, server_ip, Some("server"), T).unwrap();
+    let anp_deny = |sb: &Sandbox| -> Result<(u64, u64), String> {
+        let text = sb
+            .with_node(0, |n| n.agent_metrics())
+            .map_err(|e| format!("{e:#}"))?;
+        let get = |family: &str| {
+            value(&text, family, ANP_DENY)
+                .ok_or_else(|| format!("no {family} {ANP_DENY:?} in:\n{text}"))
+        };
+        Ok((
+            get("switchyard_networkpolicy_packets_total")?,
+            get("switchyard_networkpolicy_bytes_total")?,
+        ))
+    };
+    common::wait(T, "the ANP's series on node-1", || {
+        anp_deny(&sb).map(|_| ())
+    });
+    let before = anp_deny(&sb).unwrap();
+    assert_eq!(send(&sb, "client-bad", server_ip, DENIED, false), 0);
+    let want = (before.0 + DENIED, before.1 + DENIED * FRAME);
+    let mut last = before;
+    common::wait(T, "the ANP's counters to rise", || {
+        last = anp_deny(&sb)?;
+        (last.0 >= want.0)
+            .then_some(())
+            .ok_or_else(|| format!("{last:?}, want {want:?}"))
+    });
+    assert_eq!(last, want, "from {before:?}");
     sb.down().unwrap();
+}
+
+const ANP_DENY: &[(&str, &str)] = &[
+    ("kind", "AdminNetworkPolicy"),
+    ("namespace", ""),
+    ("policy", "no-bad"),
+    ("direction", "Ingress"),
+    ("rule", "0"),
+    ("action", "deny"),
+];
+
+fn admin_policy() -> switchyard_controller::k8s::AdminNetworkPolicy {
+    let pods = |key: &str, value: &str| serde_json::json!({"pods": {"namespaceSelector": {}, "podSelector": {"matchLabels": {key: value}}}});
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "no-bad"},
+        "spec": {
+            "priority": 10,
+            "subject": pods("app", "server"),
+            "ingress": [{"name": "bad", "action": "Deny", "from": [pods("role", "bad")]}]
+        }
+    }))
+    .expect("a valid AdminNetworkPolicy")
 }

@@ -145,10 +145,14 @@ impl PolicyCounters {
     }
 }
 
+/// An exposed counter family: name (before `_total`), help, and which of
+/// the totals it shows.
+type Family = (&'static str, &'static str, fn(&Totals) -> u64);
+
 impl Collector for PolicyCounters {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let totals = self.snapshot();
-        let families: [(&str, &str, fn(&Totals) -> u64); 2] = [
+        let families: [Family; 2] = [
             (
                 "switchyard_networkpolicy_packets",
                 "Packets this node's br-int matched on a policy rule's ACL flows (allow: new connections' packets; deny: every dropped packet)",
