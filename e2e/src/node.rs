@@ -189,6 +189,13 @@ impl Node {
                     .iter()
                     .map(|nb| format!("--nb-remote={nb}")),
             )
+            .args(self.settings.tls.iter().flat_map(|t| {
+                [
+                    format!("--ovn-ca-cert={}", t.ca_cert.display()),
+                    format!("--ovn-client-cert={}", t.client_cert.display()),
+                    format!("--ovn-client-key={}", t.client_key.display()),
+                ]
+            }))
             .arg(format!("--metrics-address={AGENT_METRICS}"))
             .arg(format!("--encap-ip={}", self.ip))
             .arg("--gateway-bridge=br-phy")

@@ -298,9 +298,7 @@ impl Sandbox {
 
         let settings = AgentSettings {
             sb_remote,
-            // The agent has no TLS settings for OVN's databases: with
-            // `--tls` its policy counters stay off.
-            nb_remote: tls.is_none().then_some(nb_remote),
+            nb_remote: Some(nb_remote),
             cluster_cidrs: opts
                 .ip_family
                 .cluster_cidrs()

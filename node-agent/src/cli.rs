@@ -29,6 +29,15 @@ pub struct Args {
     /// (or without --sb-remote) they are off.
     #[arg(long)]
     pub nb_remote: Option<String>,
+    /// CA certificate, client certificate and client key for `ssl:`
+    /// --nb-remote/--sb-remote connections of the policy counters (all
+    /// three, or none).
+    #[arg(long, requires_all = ["ovn_client_cert", "ovn_client_key"])]
+    pub ovn_ca_cert: Option<PathBuf>,
+    #[arg(long, requires_all = ["ovn_ca_cert", "ovn_client_key"])]
+    pub ovn_client_cert: Option<PathBuf>,
+    #[arg(long, requires_all = ["ovn_ca_cert", "ovn_client_cert"])]
+    pub ovn_client_key: Option<PathBuf>,
     /// Seconds between collections of the policy counters (scrapes also
     /// refresh them, at most once a second).
     #[arg(long, default_value_t = 10)]

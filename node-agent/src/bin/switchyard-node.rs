@@ -54,6 +54,18 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|| ovs_rundir(&cfg.ovs_remote)),
             bridge: args.bridge.clone(),
             interval: Duration::from_secs(args.policy_counters_interval.max(1)),
+            tls: match (
+                &args.ovn_ca_cert,
+                &args.ovn_client_cert,
+                &args.ovn_client_key,
+            ) {
+                (Some(ca), Some(cert), Some(key)) => Some(ovsdb::TlsConfig {
+                    ca_cert: ca.clone(),
+                    client_cert: cert.clone(),
+                    client_key: key.clone(),
+                }),
+                _ => None,
+            },
         }),
         _ => None,
     };

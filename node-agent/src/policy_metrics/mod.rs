@@ -100,6 +100,8 @@ pub struct Config {
     pub bridge: String,
     /// Time between collections.
     pub interval: Duration,
+    /// For `ssl:` remotes.
+    pub tls: Option<ovsdb::TlsConfig>,
 }
 
 /// The counters as last collected, shared by the collecting task and the

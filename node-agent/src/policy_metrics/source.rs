@@ -48,8 +48,15 @@ fn any_id(key: &str, values: &[&str]) -> Vec<Condition> {
         .collect()
 }
 
-async fn monitor(remote: &str, spec: MonitorSpec) -> Result<Replica, ovsdb::Error> {
-    let cfg = ovsdb::ClientConfig::new(remote)?.connect_timeout(CONNECT_TIMEOUT);
+async fn monitor(
+    remote: &str,
+    tls: Option<&ovsdb::TlsConfig>,
+    spec: MonitorSpec,
+) -> Result<Replica, ovsdb::Error> {
+    let mut cfg = ovsdb::ClientConfig::new(remote)?.connect_timeout(CONNECT_TIMEOUT);
+    if let Some(tls) = tls {
+        cfg = cfg.tls(tls.clone());
+    }
     let client = ovsdb::Client::connect(cfg).await?;
     client.monitor(spec).await
 }
@@ -73,7 +80,7 @@ impl Collector {
             let spec = MonitorSpec::new("OVN_Northbound")
                 .table("ACL", Some(vec!["external_ids".into()]))
                 .condition("ACL", any_id(names::OWNER_KIND, &POLICY_KINDS));
-            let r = monitor(&self.cfg.nb_remote, spec)
+            let r = monitor(&self.cfg.nb_remote, self.cfg.tls.as_ref(), spec)
                 .await
                 .map_err(|e| format!("northbound {}: {e}", self.cfg.nb_remote))?;
             self.nb = Some(r);
@@ -89,7 +96,7 @@ impl Collector {
                     ]),
                 )
                 .condition("Logical_Flow", any_id("stage-name", &ACL_STAGES));
-            let r = monitor(&self.cfg.sb_remote, spec)
+            let r = monitor(&self.cfg.sb_remote, self.cfg.tls.as_ref(), spec)
                 .await
                 .map_err(|e| format!("southbound {}: {e}", self.cfg.sb_remote))?;
             self.sb = Some(r);
