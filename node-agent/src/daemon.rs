@@ -369,9 +369,14 @@ impl Daemon {
             };
             tokio::spawn(gw.run());
         }
-        match &self.cfg.policy_counters {
-            Some(pc) => self.metrics.policy_counters().start(pc.clone()),
-            None => info!("per-policy counters are off: they need --nb-remote and --sb-remote"),
+        match (&self.cfg.policy_counters, self.cfg.metrics_addr) {
+            (Some(pc), Some(_)) => self.metrics.policy_counters().start(pc.clone()),
+            (Some(_), None) => {
+                info!("per-policy counters are off: nothing serves them without --metrics-address")
+            }
+            (None, _) => {
+                info!("per-policy counters are off: they need --nb-remote and --sb-remote")
+            }
         }
         if let Some(addr) = self.cfg.metrics_addr {
             let m = self.metrics.clone();

@@ -151,9 +151,14 @@ impl Collector {
                 .last_full
                 .is_none_or(|t| t.elapsed() >= FULL_DUMP_EVERY) =>
             {
-                self.last_full = Some(Instant::now());
                 let all = dump(FlowStatsRequest::all()).await?;
                 self.offsets.learn(&all, &mapping);
+                // A switch with none of the ACL stages' flows yet (the
+                // agent starts before ovn-controller programs br-int) is
+                // cheap to ask again: only a dump that found some holds
+                // the next one back.
+                let found = all.iter().any(|f| mapping.stage_of(f.cookie).is_some());
+                self.last_full = found.then(Instant::now);
                 debug!(flows = all.len(), offsets = ?self.offsets, "dumped all of the integration bridge");
                 all
             }
