@@ -128,6 +128,7 @@ impl Collector {
     }
 
     async fn collect(&mut self) -> Result<(), String> {
+        let started = Instant::now();
         let (nb, sb) = self.replicas().await?;
         let mapping = mapping(&nb, &sb);
         let of = self.switch().await?;
@@ -158,6 +159,13 @@ impl Collector {
                 // cheap to ask again: only a dump that found some holds
                 // the next one back.
                 let found = all.iter().any(|f| mapping.stage_of(f.cookie).is_some());
+                if let Some(tables) = self.offsets.tables(&mapping) {
+                    info!(
+                        ?tables,
+                        flows = all.len(),
+                        "found the ACL stages' OpenFlow tables; dumping only those from now on"
+                    );
+                }
                 self.last_full = found.then(Instant::now);
                 debug!(flows = all.len(), offsets = ?self.offsets, "dumped all of the integration bridge");
                 all
@@ -166,6 +174,7 @@ impl Collector {
             None => return Ok(()),
         };
         self.acc.ingest(&flows, &mapping);
+        debug!(flows = flows.len(), took = ?started.elapsed(), "per-policy counters collected");
         self.last_collect = Some(Instant::now());
         self.publish();
         Ok(())
