@@ -28,6 +28,9 @@ use crate::util::{self, sh, wait_for, Binaries};
 #[derive(Clone, Debug)]
 pub struct AgentSettings {
     pub sb_remote: String,
+    /// The northbound database, for the agent's per-policy counters
+    /// (`--nb-remote`); `None` leaves them off.
+    pub nb_remote: Option<String>,
     pub cluster_cidrs: Vec<String>,
     pub mtu: u32,
     /// `up --tls`: ovn-controller's key, certificate and CA, written into
@@ -35,6 +38,10 @@ pub struct AgentSettings {
     /// remotes).
     pub tls: Option<ovn_testbed::TlsFiles>,
 }
+
+/// Where each node agent serves `/metrics`, inside its node's network
+/// namespace (each has its own loopback): see [`Node::agent_metrics`].
+pub const AGENT_METRICS: &str = "127.0.0.1:9477";
 
 pub struct Node {
     pub name: String,
@@ -180,6 +187,20 @@ impl Node {
             .arg(format!("--socket={}", self.socket().display()))
             .arg(format!("--ovs-remote={}", self.chassis.ovs_remote()))
             .arg(format!("--sb-remote={}", self.settings.sb_remote))
+            .args(
+                self.settings
+                    .nb_remote
+                    .iter()
+                    .map(|nb| format!("--nb-remote={nb}")),
+            )
+            .args(self.settings.tls.iter().flat_map(|t| {
+                [
+                    format!("--ovn-ca-cert={}", t.ca_cert.display()),
+                    format!("--ovn-client-cert={}", t.client_cert.display()),
+                    format!("--ovn-client-key={}", t.client_key.display()),
+                ]
+            }))
+            .arg(format!("--metrics-address={AGENT_METRICS}"))
             .arg(format!("--encap-ip={}", self.ip))
             .arg("--gateway-bridge=br-phy")
             .arg("--gateway-interface=ul0")
@@ -203,6 +224,31 @@ impl Node {
             .with_context(|| format!("starting {}", util::describe(&cmd)))?;
         self.agent = Some(child);
         Ok(())
+    }
+
+    /// The agent's `/metrics` exposition, fetched from inside the node's
+    /// namespace.
+    pub fn agent_metrics(&self) -> Result<String> {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                self.netns(),
+                "curl",
+                "-sf",
+                "--max-time",
+                "10",
+            ])
+            .arg(format!("http://{AGENT_METRICS}/metrics"))
+            .output()
+            .context("running curl")?;
+        anyhow::ensure!(
+            out.status.success(),
+            "GET /metrics on {}: {}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// Waits until the agent serves its socket and has installed the CNI

@@ -266,7 +266,7 @@ impl Sandbox {
             }
         }
         let mut config = Config {
-            nb_remote,
+            nb_remote: nb_remote.clone(),
             nb_tls: tls
                 .as_ref()
                 .map(|t| switchyard_controller::config::TlsFiles {
@@ -299,6 +299,7 @@ impl Sandbox {
 
         let settings = AgentSettings {
             sb_remote,
+            nb_remote: Some(nb_remote),
             cluster_cidrs: opts
                 .ip_family
                 .cluster_cidrs()

@@ -453,6 +453,11 @@ fn the_node_agent_runs_as_configured() {
             a.sb_remote.as_deref(),
             Some(r.config_map("ovn-central")["sb-remote"].as_str())
         );
+        assert_eq!(
+            a.nb_remote.as_deref(),
+            Some(r.config_map("ovn-central")["nb-remote"].as_str()),
+            "{dir}: the per-policy counters read the controller's NB"
+        );
         assert_eq!(a.pod_source, "kube");
         assert!(!a.no_install, "{dir}: the agent writes the conflist");
         assert!(
@@ -1020,6 +1025,17 @@ fn docs_metrics_lists_every_metric_exactly() {
     n.observe_request("ADD", "ok", Duration::from_millis(3));
     n.observe_add_phase("veth", Duration::from_millis(1));
     n.health_check_error("listen");
+    n.policy_counters().publish(BTreeMap::from([(
+        switchyard_node::policy_metrics::SeriesKey {
+            kind: "NetworkPolicy".into(),
+            namespace: "ns".into(),
+            policy: "p".into(),
+            direction: "Ingress".into(),
+            rule: "0".into(),
+            action: "allow".into(),
+        },
+        switchyard_node::policy_metrics::Totals::default(),
+    )]));
     let mut exposed = families(&c.encode());
     exposed.extend(families(&n.encode()));
     assert!(exposed.len() >= 17, "{exposed:?}");

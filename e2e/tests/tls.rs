@@ -101,6 +101,27 @@ fn tls_sandbox_connects_with_certificates_and_refuses_clients_without() {
         .appctl(&["ovsdb-server/list-remotes"])
         .unwrap_or_default();
     assert!(conns.contains("pssl:"), "NB listens on TLS: {conns}");
+    // The node agents' per-policy counters read NB and SB over TLS too: a
+    // policy's series show on the node of the pod it isolates.
+    let policy: k8s_openapi::api::networking::v1::NetworkPolicy =
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"namespace": "tls", "name": "deny-all"},
+            "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}
+        }))
+        .unwrap();
+    sb.cluster().try_apply(policy).unwrap();
+    common::wait(
+        Duration::from_secs(30),
+        "the policy's counters on node-1",
+        || {
+            let text = sb
+                .with_node(0, |n| n.agent_metrics())
+                .map_err(|e| format!("{e:#}"))?;
+            text.contains("policy=\"deny-all\"")
+                .then_some(())
+                .ok_or(text)
+        },
+    );
 
     let pki = sb.state_dir().join("pki");
     let ca = pki.join("ca-cert.pem").display().to_string();

@@ -24,6 +24,24 @@ pub struct Args {
     /// OVN southbound database, written as external_ids:ovn-remote.
     #[arg(long)]
     pub sb_remote: Option<String>,
+    /// OVN northbound database (the controller's), read for the policy
+    /// counters on /metrics (`switchyard_networkpolicy_*`); without it
+    /// (or without --sb-remote) they are off.
+    #[arg(long)]
+    pub nb_remote: Option<String>,
+    /// CA certificate, client certificate and client key for `ssl:`
+    /// --nb-remote/--sb-remote connections of the policy counters (all
+    /// three, or none).
+    #[arg(long, requires_all = ["ovn_client_cert", "ovn_client_key"])]
+    pub ovn_ca_cert: Option<PathBuf>,
+    #[arg(long, requires_all = ["ovn_ca_cert", "ovn_client_key"])]
+    pub ovn_client_cert: Option<PathBuf>,
+    #[arg(long, requires_all = ["ovn_ca_cert", "ovn_client_cert"])]
+    pub ovn_client_key: Option<PathBuf>,
+    /// Seconds between collections of the policy counters (scrapes also
+    /// refresh them, at most once a second).
+    #[arg(long, default_value_t = 10)]
+    pub policy_counters_interval: u64,
     #[arg(long, default_value = "geneve")]
     pub encap_type: String,
     /// Tunnel endpoint address (external_ids:ovn-encap-ip).

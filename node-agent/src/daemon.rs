@@ -137,6 +137,8 @@ pub struct Config {
     pub install_timeout: Duration,
     pub startup_timeout: Duration,
     pub metrics_addr: Option<SocketAddr>,
+    /// The per-policy counters; `None` turns them off.
+    pub policy_counters: Option<crate::policy_metrics::Config>,
 }
 
 impl Config {
@@ -162,6 +164,7 @@ impl Config {
             install_timeout: Duration::from_secs(60),
             startup_timeout: Duration::from_secs(60),
             metrics_addr: None,
+            policy_counters: None,
         }
     }
 }
@@ -381,6 +384,15 @@ impl Daemon {
                 crate::health::server::Bind::All,
                 self.metrics.clone(),
             ));
+        }
+        match (&self.cfg.policy_counters, self.cfg.metrics_addr) {
+            (Some(pc), Some(_)) => self.metrics.policy_counters().start(pc.clone()),
+            (Some(_), None) => {
+                info!("per-policy counters are off: nothing serves them without --metrics-address")
+            }
+            (None, _) => {
+                info!("per-policy counters are off: they need --nb-remote and --sb-remote")
+            }
         }
         if let Some(addr) = self.cfg.metrics_addr {
             let m = self.metrics.clone();

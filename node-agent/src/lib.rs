@@ -17,7 +17,9 @@
 //! - [`health`]: the Services' health check ports (`healthCheckNodePort`),
 //!   answered as kube-proxy answers them;
 //! - [`mgmt`]: the management port's addressing;
-//! - [`metrics`]: Prometheus metrics.
+//! - [`metrics`]: Prometheus metrics;
+//! - [`policy_metrics`]: per-policy packet and byte counters from br-int's
+//!   flow statistics, joined to policies through OVN's databases.
 //!
 //! # RBAC
 //!
@@ -49,6 +51,7 @@ pub mod netlink;
 pub mod node_publisher;
 pub mod ovs;
 pub mod pod_source;
+pub mod policy_metrics;
 pub mod protocol;
 pub mod service_source;
 pub mod testhook;

@@ -11,6 +11,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::policy_metrics::PolicyCounters;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     /// ADD, DEL, CHECK, STATUS, GC.
@@ -68,6 +70,11 @@ pub struct Metrics {
     add_phases: Family<PhaseLabels, Histogram, fn() -> Histogram>,
     health_listeners: Gauge,
     health_errors: Family<HealthErrorLabels, Counter>,
+    /// `switchyard_networkpolicy_*`: named by the issue that asked for
+    /// them, without the `switchyard_node_` prefix, so in a registry of
+    /// their own.
+    policy_registry: Arc<Registry>,
+    policy: PolicyCounters,
 }
 
 impl Default for Metrics {
@@ -113,6 +120,9 @@ impl Metrics {
             "Health check failures by reason: listen (a port could not be opened; retried), service (an invalid healthCheckNodePort), source (Services or EndpointSlices unreadable)",
             health_errors.clone(),
         );
+        let policy = PolicyCounters::default();
+        let mut policy_registry = Registry::default();
+        policy_registry.register_collector(Box::new(policy.clone()));
         Metrics {
             registry: Arc::new(registry),
             requests,
@@ -120,6 +130,8 @@ impl Metrics {
             add_phases,
             health_listeners,
             health_errors,
+            policy_registry: Arc::new(policy_registry),
+            policy,
         }
     }
 
@@ -157,10 +169,18 @@ impl Metrics {
             .inc();
     }
 
+    /// The per-policy counters (see [`crate::policy_metrics`]).
+    pub fn policy_counters(&self) -> &PolicyCounters {
+        &self.policy
+    }
+
     pub fn encode(&self) -> String {
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
         let mut out = String::new();
         // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        let _ = encode_registry(&mut out, &self.registry)
+            .and_then(|()| encode_registry(&mut out, &self.policy_registry))
+            .and_then(|()| encode_eof(&mut out));
         out
     }
 
@@ -171,6 +191,7 @@ impl Metrics {
             axum::routing::get(move || {
                 let m = self.clone();
                 async move {
+                    m.policy.refresh().await;
                     (
                         [(
                             "content-type",

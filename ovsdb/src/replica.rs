@@ -52,7 +52,9 @@ impl MonitorSpec {
         self
     }
 
-    /// Only rows matching all `conditions` are replicated.
+    /// Only rows matching `conditions` are replicated: any one of them
+    /// (ovsdb-server ORs a table's `where` clauses; the node agent's
+    /// policy counters rely on it).
     pub fn condition(mut self, table: &str, conditions: Vec<Condition>) -> MonitorSpec {
         self.tables.entry(table.to_string()).or_default().conditions = Some(conditions);
         self

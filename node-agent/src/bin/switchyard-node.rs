@@ -52,6 +52,31 @@ async fn main() -> anyhow::Result<()> {
     let mut cfg = Config::new(args.node_name);
     cfg.socket = args.socket;
     cfg.ovs_remote = args.ovs_remote;
+    cfg.policy_counters = match (&args.nb_remote, &args.sb_remote) {
+        (Some(nb), Some(sb)) => Some(switchyard_node::policy_metrics::Config {
+            nb_remote: nb.clone(),
+            sb_remote: sb.clone(),
+            ovs_rundir: args
+                .ovs_rundir
+                .clone()
+                .unwrap_or_else(|| ovs_rundir(&cfg.ovs_remote)),
+            bridge: args.bridge.clone(),
+            interval: Duration::from_secs(args.policy_counters_interval.max(1)),
+            tls: match (
+                &args.ovn_ca_cert,
+                &args.ovn_client_cert,
+                &args.ovn_client_key,
+            ) {
+                (Some(ca), Some(cert), Some(key)) => Some(ovsdb::TlsConfig {
+                    ca_cert: ca.clone(),
+                    client_cert: cert.clone(),
+                    client_key: key.clone(),
+                }),
+                _ => None,
+            },
+        }),
+        _ => None,
+    };
     cfg.sb_remote = args.sb_remote;
     cfg.encap_type = args.encap_type;
     cfg.encap_ip = args.encap_ip;
