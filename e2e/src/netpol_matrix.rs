@@ -7,7 +7,7 @@
 //! Probing is fast because it is concurrent: one Python process per source
 //! pod tries all its targets at once, and all sources run at the same time.
 //! A denied probe costs its timeout (1 s). A pair that should pass but
-//! did not is tried twice more at once (an allowed pair may lose its
+//! did not is tried three more times at once (an allowed pair may lose its
 //! first packet to tunnel warm-up); then, while any pair disagrees, the
 //! whole matrix is probed again, until a deadline (a policy just applied
 //! takes a moment to reach OVN, and only a round that agrees everywhere
@@ -137,7 +137,19 @@ pub fn probe_all(attempts: &[Attempt], timeout: Duration) -> Vec<Option<String>>
                         format!("{i} {} {} {}\n", a.port.proto(), a.dst, a.port.port)
                     })
                     .collect();
-                let got = run_prober(netns, &input, timeout).unwrap_or_default();
+                // A prober that could not run (a busy machine can fail
+                // `ip netns exec` or a thread start) is run again: its
+                // targets did not fail, they were not tried.
+                let mut got = Vec::new();
+                for attempt in 1..=3 {
+                    match run_prober(netns, &input, timeout) {
+                        Ok(g) => {
+                            got = g;
+                            break;
+                        }
+                        Err(e) => eprintln!("prober in {netns} (attempt {attempt}): {e:#}"),
+                    }
+                }
                 let mut r = results.lock().unwrap_or_else(|p| p.into_inner());
                 for (i, name) in got {
                     if let Some(slot) = r.get_mut(i) {
@@ -162,7 +174,7 @@ fn run_prober(netns: &str, input: &str, timeout: Duration) -> Result<Vec<(usize,
     )
     .stdin(Stdio::piped())
     .stdout(Stdio::piped())
-    .stderr(Stdio::null())
+    .stderr(Stdio::piped())
     .spawn()?;
     child
         .stdin
@@ -170,6 +182,13 @@ fn run_prober(netns: &str, input: &str, timeout: Duration) -> Result<Vec<(usize,
         .context("prober stdin")?
         .write_all(input.as_bytes())?;
     let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "{}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
     Ok(String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| {
@@ -263,9 +282,10 @@ pub fn check(
     loop {
         stats.rounds += 1;
         stats.attempts += run(&all, Duration::from_secs(1), &mut seen);
-        // A pair that should pass but did not gets two more looks, longer:
-        // the first packet over a new tunnel may have been lost.
-        for _ in 0..2 {
+        // A pair that should pass but did not gets three more looks,
+        // longer: the first packet over a new tunnel may have been lost,
+        // and a loaded machine may be slow to answer.
+        for _ in 0..3 {
             let retry: Vec<usize> = all
                 .iter()
                 .copied()
@@ -274,7 +294,7 @@ pub fn check(
             if retry.is_empty() {
                 break;
             }
-            stats.attempts += run(&retry, Duration::from_millis(1500), &mut seen);
+            stats.attempts += run(&retry, Duration::from_secs(2), &mut seen);
         }
         let wrong = all.iter().filter(|&&i| seen[i] != Some(want[i])).count();
         if wrong == 0 {
@@ -282,8 +302,18 @@ pub fn check(
             return Ok(stats);
         }
         if began.elapsed() >= deadline {
+            stats.elapsed = began.elapsed();
+            // Where the disagreements are: all on one node's pods points
+            // at that node's datapath rather than at a policy.
+            let mut per_node: BTreeMap<usize, usize> = BTreeMap::new();
+            for i in all.iter().filter(|&&i| seen[i] != Some(want[i])) {
+                *per_node.entry(probes[*i].from.node).or_default() += 1;
+                if probes[*i].to.node != probes[*i].from.node {
+                    *per_node.entry(probes[*i].to.node).or_default() += 1;
+                }
+            }
             bail!(
-                "{wrong} of {} probes disagree after {:?} ({stats}):\n{}",
+                "{wrong} of {} probes disagree after {:?} ({stats}); disagreements touching each node (by index): {per_node:?}\n{}",
                 probes.len(),
                 deadline,
                 grids(&probes, &want, &seen, from, to)
@@ -315,7 +345,10 @@ fn grids(
     for (port, v6) in keys {
         let cell = |f: &PodRef, t: &PodRef, which: u8| -> char {
             let Some(i) = probes.iter().position(|p| {
-                p.port == port && p.dst.is_ipv6() == v6 && p.from.id() == f.id() && p.to.id() == t.id()
+                p.port == port
+                    && p.dst.is_ipv6() == v6
+                    && p.from.id() == f.id()
+                    && p.to.id() == t.id()
             }) else {
                 return ' ';
             };
@@ -448,9 +481,16 @@ pub fn clear_policies(sb: &Sandbox) -> Result<()> {
         let name = p["metadata"]["name"].as_str().unwrap_or_default();
         sb.delete("NetworkPolicy", ns, name)?;
     }
-    crate::util::wait_for(Duration::from_secs(60), "NetworkPolicy port groups gone", || {
-        policy_port_groups(sb).ok().filter(|g| g.is_empty()).map(drop)
-    })
+    crate::util::wait_for(
+        Duration::from_secs(60),
+        "NetworkPolicy port groups gone",
+        || {
+            policy_port_groups(sb)
+                .ok()
+                .filter(|g| g.is_empty())
+                .map(drop)
+        },
+    )
 }
 
 /// What a [`Looper`] saw.
@@ -517,7 +557,11 @@ impl Looper {
     /// Waits for an answer that arrived after `t`.
     pub fn wait_answer_after(&self, t: Instant, timeout: Duration) -> Result<()> {
         crate::util::wait_for(timeout, "an answer", || {
-            self.report().answers.iter().any(|(at, _)| *at > t).then_some(())
+            self.report()
+                .answers
+                .iter()
+                .any(|(at, _)| *at > t)
+                .then_some(())
         })
     }
 

@@ -22,8 +22,7 @@ use std::time::{Duration, Instant};
 
 use switchyard_controller::k8s::Kind;
 use switchyard_e2e::netpol_matrix::{
-    self as matrix, check, clear_policies, probe_all, server_pod, Attempt,
-PodRef, Port, ALL_PORTS,
+    self as matrix, check, clear_policies, probe_all, server_pod, Attempt, PodRef, Port, ALL_PORTS,
 };
 use switchyard_e2e::{IpFamily, Sandbox, SandboxOptions};
 
@@ -61,15 +60,45 @@ fn run_case(sb: &Sandbox, pods: &[PodRef], case: &Case) {
             case.name,
             t.elapsed().as_secs_f64()
         ),
-        Err(e) => panic!("case {:?}: {e:#}", case.name),
+        Err(e) => {
+            let kept = keep_logs(sb);
+            panic!("case {:?}: {e:#}\nsandbox logs kept in {kept}", case.name)
+        }
     }
+}
+
+/// Copies the sandbox's logs (daemons, agents) out of its state directory,
+/// which goes when the test ends, so a failure can be read afterwards.
+fn keep_logs(sb: &Sandbox) -> String {
+    let dest = std::env::temp_dir().join(format!("netpol-failure-{}", std::process::id()));
+    let mut stack = vec![sb.state_dir().to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "log") {
+                if let Ok(rel) = p.strip_prefix(sb.state_dir()) {
+                    let to = dest.join(rel);
+                    if let Some(parent) = to.parent() {
+                        let _ = std::fs::create_dir_all(parent);
+                    }
+                    let _ = std::fs::copy(&p, &to);
+                }
+            }
+        }
+    }
+    dest.display().to_string()
 }
 
 fn matrix_cases(family: IpFamily, all_cases: bool) -> (tempfile::TempDir, Sandbox, Vec<PodRef>) {
     let (dir, sb) = start(family);
     let t = Instant::now();
     let pods = matrix::setup(&sb).expect("matrix pods");
-    eprintln!("{family:?}: 9 pods ready in {:.1} s", t.elapsed().as_secs_f64());
+    eprintln!(
+        "{family:?}: 9 pods ready in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
     let cases = netpol_cases::all(&sb, &pods);
     let t = Instant::now();
     let mut ran = 0;
@@ -243,8 +272,14 @@ fn node_host_and_host_network(sb: &Sandbox, pods: &[PodRef]) {
     ))
     .expect("policy");
     // The matrix first: x is closed both ways.
-    check(pods, pods, &[Port::tcp(80)], &|p| p.from.ns != "x" && p.to.ns != "x", CONVERGE)
-        .unwrap_or_else(|e| panic!("deny both in x: {e:#}"));
+    check(
+        pods,
+        pods,
+        &[Port::tcp(80)],
+        &|p| p.from.ns != "x" && p.to.ns != "x",
+        CONVERGE,
+    )
+    .unwrap_or_else(|e| panic!("deny both in x: {e:#}"));
     let deadline = Instant::now() + CONVERGE;
     let mut todo: Vec<(String, Attempt)> = pods
         .iter()
@@ -289,7 +324,13 @@ fn node_host_and_host_network(sb: &Sandbox, pods: &[PodRef]) {
         .find(|p| p.ns == "y" && p.node == 0)
         .cloned()
         .expect("a y pod on node 0");
-    let hn = server_pod("x", "hostnet", &node0, &[("serve".into(), Port::tcp(9080))], true);
+    let hn = server_pod(
+        "x",
+        "hostnet",
+        &node0,
+        &[("serve".into(), Port::tcp(9080))],
+        true,
+    );
     sb.apply_yaml(&hn.to_string()).expect("hostNetwork pod");
     sb.wait_pods_ready(Duration::from_secs(120)).expect("ready");
     let hn = PodRef::of(sb, "x", "hostnet").expect("hostnet");
@@ -302,8 +343,14 @@ fn node_host_and_host_network(sb: &Sandbox, pods: &[PodRef]) {
     )
     .unwrap_or_else(|e| panic!("hostNetwork pod in deny-all x to {}: {e:#}", yp.id()));
     let yp_to_hn = std::slice::from_ref(&yp);
-    check(yp_to_hn, std::slice::from_ref(&hn), &[Port::tcp(9080)], &|_| true, CONVERGE)
-        .unwrap_or_else(|e| panic!("{} to the hostNetwork pod in deny-all x: {e:#}", yp.id()));
+    check(
+        yp_to_hn,
+        std::slice::from_ref(&hn),
+        &[Port::tcp(9080)],
+        &|_| true,
+        CONVERGE,
+    )
+    .unwrap_or_else(|e| panic!("{} to the hostNetwork pod in deny-all x: {e:#}", yp.id()));
     eprintln!("hostNetwork pod in deny-all x: reaches and is reached: ok");
     sb.delete("Pod", "x", "hostnet").expect("delete");
 }

@@ -50,7 +50,10 @@ pub fn all(sb: &Sandbox, pods: &[switchyard_e2e::netpol_matrix::PodRef]) -> Vec<
                 .filter(|i| i.is_ipv6() == v6)
                 .map(|i| host_cidr(*i))
                 .collect();
-            format!("{{ipBlock: {{cidr: \"{c}\", except: [{}]}}}}", ex.join(", "))
+            format!(
+                "{{ipBlock: {{cidr: \"{c}\", except: [{}]}}}}",
+                ex.join(", ")
+            )
         })
         .collect();
     let only_zc: Vec<String> = zc

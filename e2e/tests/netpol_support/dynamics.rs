@@ -92,8 +92,13 @@ pub fn first_packet(sb: &Sandbox, pods: &[PodRef], dir: &Path) {
     }
     let yb = get(pods, "y/b");
     let ya = get(pods, "y/a");
-    let sweep = Looper::start(&ya.netns, Port::udp(80), &candidates, Duration::from_millis(50))
-        .expect("sweep");
+    let sweep = Looper::start(
+        &ya.netns,
+        Port::udp(80),
+        &candidates,
+        Duration::from_millis(50),
+    )
+    .expect("sweep");
     sweep.wait_rounds(3, T).expect("sweep running");
     let log = dir.join("eager.log");
     let node0 = sb.node_names()[0].clone();
@@ -135,7 +140,8 @@ pub fn first_packet(sb: &Sandbox, pods: &[PodRef], dir: &Path) {
         candidates.len()
     );
     // The control: with the policy gone, both loops get through.
-    sb.delete("NetworkPolicy", "x", "eager-deny").expect("delete");
+    sb.delete("NetworkPolicy", "x", "eager-deny")
+        .expect("delete");
     wait_for(T, "the pod to get out and be reached", || {
         let s = read();
         (count(&s, "out ok") > 0 && count(&s, "in udp") > 0).then_some(())
