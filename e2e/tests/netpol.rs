@@ -62,8 +62,40 @@ fn run_case(sb: &Sandbox, pods: &[PodRef], case: &Case) {
         ),
         Err(e) => {
             let kept = keep_logs(sb);
-            panic!("case {:?}: {e:#}\nsandbox logs kept in {kept}", case.name)
+            panic!(
+                "case {:?}: {e:#}\nsandbox logs kept in {kept}{}",
+                case.name,
+                datapath_crashes(sb)
+            )
         }
+    }
+}
+
+/// The `ovs-vswitchd` crashes (EMER lines) in the sandbox's logs: OVS
+/// 3.1's userspace conntrack can abort on an assertion in
+/// `conn_update_state()` under many short connections, which takes the
+/// node's whole datapath down with it — not a policy verdict, so a failure
+/// says so.
+fn datapath_crashes(sb: &Sandbox) -> String {
+    let mut found = String::new();
+    let mut stack = vec![sb.state_dir().to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().is_some_and(|n| n == "ovs-vswitchd.log") {
+                let text = std::fs::read_to_string(&p).unwrap_or_default();
+                for l in text.lines().filter(|l| l.contains("|EMER|")) {
+                    found.push_str(&format!("\n{}: {l}", p.display()));
+                }
+            }
+        }
+    }
+    if found.is_empty() {
+        found
+    } else {
+        format!("\novs-vswitchd crashed (the datapath, not a policy):{found}")
     }
 }
 
