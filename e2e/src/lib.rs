@@ -28,6 +28,8 @@ pub mod kubectl;
 pub mod kubelet;
 pub mod load;
 pub mod mirror;
+pub mod netpol_matrix;
+pub mod netpol_scripts;
 pub mod node;
 pub mod objects;
 pub mod probe;
