@@ -32,13 +32,15 @@ use switchyard_e2e::{pod_spec, Sandbox, SandboxOptions};
 
 const NS: &str = "bench";
 
-/// Waits for `go` on stdin (its time is zero), then for the new pod's IP
+/// Says `ready` once started, waits for `go` on stdin (its time is
+/// zero), then for the new pod's IP
 /// on the next line, connecting meanwhile to VIP:8080 until the pod named
 /// NAME answers, and to the pod IP until it answers; prints
 /// `vip SECONDS TRIES direct SECONDS`.
 const WATCHER: &str = r#"
 import socket, sys, threading, time
 vip, name = sys.argv[1], sys.argv[2].encode()
+print("ready", flush=True)
 sys.stdin.readline()
 t0 = time.monotonic()
 got = {}
@@ -112,6 +114,13 @@ fn round(sb: &Sandbox, client_ns: &str, vip: &str, name: &str, node: usize) -> R
             .spawn()?;
     let mut stdin = child.stdin.take().context("stdin")?;
     let stdout = child.stdout.take().context("stdout")?;
+    let mut stdout = BufReader::new(stdout);
+    let mut line = String::new();
+    // Python's start-up must not count: time zero is when it has started.
+    stdout.read_line(&mut line)?;
+    if line.trim() != "ready" {
+        bail!("{name}: the watcher said {line:?}");
+    }
     let t0 = Instant::now();
     stdin.write_all(b"go\n")?;
     stdin.flush()?;
@@ -137,8 +146,8 @@ fn round(sb: &Sandbox, client_ns: &str, vip: &str, name: &str, node: usize) -> R
         }
         std::thread::sleep(Duration::from_millis(2)); // polling an in-memory store
     }
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
+    line.clear();
+    stdout.read_line(&mut line)?;
     let _ = child.wait();
     let f: Vec<&str> = line.split_whitespace().collect();
     if f.len() != 5 {
