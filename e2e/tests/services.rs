@@ -564,7 +564,7 @@ fn udp_server_cycles(sb: &Sandbox) {
     // ovn-controller logs each conntrack flush it sends at debug level:
     // what the failure message shows.
     for i in 0..sb.node_count() {
-        let _ = ovn_controller_appctl(sb, i, &["vlog/set", "ofctrl:file:dbg"]);
+        let _ = svc::ovn_controller_appctl(sb, i, &["vlog/set", "ofctrl:file:dbg"]);
     }
     let start = Instant::now();
     let stream = UdpStream::start(&client, ip).expect("UDP stream");
@@ -590,57 +590,11 @@ fn udp_server_cycles(sb: &Sandbox) {
     if let Err(e) = r {
         panic!(
             "datagrams from the same source port do not reach the new backend: {e:#}\n{}",
-            conntrack_report(sb, ip)
+            svc::conntrack_report(sb, ip)
         );
     }
     // And a fresh client is answered by the new one.
     all_answer(&client, Proto::Udp, ip, 8081, &["udp-2"], T);
-}
-
-/// `ovs-appctl` against node `i`'s ovn-controller.
-fn ovn_controller_appctl(sb: &Sandbox, i: usize, args: &[&str]) -> Option<String> {
-    let ctl = std::fs::read_dir(sb.node_dir(i))
-        .ok()?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            let n = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            n.starts_with("ovn-controller.") && n.ends_with(".ctl")
-        })?;
-    let out = std::process::Command::new("ovs-appctl")
-        .arg("-t")
-        .arg(&ctl)
-        .args(args)
-        .output()
-        .ok()?;
-    Some(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// Per node: the datapath's conntrack entries for `vip` and the flushes
-/// ovn-controller logged.
-fn conntrack_report(sb: &Sandbox, vip: IpAddr) -> String {
-    let mut out = String::new();
-    for i in 0..sb.node_count() {
-        let ctl = sb.node_dir(i).join("ovs-vswitchd.ctl");
-        let ct = std::process::Command::new("ovs-appctl")
-            .arg("-t")
-            .arg(&ctl)
-            .arg("dpctl/dump-conntrack")
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
-        let log =
-            std::fs::read_to_string(sb.node_dir(i).join("ovn-controller.log")).unwrap_or_default();
-        out += &format!("node-{}: conntrack for {vip}:\n", i + 1);
-        for l in ct.lines().filter(|l| l.contains(&format!("dst={vip},"))) {
-            out += &format!("  {l}\n");
-        }
-        out += "  flushes logged:\n";
-        for l in log.lines().filter(|l| l.contains("Flushing CT")) {
-            out += &format!("  {l}\n");
-        }
-    }
-    out
 }
 
 /// A deleted Service leaves no NB row; a converged controller restart

@@ -203,3 +203,49 @@ pub fn route_via_node(sb: &Sandbox, dst: &str, node: usize) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `ovs-appctl` against node `i`'s ovn-controller.
+pub fn ovn_controller_appctl(sb: &Sandbox, i: usize, args: &[&str]) -> Option<String> {
+    let ctl = std::fs::read_dir(sb.node_dir(i))
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            let n = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            n.starts_with("ovn-controller.") && n.ends_with(".ctl")
+        })?;
+    let out = std::process::Command::new("ovs-appctl")
+        .arg("-t")
+        .arg(&ctl)
+        .args(args)
+        .output()
+        .ok()?;
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Per node: the datapath's conntrack entries for `vip` and the flushes
+/// ovn-controller logged.
+pub fn conntrack_report(sb: &Sandbox, vip: IpAddr) -> String {
+    let mut out = String::new();
+    for i in 0..sb.node_count() {
+        let ctl = sb.node_dir(i).join("ovs-vswitchd.ctl");
+        let ct = std::process::Command::new("ovs-appctl")
+            .arg("-t")
+            .arg(&ctl)
+            .arg("dpctl/dump-conntrack")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let log =
+            std::fs::read_to_string(sb.node_dir(i).join("ovn-controller.log")).unwrap_or_default();
+        out += &format!("node-{}: conntrack for {vip}:\n", i + 1);
+        for l in ct.lines().filter(|l| l.contains(&format!("dst={vip},"))) {
+            out += &format!("  {l}\n");
+        }
+        out += "  flushes logged:\n";
+        for l in log.lines().filter(|l| l.contains("Flushing CT")) {
+            out += &format!("  {l}\n");
+        }
+    }
+    out
+}
