@@ -146,6 +146,41 @@ pub fn probe_once(netns: &str, proto: Proto, ip: IpAddr, expect: Option<&str>) -
     Ok(())
 }
 
+/// One TCP connection or UDP datagram from inside `netns` to `ip:port`
+/// (any port, e.g. a Service's or a NodePort, where [`probe_once`] uses
+/// the echo server's own); the answer, trimmed: the answering pod's name
+/// for [`ECHO_SERVER`]'s ports, `NAME PEER` on [`WHOAMI_PORT`]'s.
+pub fn ask(netns: &str, proto: Proto, ip: IpAddr, port: u16) -> Result<String> {
+    let p = match proto {
+        Proto::Tcp => "tcp",
+        Proto::Udp => "udp",
+        Proto::Icmp => bail!("ask: ICMP has no port"),
+    };
+    let out = in_netns(
+        netns,
+        &[
+            python(),
+            "-c",
+            CLIENT,
+            p,
+            &ip.to_string(),
+            &port.to_string(),
+        ],
+    )
+    .stdin(Stdio::null())
+    .output()?;
+    if !out.status.success() {
+        bail!(
+            "{proto} to {ip} port {port} from {netns} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or_default()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
 /// Retries [`probe_once`] until it succeeds or `timeout` passes.
 pub fn probe(
     netns: &str,
@@ -364,11 +399,15 @@ impl Drop for Prober {
 }
 
 /// A datagram every 20 ms from inside a pod to [`ECHO_SERVER`]'s UDP port,
-/// one process for the whole run: the gaps between answers measure an
-/// interruption to ~20 ms, where [`Prober`]'s separate attempts cannot.
+/// one process and one socket (so one source port) for the whole run: the
+/// gaps between answers measure an interruption to ~20 ms, where
+/// [`Prober`]'s separate attempts cannot, and a Service's conntrack entry
+/// for the flow lives as long as the stream.
 pub struct UdpStream {
     child: std::process::Child,
-    replies: std::sync::Arc<std::sync::Mutex<Vec<Instant>>>,
+    /// When each answer was read, and who sent it (the echo server's
+    /// name).
+    replies: std::sync::Arc<std::sync::Mutex<Vec<(Instant, String)>>>,
     started: Instant,
 }
 
@@ -384,9 +423,9 @@ while True:
     while True:
         left = end - time.monotonic()
         if left <= 0 or not select.select([s], [], [], left)[0]: break
-        try: s.recvfrom(2048)
+        try: d, _ = s.recvfrom(2048)
         except OSError: break
-        sys.stdout.write("ok\n"); sys.stdout.flush()
+        sys.stdout.write(d.decode(errors="replace").replace("\n", " ") + "\n"); sys.stdout.flush()
 "#;
 
 impl UdpStream {
@@ -410,10 +449,10 @@ impl UdpStream {
         let replies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let sink = replies.clone();
         std::thread::spawn(move || {
-            for _ in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
                 sink.lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .push(Instant::now());
+                    .push((Instant::now(), line.trim().to_string()));
             }
         });
         Ok(UdpStream {
@@ -427,7 +466,17 @@ impl UdpStream {
     pub fn wait_ok_after(&self, t: Instant, timeout: Duration) -> Result<()> {
         crate::util::wait_for(timeout, "the UDP stream to be answered again", || {
             let r = self.replies.lock().unwrap_or_else(|p| p.into_inner());
-            r.last().filter(|l| **l > t).map(drop)
+            r.last().filter(|l| l.0 > t).map(drop)
+        })
+    }
+
+    /// Waits until `name` answers (an answer read after `t`).
+    pub fn wait_answer_from(&self, name: &str, t: Instant, timeout: Duration) -> Result<()> {
+        crate::util::wait_for(timeout, &format!("{name} to answer the UDP stream"), || {
+            let r = self.replies.lock().unwrap_or_else(|p| p.into_inner());
+            r.iter()
+                .any(|(at, who)| *at > t && who == name)
+                .then_some(())
         })
     }
 
@@ -439,7 +488,7 @@ impl UdpStream {
         let r = self.replies.lock().unwrap_or_else(|p| p.into_inner());
         let mut longest = Duration::ZERO;
         let mut prev = self.started;
-        for t in r.iter() {
+        for (t, _) in r.iter() {
             longest = longest.max(t.saturating_duration_since(prev));
             prev = *t;
         }

@@ -96,6 +96,12 @@ pub struct SandboxOptions {
     pub raft: Option<usize>,
     /// Controller replicas; more than one elect a leader through a Lease.
     pub controllers: usize,
+    /// The controller's LoadBalancer IP pool (CIDRs, at most one per
+    /// family): what it hands out to `type: LoadBalancer` Services. Empty:
+    /// no pool, as the controller's default. Nothing routes these
+    /// addresses to the nodes by itself: a test adds the external host's
+    /// route to the node it wants them to arrive at.
+    pub load_balancer_pool: Vec<String>,
 }
 
 impl SandboxOptions {
@@ -109,6 +115,7 @@ impl SandboxOptions {
             tls: false,
             raft: None,
             controllers: 1,
+            load_balancer_pool: Vec::new(),
         }
     }
 }
@@ -291,6 +298,12 @@ impl Sandbox {
             .iter()
             .map(|c| c.parse())
             .collect::<std::result::Result<_, _>>()?;
+        config.load_balancer_pool = opts
+            .load_balancer_pool
+            .iter()
+            .map(|c| c.parse())
+            .collect::<std::result::Result<_, _>>()
+            .context("load balancer pool")?;
         // The API server allocates ClusterIPs from the ranges the
         // controller programs.
         cluster.set_service_cidrs(&config.service_cidrs);
