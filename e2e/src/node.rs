@@ -32,6 +32,8 @@ pub struct AgentSettings {
     /// (`--nb-remote`); `None` leaves them off.
     pub nb_remote: Option<String>,
     pub cluster_cidrs: Vec<String>,
+    /// Routed via the management port too (node host → ClusterIP).
+    pub service_cidrs: Vec<String>,
     pub mtu: u32,
     /// `up --tls`: ovn-controller's key, certificate and CA, written into
     /// the node's `SSL` table (which ovn-controller reads for `ssl:`
@@ -213,6 +215,10 @@ impl Node {
             .arg(format!(
                 "--cluster-cidrs={}",
                 self.settings.cluster_cidrs.join(",")
+            ))
+            .arg(format!(
+                "--service-cidrs={}",
+                self.settings.service_cidrs.join(",")
             ))
             .env("RUST_LOG", "info")
             .envs(self.agent_env.iter().map(|(k, v)| (k, v)))

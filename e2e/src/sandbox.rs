@@ -319,6 +319,12 @@ impl Sandbox {
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
+            service_cidrs: opts
+                .ip_family
+                .service_cidrs()
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             mtu: MTU,
             tls: tls.clone(),
         };

@@ -70,6 +70,11 @@ pub struct Args {
     /// Cluster pod CIDRs (comma separated), routed via the management port.
     #[arg(long, value_delimiter = ',')]
     pub cluster_cidrs: Vec<IpNet>,
+    /// Service CIDRs (comma separated), routed via the management port too,
+    /// so the node's host reaches ClusterIPs (its connections enter the
+    /// node switch, whose load balancers hold them).
+    #[arg(long, value_delimiter = ',')]
+    pub service_cidrs: Vec<IpNet>,
     /// Do not create the management port.
     #[arg(long)]
     pub no_mgmt_port: bool,

@@ -130,6 +130,8 @@ pub struct Config {
     pub network_name: String,
     pub mtu: u32,
     pub cluster_cidrs: Vec<IpNet>,
+    /// Service CIDRs, routed via the management port like the cluster's.
+    pub service_cidrs: Vec<IpNet>,
     pub mgmt_port: bool,
     /// The gateway bridge; `None` runs without one.
     pub gateway: Option<GatewayConfig>,
@@ -158,6 +160,7 @@ impl Config {
             network_name: "switchyard".into(),
             mtu: 1400,
             cluster_cidrs: vec![],
+            service_cidrs: vec![],
             mgmt_port: true,
             gateway: None,
             annotation_timeout: Duration::from_secs(30),
@@ -374,6 +377,7 @@ impl Daemon {
                 ovs: self.ovs.clone(),
                 out: self.gateway.clone(),
                 kicks,
+                services: self.services.clone(),
             };
             tokio::spawn(gw.run());
         }
@@ -1052,7 +1056,14 @@ impl Daemon {
             let step = async {
                 if plan.is_none() {
                     let subnets = self.pods.node_subnets(&self.cfg.node).await?;
-                    plan = mgmt::plan(&subnets, &self.cfg.cluster_cidrs);
+                    let routed: Vec<IpNet> = self
+                        .cfg
+                        .cluster_cidrs
+                        .iter()
+                        .chain(&self.cfg.service_cidrs)
+                        .copied()
+                        .collect();
+                    plan = mgmt::plan(&subnets, &routed);
                 }
                 match &plan {
                     Some(p) => self.setup_mgmt(p).await,

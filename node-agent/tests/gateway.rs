@@ -129,6 +129,7 @@ fn creates_the_bridge_from_an_interface_and_restores_it_after_a_vswitchd_restart
                 ovs,
                 out: tx,
                 kicks: monitor::start().unwrap(),
+                services: None,
             };
             tokio::select! {
                 _ = gw.run() => {}

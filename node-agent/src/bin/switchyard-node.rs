@@ -88,6 +88,7 @@ async fn main() -> anyhow::Result<()> {
     cfg.network_name = args.network_name;
     cfg.mtu = args.mtu;
     cfg.cluster_cidrs = args.cluster_cidrs;
+    cfg.service_cidrs = args.service_cidrs;
     cfg.mgmt_port = !args.no_mgmt_port;
     cfg.gateway = (!args.no_gateway).then(|| GatewayConfig {
         node: cfg.node.clone(),

@@ -13,6 +13,10 @@
 //!   IP) is committed to conntrack zone [`CT_ZONE`] with mark
 //!   [`MARK_GATEWAY`]; what comes back on such a connection (established
 //!   or related, e.g. ICMP errors) goes to the patch port;
+//! - connections to the Services' node ports on the node's addresses and
+//!   to LoadBalancer and external IPs ([`super::steer`]) are committed
+//!   with that mark too and go to the patch port: the gateway router
+//!   holds their load balancers;
 //! - everything else that is IP goes to the host: its own connections'
 //!   replies and new connections from outside;
 //! - ARP and IPv6 neighbour discovery from the uplink go to both, since
@@ -28,7 +32,19 @@
 //! holds exactly this table without comparing actions that Open vSwitch
 //! may print back in another spelling.
 
+use std::net::IpAddr;
+
 use openflow::{ct_state, port, Action, Ct, CtZone, Field, FlowMod, FlowStats, Match};
+
+use super::steer::{self, Steering};
+
+/// `ip, nw_dst=IP` or `ipv6, ipv6_dst=IP`.
+fn dst(m: Match, ip: IpAddr) -> Match {
+    match ip {
+        IpAddr::V4(a) => m.ip().ipv4_dst(a),
+        IpAddr::V6(a) => m.ipv6().ipv6_dst(a),
+    }
+}
 
 /// Conntrack zone of the gateway bridge's connections (ovn-controller
 /// allocates its zones from 1 upwards; this stays clear of them).
@@ -51,8 +67,9 @@ pub struct Ports {
     pub patch: Option<u32>,
 }
 
-/// The flow table for `ports`, with the cookie of [`cookie_of`].
-pub fn flows(ports: Ports) -> Vec<FlowMod> {
+/// The flow table for `ports` and `steering`, with the cookie of
+/// [`cookie_of`].
+pub fn flows(ports: Ports, steering: &Steering) -> Vec<FlowMod> {
     let up = ports.uplink;
     let to_host_and_gw: Vec<Action> = std::iter::once(Action::local())
         .chain(ports.patch.map(Action::output))
@@ -132,6 +149,23 @@ pub fn flows(ports: Ports) -> Vec<FlowMod> {
             Match::new().in_port(patch),
             vec![Action::output(up)],
         ));
+        for (ip, proto, port) in &steering.node_ports {
+            let m = dst(Match::new(), *ip).ip_proto(*proto);
+            let m = match *proto {
+                steer::UDP => m.udp_dst(*port),
+                steer::SCTP => m.sctp_dst(*port),
+                _ => m.tcp_dst(*port),
+            };
+            out.push(add(1, 150, m, vec![commit.clone(), Action::output(patch)]));
+        }
+        for ip in &steering.vips {
+            out.push(add(
+                1,
+                150,
+                dst(Match::new(), *ip),
+                vec![commit.clone(), Action::output(patch)],
+            ));
+        }
         for state in [ct_state::EST, ct_state::REL] {
             out.push(add(
                 1,
@@ -188,10 +222,13 @@ mod tests {
 
     #[test]
     fn the_table_with_a_patch_port() {
-        let t = text(&flows(Ports {
-            uplink: 1,
-            patch: Some(2),
-        }));
+        let t = text(&flows(
+            Ports {
+                uplink: 1,
+                patch: Some(2),
+            },
+            &Steering::default(),
+        ));
         let want = [
             "priority=300,udp,in_port=1,tp_dst=6081 actions=LOCAL",
             "priority=300,udp6,in_port=1,tp_dst=6081 actions=LOCAL",
@@ -213,11 +250,62 @@ mod tests {
     }
 
     #[test]
+    fn node_ports_and_vips_go_to_the_gateway_router() {
+        let steering = Steering {
+            node_ports: [
+                ("198.18.0.11".parse().unwrap(), steer::TCP, 30080),
+                ("fd00::11".parse().unwrap(), steer::UDP, 30053),
+            ]
+            .into(),
+            vips: ["192.0.2.7".parse().unwrap()].into(),
+        };
+        let t = text(&flows(
+            Ports {
+                uplink: 1,
+                patch: Some(2),
+            },
+            &steering,
+        ));
+        let commit = "ct(commit,zone=64000,exec(set_field:0x1->ct_mark)),output:2";
+        for want in [
+            format!("table=1, priority=150,tcp,nw_dst=198.18.0.11,tp_dst=30080 actions={commit}"),
+            format!("table=1, priority=150,udp6,ipv6_dst=fd00::11,tp_dst=30053 actions={commit}"),
+            format!("table=1, priority=150,ip,nw_dst=192.0.2.7 actions={commit}"),
+        ] {
+            assert!(t.contains(&want), "{want} not in {t:#?}");
+        }
+        // Another Service set is another table, so another fingerprint.
+        let plain = flows(
+            Ports {
+                uplink: 1,
+                patch: Some(2),
+            },
+            &Steering::default(),
+        );
+        assert_ne!(
+            cookie_of(&plain),
+            cookie_of(&flows(
+                Ports {
+                    uplink: 1,
+                    patch: Some(2)
+                },
+                &steering
+            ))
+        );
+    }
+
+    #[test]
     fn without_a_patch_port_everything_is_the_hosts() {
-        let t = text(&flows(Ports {
-            uplink: 7,
-            patch: None,
-        }));
+        let t = text(&flows(
+            Ports {
+                uplink: 7,
+                patch: None,
+            },
+            &Steering {
+                vips: ["192.0.2.7".parse().unwrap()].into(),
+                ..Default::default()
+            },
+        ));
         assert!(t.iter().all(|l| !l.contains("ct_mark")), "{t:#?}");
         assert!(t.contains(&"priority=10,in_port=7 actions=LOCAL".to_string()));
         assert_eq!(t.len(), 10);
@@ -225,14 +313,20 @@ mod tests {
 
     #[test]
     fn cookies_fingerprint_the_table() {
-        let a = flows(Ports {
-            uplink: 1,
-            patch: Some(2),
-        });
-        let b = flows(Ports {
-            uplink: 1,
-            patch: Some(3),
-        });
+        let a = flows(
+            Ports {
+                uplink: 1,
+                patch: Some(2),
+            },
+            &Steering::default(),
+        );
+        let b = flows(
+            Ports {
+                uplink: 1,
+                patch: Some(3),
+            },
+            &Steering::default(),
+        );
         assert!(a.iter().all(|f| f.cookie == a[0].cookie));
         assert_eq!(a[0].cookie >> 32, COOKIE_MAGIC >> 32);
         assert_ne!(a[0].cookie, b[0].cookie);

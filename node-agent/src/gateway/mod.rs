@@ -36,6 +36,7 @@ use crate::ovs::{BridgeInterface, Ovs};
 pub mod flows;
 pub mod host;
 pub mod monitor;
+pub mod steer;
 
 /// How the agent finds its gateway bridge.
 #[derive(Clone, Debug)]
@@ -119,6 +120,17 @@ pub fn ports(
     }
 }
 
+/// Waits for the next change of `rx`; forever without one (or once its
+/// sender is gone).
+async fn changed(rx: &mut Option<watch::Receiver<()>>) {
+    if let Some(r) = rx {
+        if r.changed().await.is_ok() {
+            return;
+        }
+    }
+    std::future::pending().await
+}
+
 /// Runs the gateway bridge until the process ends: publishes what it
 /// learns into `out`, reacts to kernel changes signalled on `kicks`.
 pub struct Gateway {
@@ -126,6 +138,9 @@ pub struct Gateway {
     pub ovs: Ovs,
     pub out: watch::Sender<Option<NodeGateway>>,
     pub kicks: watch::Receiver<u64>,
+    /// The Services whose node ports and external addresses the bridge
+    /// steers to the gateway router ([`steer`]); `None`: none are.
+    pub services: Option<std::sync::Arc<dyn crate::service_source::ServiceSource>>,
 }
 
 impl Gateway {
@@ -182,6 +197,8 @@ impl Gateway {
         // restart of the switch (or of the agent) an empty device is one
         // to restore.
         let mut fresh = true;
+        // Subscribed before the first read, so no change is missed.
+        let mut service_changes = self.services.as_ref().map(|s| s.changes());
         loop {
             let descs = client
                 .port_descs()
@@ -189,13 +206,19 @@ impl Gateway {
                 .map_err(|e| Error::OvsState(format!("{bridge} ports: {e}")))?;
             let ifaces = self.ovs.bridge_interfaces(&bridge);
             let ports = ports(&ifaces, &bridge, self.cfg.interface.as_deref(), &patch)?;
-            self.sync_flows(&client, &bridge, ports).await?;
+            let steering = self.steering().await;
+            self.sync_flows(&client, &bridge, ports, &steering).await?;
             let mac = descs
                 .iter()
                 .find(|p| p.port_no == port::LOCAL)
                 .map(|p| format_mac(&p.hw_addr.0));
             self.sync_host(nl, &bridge, mac, fresh).await?;
             fresh = false;
+            // The host's addresses may have just been published.
+            let now = self.steering().await;
+            if now != steering {
+                self.sync_flows(&client, &bridge, ports, &now).await?;
+            }
             tokio::select! {
                 ev = events.recv() => match ev {
                     Some(Event::PortStatus(ps)) => {
@@ -217,6 +240,10 @@ impl Gateway {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     self.kicks.borrow_and_update();
                 }
+                _ = changed(&mut service_changes) => {
+                    // Let a burst of Service changes settle into one look.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
                 // A port added, removed or renumbered (the patch port
                 // ovn-controller makes once the gateway router exists).
                 _ = self.ovs.wait_bridge_interfaces_change(&bridge, &ifaces, Duration::from_secs(60)) => {}
@@ -224,10 +251,32 @@ impl Gateway {
         }
     }
 
-    /// Installs the flow table `ports` calls for, unless the bridge holds
-    /// it already.
-    async fn sync_flows(&self, client: &Client, bridge: &str, ports: flows::Ports) -> Result<()> {
-        let want = flows::flows(ports);
+    /// What the Services ask the bridge to steer, on the addresses the
+    /// node last published.
+    async fn steering(&self) -> steer::Steering {
+        let Some(source) = &self.services else {
+            return steer::Steering::default();
+        };
+        let ips: Vec<std::net::IpAddr> = self
+            .out
+            .borrow()
+            .as_ref()
+            .map(|g| g.ips.iter().map(|n| n.addr()).collect())
+            .unwrap_or_default();
+        let snapshot = source.snapshot().await;
+        steer::steering(&snapshot.services, &ips)
+    }
+
+    /// Installs the flow table `ports` and `steering` call for, unless the
+    /// bridge holds it already.
+    async fn sync_flows(
+        &self,
+        client: &Client,
+        bridge: &str,
+        ports: flows::Ports,
+        steering: &steer::Steering,
+    ) -> Result<()> {
+        let want = flows::flows(ports, steering);
         let have = client
             .dump_flows(FlowStatsRequest::all())
             .await
@@ -240,7 +289,9 @@ impl Gateway {
             .replace_flows(want)
             .await
             .map_err(|e| Error::OvsState(format!("replacing {bridge}'s flows: {e}")))?;
-        info!(%bridge, flows = n, uplink = ports.uplink, patch = ?ports.patch, "gateway bridge flows replaced");
+        info!(%bridge, flows = n, uplink = ports.uplink, patch = ?ports.patch,
+            node_ports = steering.node_ports.len(), vips = steering.vips.len(),
+            "gateway bridge flows replaced");
         Ok(())
     }
 
