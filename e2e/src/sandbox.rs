@@ -96,6 +96,9 @@ pub struct SandboxOptions {
     pub raft: Option<usize>,
     /// Controller replicas; more than one elect a leader through a Lease.
     pub controllers: usize,
+    /// The controller's `admin_pass_exclusions`: compile ANP `Pass` rules
+    /// (off by default in the controller; see its doc for the cost).
+    pub admin_pass_exclusions: bool,
 }
 
 impl SandboxOptions {
@@ -109,6 +112,7 @@ impl SandboxOptions {
             tls: false,
             raft: None,
             controllers: 1,
+            admin_pass_exclusions: false,
         }
     }
 }
@@ -276,6 +280,7 @@ impl Sandbox {
                 }),
             http_addr: None,
             mtu: Some(MTU),
+            admin_pass_exclusions: opts.admin_pass_exclusions,
             ..Config::default()
         };
         config.cluster_cidrs = opts
