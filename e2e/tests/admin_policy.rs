@@ -108,6 +108,22 @@ impl World {
                        "metadata": {"name": n, "labels": {"ns": n}}}),
             );
         }
+        // Keeps a NetworkPolicy (selecting no pod) for the whole run, so
+        // that the node switches stay stateful (the host ACLs exist while
+        // any policy does) instead of flipping with every case: see
+        // the module doc.
+        apply(
+            &sb,
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "keep"}}),
+        );
+        apply(
+            &sb,
+            np(
+                "keep",
+                "stateful",
+                json!({"podSelector": {"matchLabels": {"no-such": "pod"}}}),
+            ),
+        );
         for n in NAMESPACES {
             for (k, p) in PODS.iter().enumerate() {
                 let node = format!("node-{}", k + 1);
@@ -237,9 +253,49 @@ impl World {
             }
             Err(msg) => {
                 eprintln!("{msg}");
+                self.diagnose();
                 self.lines.push(format!("{case}: MISMATCH"));
                 self.failures.push(msg);
             }
+        }
+    }
+
+    /// After a mismatch: each node's ovn-controller, alive or not, its
+    /// size and its last warnings.
+    fn diagnose(&self) {
+        for i in 0..self.sb.node_count() {
+            let dir = self.sb.node_dir(i);
+            let pid = std::fs::read_to_string(dir.join("ovn-controller.pid")).unwrap_or_default();
+            let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim()))
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find(|l| l.starts_with("VmRSS"))
+                        .map(str::to_string)
+                })
+                .unwrap_or_else(|| "not running".into());
+            let log = std::fs::read_to_string(dir.join("ovn-controller.log")).unwrap_or_default();
+            let vs = std::fs::read_to_string(dir.join("ovs-vswitchd.log")).unwrap_or_default();
+            let warn: Vec<&str> = log
+                .lines()
+                .chain(vs.lines())
+                .filter(|l| l.contains("|WARN|") || l.contains("|ERR|") || l.contains("|EMER|"))
+                .collect();
+            let flows = std::process::Command::new("ovs-ofctl")
+                .args([
+                    "dump-aggregate",
+                    &format!("unix:{}/br-int.mgmt", dir.display()),
+                ])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .unwrap_or_default();
+            eprintln!("node-{}: {flows}", i + 1);
+            eprintln!(
+                "node-{}: ovn-controller pid {} {status}; last warnings:\n  {}",
+                i + 1,
+                pid.trim(),
+                warn[warn.len().saturating_sub(8)..].join("\n  ")
+            );
         }
     }
 

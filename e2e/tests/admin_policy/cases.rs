@@ -1,6 +1,8 @@
 //! The cases of `tests/admin_policy.rs`, each with its truth table as a
 //! closure over (source pod, target). Every case removes what it applied.
 
+use std::collections::BTreeSet;
+
 use super::*;
 
 /// Every case, in the order the IPv4 sandbox runs them.
@@ -155,6 +157,14 @@ fn pod_peers_and_label_changes(w: &mut World) {
         json!([]),
     ));
     w.settle("pods", &[(ANP, "pods-a", 1)], &[], &[]);
+    let zb = w.pod_ip("z", "b");
+    settle(&w.sb, "the subject and the peer", |nb| {
+        let (g, p) = (nb.subject_ports("pods-a"), nb.peer_addresses("pods-a"));
+        let want: BTreeSet<String> = ["x_a", "y_a", "z_a"].map(String::from).into();
+        (g == want && zb.iter().all(|a| p.contains(a)))
+            .then_some(())
+            .ok_or(format!("{g:?} {p:?}"))
+    });
     w.check("subject pod=a, peer z/b", false, |s, t| {
         !(s == "z/b" && name(&t.label) == "a")
     });
