@@ -23,6 +23,14 @@
 //! One IPv4 sandbox runs every case, one IPv6 sandbox a core subset.
 //! `ADMIN_POLICY_LONG=1` adds a dual-stack sandbox running the core subset
 //! over both families.
+//!
+//! Known environment failure: with stateful node switches (any policy
+//! present) the sandbox's userspace datapath (Debian 12's
+//! `ovs-vswitchd` 3.1.0) can abort with `conntrack.c:1063: assertion
+//! conn->conn_type == CT_CONN_TYPE_DEFAULT failed in conn_update_state()`;
+//! that node's pods then answer nothing. A mismatch prints every node's
+//! flow count and its daemons' last warnings (`World::diagnose`), which
+//! shows it.
 
 mod common;
 #[path = "admin_policy/nb.rs"]
@@ -108,22 +116,6 @@ impl World {
                        "metadata": {"name": n, "labels": {"ns": n}}}),
             );
         }
-        // Keeps a NetworkPolicy (selecting no pod) for the whole run, so
-        // that the node switches stay stateful (the host ACLs exist while
-        // any policy does) instead of flipping with every case: see
-        // the module doc.
-        apply(
-            &sb,
-            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "keep"}}),
-        );
-        apply(
-            &sb,
-            np(
-                "keep",
-                "stateful",
-                json!({"podSelector": {"matchLabels": {"no-such": "pod"}}}),
-            ),
-        );
         for n in NAMESPACES {
             for (k, p) in PODS.iter().enumerate() {
                 let node = format!("node-{}", k + 1);

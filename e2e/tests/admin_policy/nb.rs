@@ -149,7 +149,7 @@ impl Nb {
             .acls
             .iter()
             .flat_map(|a| a.policies.split(','))
-            .filter(|p| p.contains('/') && !p.starts_with("keep/"))
+            .filter(|p| p.contains('/'))
             .collect();
         let want: BTreeSet<&str> = nps.iter().copied().collect();
         if named != want {
