@@ -157,7 +157,7 @@ fn an_admin_policy_alone_brings_the_host_acls_and_takes_them_away() {
     assert_eq!(host_owners(&fx), 1);
     fx.model.apply(
         Kind::AdminNetworkPolicy,
-        WatchEvent::Deleted(Object::from(anp)),
+        WatchEvent::Deleted(Object::from(anp).into()),
         &mut fx.changes,
     );
     assert_eq!(
