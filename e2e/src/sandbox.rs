@@ -102,6 +102,9 @@ pub struct SandboxOptions {
     /// addresses to the nodes by itself: a test adds the external host's
     /// route to the node it wants them to arrive at.
     pub load_balancer_pool: Vec<String>,
+    /// The controller's `admin_pass_exclusions`: compile ANP `Pass` rules
+    /// (off by default in the controller; see its doc for the cost).
+    pub admin_pass_exclusions: bool,
 }
 
 impl SandboxOptions {
@@ -116,6 +119,7 @@ impl SandboxOptions {
             raft: None,
             controllers: 1,
             load_balancer_pool: Vec::new(),
+            admin_pass_exclusions: false,
         }
     }
 }
@@ -283,6 +287,7 @@ impl Sandbox {
                 }),
             http_addr: None,
             mtu: Some(MTU),
+            admin_pass_exclusions: opts.admin_pass_exclusions,
             ..Config::default()
         };
         config.cluster_cidrs = opts

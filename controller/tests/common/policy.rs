@@ -348,7 +348,14 @@ pub fn check_policies(env: &Env) -> Result<(), String> {
         .iter()
         .filter(|a| a.owner_kind == names::KIND_POLICY_HOST)
         .count();
-    let want_hosts = if policies.is_empty() {
+    // While any policy exists, NetworkPolicy or admin (whose Deny needs
+    // the stateful switches the host ACLs make).
+    let admin = !env.cluster.list(Kind::AdminNetworkPolicy).is_empty()
+        || !env
+            .cluster
+            .list(Kind::BaselineAdminNetworkPolicy)
+            .is_empty();
+    let want_hosts = if policies.is_empty() && !admin {
         0
     } else {
         env.cluster.nodes().len()

@@ -4,8 +4,16 @@
 //! The host ACL sits on the node's switch, so it applies only to traffic
 //! to that switch's ports, and only from that node's management port
 //! addresses (the source of kubelet probes): another node's host is
-//! judged like any other source. It exists while any NetworkPolicy does,
-//! so a cluster without policies has no ACL at all.
+//! judged like any other source. It exists while any NetworkPolicy or
+//! admin policy (ANP, BANP) does, so a cluster without policies has no ACL
+//! at all.
+//!
+//! Being `allow-related`, it is also what makes every node switch
+//! stateful in OVN's eyes: only then does ovn-northd let replies of
+//! established connections through ahead of the ACLs. Admin policies
+//! need that as NetworkPolicy does: their `Deny` is a plain `drop`, so
+//! without it an ingress Deny of y into x also dropped the replies to the
+//! connections x opened to y.
 
 use std::collections::BTreeMap;
 
@@ -37,9 +45,18 @@ pub fn host_match(node_subnets: &[ipnet::IpNet]) -> Option<String> {
     }
 }
 
-/// Node `node`'s host ACL, while any NetworkPolicy exists.
+/// Whether any NetworkPolicy or admin policy exists: the host ACLs exist
+/// then (see the module doc).
+pub fn any_policy(view: &View) -> bool {
+    let m = view.model;
+    !m.policy_index.is_empty()
+        || !m.admin_network_policies.is_empty()
+        || !m.baseline_admin_network_policies.is_empty()
+}
+
+/// Node `node`'s host ACL, while [`any_policy`].
 pub fn host_rows(node: &str, view: &View) -> Option<Vec<DesiredRow>> {
-    if view.model.policy_index.is_empty() {
+    if !any_policy(view) {
         return None;
     }
     view.model.nodes.get(node)?;

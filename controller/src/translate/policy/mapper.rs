@@ -211,14 +211,20 @@ pub fn peer_sets(change: &Change, view: &View, out: &mut Vec<String>) {
 }
 
 /// `PolicyHost` owners: a node whose subnets change; every node when the
-/// first policy arrives or the last one goes (a create or delete is when
-/// that can happen).
+/// first policy (NetworkPolicy or admin) arrives or the last one goes (a
+/// create or delete is when that can happen).
 pub fn hosts(change: &Change, view: &View, out: &mut Vec<String>) {
-    match change {
-        Change::Node { name, .. } | Change::NodeSubnets { name } => out.push(name.clone()),
-        Change::NetworkPolicy { old, new, .. } if old.is_none() || new.is_none() => {
-            out.extend(view.decisions.node_subnets.keys().cloned())
+    let created_or_deleted = match change {
+        Change::Node { name, .. } | Change::NodeSubnets { name } => {
+            out.push(name.clone());
+            false
         }
-        _ => {}
+        Change::NetworkPolicy { old, new, .. } => old.is_none() || new.is_none(),
+        Change::AdminNetworkPolicy { old, new, .. } => old.is_none() || new.is_none(),
+        Change::BaselineAdminNetworkPolicy { old, new, .. } => old.is_none() || new.is_none(),
+        _ => false,
+    };
+    if created_or_deleted {
+        out.extend(view.decisions.node_subnets.keys().cloned())
     }
 }

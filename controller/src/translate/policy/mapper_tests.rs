@@ -125,3 +125,56 @@ fn named_ports_touch_only_policies_that_can_resolve_them_on_the_pod() {
     fx.apply(moved);
     assert_eq!(fx.touched(names::KIND_NETWORK_POLICY).len(), 2);
 }
+
+/// An admin policy alone needs the host ACLs too: their `allow-related`
+/// makes the node switches stateful, without which an ANP `Deny` also
+/// drops the replies of connections its subject opened
+/// (tests/admin_policy.rs in the e2e crate saw it with real packets).
+#[test]
+fn an_admin_policy_alone_brings_the_host_acls_and_takes_them_away() {
+    use crate::k8s::{AdminNetworkPolicy, BaselineAdminNetworkPolicy, Kind, Object, WatchEvent};
+    let mut fx = Fx::xyz();
+    let host_owners = |fx: &Fx| {
+        fx.rows()
+            .0
+            .keys()
+            .filter(|o| o.kind() == names::KIND_POLICY_HOST)
+            .count()
+    };
+    assert_eq!(host_owners(&fx), 0, "no policy, no host ACL");
+    let anp: AdminNetworkPolicy = serde_json::from_value(json!({
+        "metadata": {"name": "deny", "uid": "uid-deny", "resourceVersion": "1"},
+        "spec": {"priority": 1, "subject": {"namespaces": {}},
+                 "ingress": [{"action": "Deny", "from": [{"namespaces": {}}]}]},
+    }))
+    .expect("an ANP");
+    fx.changes.clear();
+    fx.apply(anp.clone());
+    assert_eq!(
+        fx.touched(names::KIND_POLICY_HOST),
+        BTreeSet::from(["n1".to_string()])
+    );
+    assert_eq!(host_owners(&fx), 1);
+    fx.model.apply(
+        Kind::AdminNetworkPolicy,
+        WatchEvent::Deleted(Object::from(anp).into()),
+        &mut fx.changes,
+    );
+    assert_eq!(
+        fx.touched(names::KIND_POLICY_HOST),
+        BTreeSet::from(["n1".to_string()])
+    );
+    assert_eq!(host_owners(&fx), 0);
+    let banp: BaselineAdminNetworkPolicy = serde_json::from_value(json!({
+        "metadata": {"name": "default", "uid": "uid-default", "resourceVersion": "1"},
+        "spec": {"subject": {"namespaces": {}},
+                 "ingress": [{"action": "Deny", "from": [{"namespaces": {}}]}]},
+    }))
+    .expect("a BANP");
+    fx.apply(banp);
+    assert_eq!(
+        fx.touched(names::KIND_POLICY_HOST),
+        BTreeSet::from(["n1".to_string()])
+    );
+    assert_eq!(host_owners(&fx), 1);
+}

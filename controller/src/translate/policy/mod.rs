@@ -317,13 +317,18 @@ impl Translator for PolicyHosts {
         &[Table::Acl]
     }
     fn inputs(&self) -> &'static [Kind] {
-        &[Kind::Node, Kind::NetworkPolicy]
+        &[
+            Kind::Node,
+            Kind::NetworkPolicy,
+            Kind::AdminNetworkPolicy,
+            Kind::BaselineAdminNetworkPolicy,
+        ]
     }
     fn owners(&self, change: &Change, view: &View, out: &mut Vec<String>) {
         mapper::hosts(change, view, out)
     }
     fn all(&self, view: &View) -> Vec<String> {
-        if view.model.policy_index.is_empty() {
+        if !host::any_policy(view) {
             return Vec::new();
         }
         view.decisions.node_subnets.keys().cloned().collect()
