@@ -23,6 +23,7 @@ pub mod bench;
 pub mod central;
 pub mod cli;
 pub mod controller;
+pub mod datapath;
 pub mod fault;
 pub mod kubectl;
 pub mod kubelet;

@@ -53,11 +53,11 @@ fn start(family: IpFamily) -> (tempfile::TempDir, Sandbox) {
 }
 
 /// Clears the policies, applies the case's, and checks its matrix. A case
-/// during which an `ovs-vswitchd` crashed (see [`heal_datapath`]) is run
+/// during which an `ovs-vswitchd` crashed (see `Sandbox::heal_crashed_vswitchd`) is run
 /// once more after the restart; a second failure fails.
 fn run_case(sb: &Sandbox, pods: &[PodRef], case: &Case) {
     for attempt in 1..=2 {
-        heal_datapath(sb);
+        sb.heal_crashed_vswitchd();
         let t = Instant::now();
         clear_policies(sb).expect("policies cleared");
         if !case.yaml.is_empty() {
@@ -73,7 +73,7 @@ fn run_case(sb: &Sandbox, pods: &[PodRef], case: &Case) {
                 );
                 return;
             }
-            Err(e) if attempt == 1 && heal_datapath(sb) => {
+            Err(e) if attempt == 1 && sb.heal_crashed_vswitchd() => {
                 eprintln!(
                     "case {:?} failed with a datapath crash, run again: {e:#}",
                     case.name
@@ -84,68 +84,10 @@ fn run_case(sb: &Sandbox, pods: &[PodRef], case: &Case) {
                 panic!(
                     "case {:?}: {e:#}\nsandbox logs kept in {kept}{}",
                     case.name,
-                    datapath_crashes(sb)
+                    sb.vswitchd_crashes()
                 )
             }
         }
-    }
-}
-
-/// Restarts every node's `ovs-vswitchd` that crashed since the last look
-/// (a new EMER line in its log), loudly; whether any had. OVS 3.1's
-/// userspace conntrack can abort (an assertion in `conn_update_state()`)
-/// under many short connections: a fault of this machine's datapath, not
-/// a policy verdict, and one the kernel datapath a real cluster uses does
-/// not have.
-fn heal_datapath(sb: &Sandbox) -> bool {
-    static SEEN: std::sync::Mutex<Vec<(std::path::PathBuf, usize)>> =
-        std::sync::Mutex::new(Vec::new());
-    let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
-    let mut healed = false;
-    for i in 0..sb.node_count() {
-        let log = sb.node_dir(i).join("ovs-vswitchd.log");
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let emer: Vec<&str> = text.lines().filter(|l| l.contains("|EMER|")).collect();
-        let known = seen.iter().find(|(p, _)| *p == log).map_or(0, |(_, n)| *n);
-        if emer.len() > known {
-            eprintln!(
-                "DATAPATH CRASH: ovs-vswitchd on node {i} aborted ({}); restarting it",
-                emer[emer.len() - 1]
-            );
-            sb.restart_vswitchd(i).expect("restarting ovs-vswitchd");
-            healed = true;
-        }
-        seen.retain(|(p, _)| *p != log);
-        seen.push((log, emer.len()));
-    }
-    healed
-}
-
-/// The `ovs-vswitchd` crashes (EMER lines) in the sandbox's logs: OVS
-/// 3.1's userspace conntrack can abort on an assertion in
-/// `conn_update_state()` under many short connections, which takes the
-/// node's whole datapath down with it — not a policy verdict, so a failure
-/// says so.
-fn datapath_crashes(sb: &Sandbox) -> String {
-    let mut found = String::new();
-    let mut stack = vec![sb.state_dir().to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.file_name().is_some_and(|n| n == "ovs-vswitchd.log") {
-                let text = std::fs::read_to_string(&p).unwrap_or_default();
-                for l in text.lines().filter(|l| l.contains("|EMER|")) {
-                    found.push_str(&format!("\n{}: {l}", p.display()));
-                }
-            }
-        }
-    }
-    if found.is_empty() {
-        found
-    } else {
-        format!("\novs-vswitchd crashed (the datapath, not a policy):{found}")
     }
 }
 
