@@ -232,6 +232,19 @@ impl World {
         }
         let case = format!("[{}] {case}", self.tag);
         self.sb.heal_crashed_vswitchd();
+        // Each case judges new connections: the previous case's UDP
+        // conversations (the probes' datagrams) would otherwise be
+        // established entries that a case's verdict does not concern.
+        // How a change treats live connections is the NetworkPolicy
+        // dynamics tests' subject (e2e/tests/netpol.rs).
+        for i in 0..self.sb.node_count() {
+            let ctl = self.sb.node_dir(i).join("ovs-vswitchd.ctl");
+            let _ = std::process::Command::new("ovs-appctl")
+                .arg("-t")
+                .arg(&ctl)
+                .arg("dpctl/flush-conntrack")
+                .output();
+        }
         let mut result = self.matrix.check(&case, &targets, &want);
         // An ovs-vswitchd abort (the sandbox's userspace datapath, see
         // switchyard_e2e::datapath) is no verdict: restart it, run again.
