@@ -612,6 +612,24 @@ async fn overlapping_passes_hand_over_exactly_on_both_families() {
     for a in nb.acls.iter().filter(|a| a.owner == "deny") {
         assert!(!a.matches.contains('!'), "{}", a.matches);
     }
+    // A converged restart writes nothing, pieces included.
+    running.stop().await;
+    let mut rx = env.replica.subscribe();
+    let second = env.start();
+    eventually(T, "second run synced", || {
+        second.synced().then_some(()).ok_or("not synced".into())
+    })
+    .await;
+    converged(&env, &[(A, "deny", 2)]).await;
+    assert_eq!(
+        second.metrics.nb_operations.get(),
+        0,
+        "NB operations on a converged restart"
+    );
+    assert!(
+        matches!(rx.try_recv(), Err(broadcast::error::TryRecvError::Empty)),
+        "NB changed"
+    );
     clear(
         &env,
         &["pass-y", "pass-yz-80", "deny"],
@@ -619,5 +637,5 @@ async fn overlapping_passes_hand_over_exactly_on_both_families() {
         false,
     );
     converged(&env, &[]).await;
-    running.stop().await;
+    second.stop().await;
 }

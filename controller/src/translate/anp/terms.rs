@@ -434,16 +434,22 @@ pub fn l4_term(l4: &Ranges) -> Option<String> {
         numbers(&format!("{p}.dst"), &spans, 65535, &mut terms);
     }
     if l4.contains(OTHER) {
-        // Every IP protocol but the port-filtered ones.
+        // Every IP protocol but the port-filtered ones, value by value:
+        // `ip.proto` is nominal (OVN takes only `==`/`!=` on it), and a
+        // list of constants is positive and bounded (at most 256 flows).
         let partial = PROTOCOL_NUMBERS
             .iter()
             .zip(whole)
             .filter(|(_, w)| !w)
             .map(|(n, _)| (u128::from(*n), u128::from(*n)));
         let nums = Ranges::span(0, 255).minus(&Ranges::from_spans(partial));
-        let mut t = Vec::new();
-        numbers("ip.proto", nums.spans(), 255, &mut t);
-        terms.extend(t);
+        let list: Vec<String> = nums
+            .spans()
+            .iter()
+            .flat_map(|(a, b)| *a..=*b)
+            .map(|n| n.to_string())
+            .collect();
+        terms.push(format!("ip.proto == {{{}}}", list.join(", ")));
     } else {
         for (k, p) in PROTOCOLS.iter().enumerate() {
             if whole[k] {

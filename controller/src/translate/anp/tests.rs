@@ -204,7 +204,12 @@ fn pass_over_some_pods_and_ports_splits_subject_and_ports() {
             // x/a: everything but TCP 80.
             format!(
                 "outport == @anp.deny.i0.p0.t1 && {peer} && (tcp.dst <= 79 || tcp.dst >= 81 || \
-                 ip.proto <= 5 || ip.proto >= 7)"
+                 ip.proto == {{{}}})",
+                (0..=255u8)
+                    .filter(|n| *n != 6)
+                    .map(|n| n.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         ]
     );
