@@ -48,9 +48,13 @@ fn rss_mib(pid: Option<u32>) -> f64 {
 }
 
 fn of_flows(ch: &Chassis) -> usize {
-    ch.ofctl(&["dump-flows", "br-int"])
-        .map(|o| o.lines().filter(|l| l.contains("cookie=")).count())
-        .unwrap_or(0)
+    match ch.ofctl(&["dump-flows"]) {
+        Ok(o) => o.lines().filter(|l| l.contains("cookie=")).count(),
+        Err(e) => {
+            eprintln!("ovs-ofctl: {e}");
+            0
+        }
+    }
 }
 
 fn count(central: &OvnCentral, sb: bool, args: &[&str]) -> usize {
@@ -84,7 +88,7 @@ fn deny_acls(central: &OvnCentral) -> Vec<String> {
 /// Waits until the flow count holds for 3 s (or 300 s pass, or
 /// ovn-controller passes 8 GiB), then prints the figures.
 async fn measure(what: &str, central: &OvnCentral, ch: &Chassis) -> Result<(), Error> {
-    central.nbctl(&["--wait=sb", "sync"])?;
+    central.nbctl(&["--wait=hv", "sync"])?;
     let t0 = Instant::now();
     let (mut last, mut since) = (usize::MAX, Instant::now());
     let mut peak = 0.0f64;
@@ -98,7 +102,7 @@ async fn measure(what: &str, central: &OvnCentral, ch: &Chassis) -> Result<(), E
         if since.elapsed() >= Duration::from_secs(3) && n > 0 {
             break;
         }
-        if t0.elapsed() > Duration::from_secs(300) || rss > 8192.0 {
+        if t0.elapsed() > Duration::from_secs(120) || rss > 8192.0 {
             println!("{what}: gave up after {:.0?} at {rss:.0} MiB", t0.elapsed());
             break;
         }
@@ -175,6 +179,11 @@ async fn main() -> Result<(), Error> {
     })
     .await;
     for t in ["t1", "t2"] {
+        // ovn-controller claims a pod's port only for the pod's uid.
+        let uid = cluster
+            .pod("s", t)
+            .and_then(|p| p.metadata.uid)
+            .unwrap_or_default();
         ch.vsctl(&[
             "add-port",
             "br-int",
@@ -185,8 +194,23 @@ async fn main() -> Result<(), Error> {
             t,
             "type=internal",
             &format!("external_ids:iface-id=s_{t}"),
+            &format!("external_ids:iface-id-ver={uid}"),
         ])?;
     }
+    bench_common::wait("the subject ports bound", Duration::from_secs(600), || {
+        ["t1", "t2"].iter().all(|t| {
+            central
+                .sbctl(&[
+                    "--bare",
+                    "--columns=chassis",
+                    "find",
+                    "Port_Binding",
+                    &format!("logical_port=s_{t}"),
+                ])
+                .is_ok_and(|o| !o.trim().is_empty())
+        })
+    })
+    .await;
     measure("Deny alone", &central, &ch).await?;
     let group = |g: &str| json!({"pods": {"namespaceSelector": {"matchLabels": {"ns": "peers"}}, "podSelector": {"matchLabels": {"group": g}}}});
     cluster.apply(anp(
@@ -201,7 +225,7 @@ async fn main() -> Result<(), Error> {
         "subject": {"pods": {"namespaceSelector": {"matchLabels": {"ns": "s"}}, "podSelector": {"matchLabels": {"pod": "t1"}}}},
         "ingress": [{"action": "Pass", "from": [group("two")]}]}),
     )?);
-    bench_common::wait("the pieces in NB", Duration::from_secs(300), || {
+    bench_common::wait("the pieces in NB", Duration::from_secs(600), || {
         deny_acls(&central).len() > 1
     })
     .await;
