@@ -25,6 +25,7 @@ use kube_memory::{node, pod, MemoryCluster};
 use ovn_testbed::{Chassis, ChassisOptions, OvnCentral};
 use serde_json::json;
 use switchyard_controller::k8s::AdminNetworkPolicy;
+use switchyard_controller::config::ClusterCidr;
 use switchyard_controller::Config;
 
 type Error = Box<dyn std::error::Error>;
@@ -139,7 +140,12 @@ async fn main() -> Result<(), Error> {
     let central = OvnCentral::start(dir.path())?;
     let ch = Chassis::start(dir.path(), &central.sb_remote(), ChassisOptions::new(NODE))?;
     ch.wait_registered(Duration::from_secs(30))?;
+    // One node holds every pod: a /20 per node, not the default /24.
     let config = Config {
+        cluster_cidrs: vec![ClusterCidr {
+            cidr: "10.244.0.0/16".parse()?,
+            node_prefix: 20,
+        }],
         nb_remote: central.nb_remote(),
         http_addr: None,
         ..Config::default()
@@ -148,6 +154,12 @@ async fn main() -> Result<(), Error> {
     cluster.apply_node(node(NODE));
     for (ns, label) in [("peers", "peers"), ("s", "s")] {
         cluster.apply(kube_memory::namespace(ns, &[("ns", label)]));
+    }
+    // The subject pods first: their ports are bound while the peers come.
+    for t in ["t1", "t2"] {
+        let mut p = pod("s", t, NODE);
+        p.metadata.labels = Some([("pod".to_string(), t.to_string())].into());
+        cluster.apply_pod(p);
     }
     for i in 0..peers {
         let mut p = pod("peers", &format!("p{i:04}"), NODE);
@@ -159,11 +171,6 @@ async fn main() -> Result<(), Error> {
             "rest"
         };
         p.metadata.labels = Some([("group".to_string(), group.to_string())].into());
-        cluster.apply_pod(p);
-    }
-    for t in ["t1", "t2"] {
-        let mut p = pod("s", t, NODE);
-        p.metadata.labels = Some([("pod".to_string(), t.to_string())].into());
         cluster.apply_pod(p);
     }
     println!("pass-flows: {peers} peer pods, passes over {pass1} (TCP 80, both subject pods) and {pass2} (every port, t1 only)\n");
@@ -209,6 +216,18 @@ async fn main() -> Result<(), Error> {
                 ])
                 .is_ok_and(|o| !o.trim().is_empty())
         })
+    })
+    .await;
+    bench_common::wait("every peer in its set", Duration::from_secs(900), || {
+        central
+            .nbctl(&[
+                "--bare",
+                "--columns=addresses",
+                "find",
+                "Address_Set",
+                "name=ns.peers.v4",
+            ])
+            .is_ok_and(|o| o.split_whitespace().count() >= peers)
     })
     .await;
     measure("Deny alone", &central, &ch).await?;
