@@ -24,8 +24,8 @@ use bench_common::{start, stop};
 use kube_memory::{node, pod, MemoryCluster};
 use ovn_testbed::{Chassis, ChassisOptions, OvnCentral};
 use serde_json::json;
-use switchyard_controller::k8s::AdminNetworkPolicy;
 use switchyard_controller::config::ClusterCidr;
+use switchyard_controller::k8s::AdminNetworkPolicy;
 use switchyard_controller::Config;
 
 type Error = Box<dyn std::error::Error>;
