@@ -1,6 +1,5 @@
 //! AdminNetworkPolicy benchmark (figures, not a test):
 //! `cargo run --release -p switchyard-controller --example anp-bench [-- NODES PODS ANPS]`
-//! (`ANP_BENCH_PASS=off`: `Pass` rules as the default config treats them)
 //!
 //! Real NB/SB ovsdb-server and ovn-northd in a temp dir, the in-memory
 //! cluster (100 nodes, 10,000 pods in 10 namespaces, 100 ANPs of 10 rules
@@ -252,14 +251,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map(|r| r[0].rows().len())
             .unwrap_or(0)
     };
-    // The Pass exclusions on unless ANP_BENCH_PASS=off, to count what they
-    // cost NB and northd (not ovn-controller, which this benchmark does not
-    // run: see the config).
-    let pass = std::env::var("ANP_BENCH_PASS").as_deref() != Ok("off");
     let config = Config {
         nb_remote: central.nb_remote(),
         http_addr: None,
-        admin_pass_exclusions: pass,
         ..Config::default()
     };
     let cluster = MemoryCluster::new();
@@ -294,7 +288,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "name": "c", "ports": [{"name": "http", "containerPort": http}]}))?];
         cluster.apply_pod(p);
     }
-    println!("Switchyard AdminNetworkPolicy benchmark: {nodes} nodes, {pods} pods in {namespaces} namespaces, {anps} ANPs of 10 rules, Pass exclusions {} (in-memory API, real NB/SB + northd)\n", if pass { "on" } else { "off" });
+    println!("Switchyard AdminNetworkPolicy benchmark: {nodes} nodes, {pods} pods in {namespaces} namespaces, {anps} ANPs of 10 rules, Pass compiled into positive terms (in-memory API, real NB/SB + northd)\n");
 
     // 1. Pods first.
     let run = start(&config, &cluster);

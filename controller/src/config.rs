@@ -160,12 +160,6 @@ pub struct Config {
     /// Addresses for Services of type LoadBalancer (at most one CIDR per
     /// IP family); none: Switchyard assigns no LoadBalancer IPs.
     pub load_balancer_pool: Vec<IpNet>,
-    /// Compile AdminNetworkPolicy `Pass` rules into negated matches on the
-    /// ANP rules below them (see `translate::anp`). Off by default: on OVN
-    /// 23.03 ovn-controller expands a negated address set of more than a
-    /// few members without bound (a 1,000- and a 100-address set took it
-    /// past 18 GB). Off, a `Pass` rule is reported and matches nothing.
-    pub admin_pass_exclusions: bool,
 }
 
 impl Default for Config {
@@ -189,7 +183,6 @@ impl Default for Config {
             patch_concurrency: 64,
             full_resync_interval: Duration::from_secs(600),
             load_balancer_pool: Vec::new(),
-            admin_pass_exclusions: false,
         }
     }
 }

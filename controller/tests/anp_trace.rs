@@ -92,10 +92,12 @@ const B: &str = names::KIND_BASELINE_ADMIN_NETWORK_POLICY;
 
 /// x/y/z with n1 labelled `role=worker` at [`NODE_IP`].
 async fn xyz() -> (Env, common::Running) {
-    let mut env = Env::new(&["10.244.0.0/16/24"]).await;
-    // Logical flows only (ovn-trace): the Pass exclusions' cost is in
-    // ovn-controller, which these tests do not run.
-    env.config.admin_pass_exclusions = true;
+    xyz_on(&["10.244.0.0/16/24"]).await
+}
+
+/// [`xyz`] on the given cluster CIDRs.
+async fn xyz_on(cidrs: &[&str]) -> (Env, common::Running) {
+    let env = Env::new(cidrs).await;
     let c = &env.cluster;
     for (n, ip) in [("n1", NODE_IP), ("n2", "198.18.0.2")] {
         let mut node = kube_memory::node(n);
@@ -544,4 +546,96 @@ async fn egress_pass_hands_over_to_network_policy() {
         &Tracer::new(&env).matrix(TCP80, false),
     );
     running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_passes_hand_over_exactly_on_both_families() {
+    let (env, running) = xyz_on(&["10.244.0.0/16/24", "fd00:10:244::/48/64"]).await;
+    let c = &env.cluster;
+    // Pass y on every port; then pass y and z on TCP 80 only (overlapping
+    // the first in y); then deny everything. x's NetworkPolicy lets in
+    // only the pods `a`. Below both passes, "deny" keeps two pieces: from
+    // x on every port, and from z on everything but TCP 80.
+    c.apply(anp(
+        "pass-y",
+        json!({"priority": 1, "subject": nss("x"),
+        "ingress": [ingress("Pass", nss("y"))]}),
+    ));
+    c.apply(anp(
+        "pass-yz-80",
+        json!({"priority": 2, "subject": nss("x"),
+        "ingress": [{"action": "Pass", "from": [nss("y"), nss("z")],
+                     "ports": [{"portNumber": {"protocol": "TCP", "port": 80}}]}]}),
+    ));
+    c.apply(anp(
+        "deny",
+        json!({"priority": 3, "subject": nss("x"),
+        "ingress": [ingress("Deny", all_ns())]}),
+    ));
+    c.apply(np(
+        "x",
+        "from-a",
+        json!({"podSelector": {},
+        "ingress": [{"from": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"pod": "a"}}}]}]}),
+    ));
+    converged(&env, &[(A, "deny", 2)]).await;
+    let t = Tracer::new(&env);
+    for v6 in [false, true] {
+        let fam = if v6 { "IPv6" } else { "IPv4" };
+        // TCP 80: y and z passed, NetworkPolicy lets in their pods a.
+        let mut want = Reach::all(true);
+        want.ingress(is("x"), false)
+            .pairs(|a, b| (ns(b) == "x" && ns(a) != "x").then_some(name(a) == "a"));
+        want.check(
+            &format!("two passes, TCP 80, {fam}"),
+            TCP80,
+            &t.matrix(TCP80, v6),
+        );
+        // TCP 81: only y passed; z is denied by the ANP.
+        let mut want = Reach::all(true);
+        want.ingress(is("x"), false)
+            .pairs(|a, b| (ns(b) == "x" && ns(a) == "y").then_some(name(a) == "a"));
+        want.check(
+            &format!("two passes, TCP 81, {fam}"),
+            TCP81,
+            &t.matrix(TCP81, v6),
+        );
+        // UDP 80: the "everything but TCP 80" piece holds UDP too.
+        want.check(
+            &format!("two passes, UDP 80, {fam}"),
+            UDP80,
+            &t.matrix(UDP80, v6),
+        );
+    }
+    // No match negates anything.
+    let nb = read_nb(&env);
+    for a in nb.acls.iter().filter(|a| a.owner == "deny") {
+        assert!(!a.matches.contains('!'), "{}", a.matches);
+    }
+    // A converged restart writes nothing, pieces included.
+    running.stop().await;
+    let mut rx = env.replica.subscribe();
+    let second = env.start();
+    eventually(T, "second run synced", || {
+        second.synced().then_some(()).ok_or("not synced".into())
+    })
+    .await;
+    converged(&env, &[(A, "deny", 2)]).await;
+    assert_eq!(
+        second.metrics.nb_operations.get(),
+        0,
+        "NB operations on a converged restart"
+    );
+    assert!(
+        matches!(rx.try_recv(), Err(broadcast::error::TryRecvError::Empty)),
+        "NB changed"
+    );
+    clear(
+        &env,
+        &["pass-y", "pass-yz-80", "deny"],
+        &[("x", "from-a")],
+        false,
+    );
+    converged(&env, &[]).await;
+    second.stop().await;
 }

@@ -1,6 +1,7 @@
 //! An admin policy's rows: the port group of its subject, the address
 //! sets of its node peers, and one ACL per rule part at the rule's
-//! priority, with the matches of every higher `Pass` rule excluded.
+//! priority, or, where `Pass` rules above meet the part, one per piece
+//! left once they are taken out ([`super::terms`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -18,6 +19,9 @@ use crate::translate::policy::acl::{
 use crate::translate::policy::sets::{port_numbers, MEMBERS};
 use crate::translate::policy::{acl_ids, fnv64, peer_set_name, Logging};
 use crate::translate::View;
+
+use super::algebra::Cube;
+use super::terms::{compile, Compiled};
 
 /// Whether `info` is the baseline.
 fn prefix(info: &AdminInfo) -> &'static str {
@@ -44,33 +48,20 @@ pub fn nodes_set(info: &AdminInfo, d: Direction, rule: usize, v6: bool) -> Strin
     format!("{}.{dir}{rule}.nodes.{fam}", subject_group(info))
 }
 
-/// The address set of the subject's pods, per family (what `Pass`
-/// exclusions match: OVN refuses a negated port match).
-pub fn subject_set(info: &AdminInfo, v6: bool) -> String {
-    format!(
-        "{}.subject.{}",
-        subject_group(info),
-        if v6 { "v6" } else { "v4" }
-    )
-}
-
 /// The subject's pods: their ports, their addresses, and a digest of
 /// their identities (see [`MEMBERS`]).
 struct SubjectPods {
     ports: Vec<String>,
-    addrs: BTreeSet<IpAddr>,
     digest: String,
 }
 
 fn subject_pods(info: &AdminInfo, view: &View) -> SubjectPods {
     let m = view.model;
     let mut ports = Vec::new();
-    let mut addrs = BTreeSet::new();
     let mut ident = String::new();
     let Some(s) = &info.subject else {
         return SubjectPods {
             ports,
-            addrs,
             digest: format!("{:016x}", fnv64("")),
         };
     };
@@ -83,13 +74,9 @@ fn subject_pods(info: &AdminInfo, view: &View) -> SubjectPods {
             .unwrap_or_default()
         {
             let Some(p) = m.pod(&k) else { continue };
-            let Some(a) = view.decisions.pod_addresses.get(&k) else {
-                continue;
-            };
-            if p.node.is_none() {
+            if p.node.is_none() || !view.decisions.pod_addresses.contains_key(&k) {
                 continue;
             }
-            addrs.extend(a.addrs());
             let port = names::pod_port(&p.namespace, &p.name);
             ident.push_str(&port);
             ident.push('=');
@@ -100,14 +87,13 @@ fn subject_pods(info: &AdminInfo, view: &View) -> SubjectPods {
     }
     SubjectPods {
         ports,
-        addrs,
         digest: format!("{:016x}", fnv64(&ident)),
     }
 }
 
 /// The addresses of the nodes `sel` picks: their status addresses and
 /// their management port addresses.
-fn node_addrs(view: &View, sel: &crate::model::policy::Selector) -> BTreeSet<IpAddr> {
+pub fn node_addrs(view: &View, sel: &crate::model::policy::Selector) -> BTreeSet<IpAddr> {
     let mut out = BTreeSet::new();
     for (name, n) in &view.model.nodes {
         if !sel.matches(&n.labels) {
@@ -121,20 +107,30 @@ fn node_addrs(view: &View, sel: &crate::model::policy::Selector) -> BTreeSet<IpA
     out
 }
 
-/// One part of a rule: a key unique in the rule and a match.
-pub type Part = (String, String);
+/// What a rule part matches on top of its peers and numbered ports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PartKind {
+    /// Numbered ports (or none: every port).
+    Numbered,
+    /// A named port that resolves to this number on some subject pods.
+    IngressNamed(PortName, u16),
+    /// A named port that resolves to this number on some peer pods.
+    EgressNamed(PortName, u16),
+}
 
-/// How a rule's match names its subject.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Side {
-    /// By port group: the ACL's own match.
-    Ports,
-    /// By address set: a `Pass` match to negate (OVN refuses a negated
-    /// port match).
-    Addresses,
-    /// Not at all: a `Pass` match negated in the same policy's ACLs, which
-    /// name the subject already.
-    Omitted,
+/// One part of a rule: a key unique in the rule, its match, and the
+/// pieces of that match, which `Pass` terms ([`super::terms`]) reuse for
+/// the dimensions a pass leaves whole.
+#[derive(Clone, Debug)]
+pub struct Part {
+    pub key: String,
+    pub matches: String,
+    /// The subject (with, for an ingress named port, its pods that have
+    /// the number).
+    pub side: String,
+    pub peer: Option<String>,
+    pub l4: Option<String>,
+    pub kind: PartKind,
 }
 
 /// The matches of a rule (no exclusions), one per part; none when the rule
@@ -145,21 +141,15 @@ pub fn rule_matches(
     i: usize,
     r: &AdminRule,
     view: &View,
-    how: Side,
 ) -> Vec<Part> {
     let mut out = Vec::new();
     if r.peers.is_empty() {
         return out;
     }
     let pg = subject_group(info);
-    let (port_side, field, own) = match d {
-        Direction::Ingress => (format!("outport == @{pg}"), "src", "dst"),
-        Direction::Egress => (format!("inport == @{pg}"), "dst", "src"),
-    };
-    let side = match how {
-        Side::Ports => Some(port_side),
-        Side::Addresses => sets_term(own, &[subject_set(info, false)], &[subject_set(info, true)]),
-        Side::Omitted => None,
+    let (side, field) = match d {
+        Direction::Ingress => (format!("outport == @{pg}"), "src"),
+        Direction::Egress => (format!("inport == @{pg}"), "dst"),
     };
     let (mut v4, mut v6) = (Vec::new(), Vec::new());
     let mut terms = Vec::new();
@@ -212,10 +202,14 @@ pub fn rule_matches(
         .is_none_or(|ps| ps.iter().any(|p| !matches!(p, Port::Named(_))));
     if let (Some(pt), true) = (&peer, numbered) {
         let ports = numbered_term(r.ports.as_deref());
-        out.push((
-            "num".into(),
-            and(&[side.as_deref(), Some(pt), ports.as_deref()]),
-        ));
+        out.push(Part {
+            key: "num".into(),
+            matches: and(&[Some(&side), Some(pt), ports.as_deref()]),
+            side: side.clone(),
+            peer: Some(pt.clone()),
+            l4: ports,
+            kind: PartKind::Numbered,
+        });
     }
     let dport = |pn: &PortName, n: u16| format!("{}.dst == {n}", pn.protocol.ovn());
     let tag = |pn: &PortName, n: u16| format!("{}/{}/{n}", pn.protocol.as_str(), pn.name);
@@ -234,13 +228,15 @@ pub fn rule_matches(
                 for n in port_numbers(view, &ds) {
                     let (a, b) = set_pair(&ds, n);
                     let dst = sets_term("dst", &[a], &[b]);
-                    let m = and(&[
-                        side.as_deref(),
-                        Some(pt),
-                        dst.as_deref(),
-                        Some(&dport(pn, n)),
-                    ]);
-                    out.push((tag(pn, n), m));
+                    let l4 = dport(pn, n);
+                    out.push(Part {
+                        key: tag(pn, n),
+                        matches: and(&[Some(&side), Some(pt), dst.as_deref(), Some(&l4)]),
+                        side: and(&[Some(&side), dst.as_deref()]),
+                        peer: Some(pt.clone()),
+                        l4: Some(l4),
+                        kind: PartKind::IngressNamed(pn.clone(), n),
+                    });
                 }
             }
             Direction::Egress => {
@@ -263,23 +259,20 @@ pub fn rule_matches(
                     b.sort();
                     b.dedup();
                     let dst = sets_term("dst", &a, &b);
-                    let m = and(&[side.as_deref(), dst.as_deref(), Some(&dport(pn, n))]);
-                    out.push((tag(pn, n), m));
+                    let l4 = dport(pn, n);
+                    out.push(Part {
+                        key: tag(pn, n),
+                        matches: and(&[Some(&side), dst.as_deref(), Some(&l4)]),
+                        side: side.clone(),
+                        peer: dst,
+                        l4: Some(l4),
+                        kind: PartKind::EgressNamed(pn.clone(), n),
+                    });
                 }
             }
         }
     }
     out
-}
-
-/// `&& !((m1) || (m2) ...)`: what keeps an ACL off the traffic of the
-/// `Pass` rules above it.
-pub fn exclusion(pass: &[String]) -> String {
-    if pass.is_empty() {
-        return String::new();
-    }
-    let parts: Vec<String> = pass.iter().map(|m| format!("({m})")).collect();
-    format!(" && !({})", parts.join(" || "))
 }
 
 /// The ACL logging the policy's own `switchyard.io/acl-logging`
@@ -303,19 +296,21 @@ fn logging(info: &AdminInfo, view: &View) -> Logging {
         .unwrap_or_default()
 }
 
-/// A rule's place: its priority and the matches of the `Pass` rules above
+/// A rule's place: its priority and the cubes of the `Pass` rules above
 /// it in its direction.
 pub struct Placed<'a> {
     pub priority: i64,
-    pub pass_above: &'a [String],
+    pub pass_above: &'a [Cube],
 }
 
 /// Every row of one admin policy. `place(d, i)` is `None` for a rule with
-/// no room in the band (reported by the caller).
+/// no room in the band (reported by the caller); a rule that cannot be
+/// programmed adds a note to `notes`.
 pub fn policy_rows<'p>(
     info: &AdminInfo,
     kind: &'static str,
     view: &View,
+    notes: &mut Vec<String>,
     mut place: impl FnMut(Direction, usize) -> Option<Placed<'p>>,
 ) -> Vec<DesiredRow> {
     let owner = Owner::of(kind, info.name.clone());
@@ -339,21 +334,6 @@ pub fn policy_rows<'p>(
             PortGroup::PORTS,
             Col::refs(Table::LogicalSwitchPort, subject.ports),
         )];
-    if info.has_pass() && view.config.admin_pass_exclusions {
-        for v6 in [false, true] {
-            let list: Vec<String> = subject
-                .addrs
-                .iter()
-                .filter(|a| a.is_ipv6() == v6)
-                .map(ToString::to_string)
-                .collect();
-            out.push(
-                DesiredRow::named(Table::AddressSet, subject_set(info, v6), &owner)
-                    .ids([(names::SELECTOR, what.as_str())])
-                    .col(AddressSet::ADDRESSES, Col::set(list)),
-            );
-        }
-    }
     for d in Direction::BOTH {
         for (i, r) in info.rules(d).iter().enumerate() {
             for (j, peer) in r.peers.iter().enumerate() {
@@ -389,18 +369,34 @@ pub fn policy_rows<'p>(
             let action = match r.action {
                 Action::Allow => "allow-related",
                 Action::Deny => "drop",
-                // A Pass has no ACL: the rules below exclude its traffic,
-                // which NetworkPolicy and the baseline then judge.
+                // A Pass has no ACL: the rules below leave its traffic out
+                // (see `terms`), for NetworkPolicy and the baseline.
                 Action::Pass => continue,
             };
             let Some(at) = place(d, i) else { continue };
-            let excl = exclusion(at.pass_above);
-            for (part, m) in rule_matches(info, d, i, r, view, Side::Ports) {
+            let compiled = match compile(info, d, i, r, view, at.pass_above, &owner) {
+                Ok(c) => c,
+                Err(note) => {
+                    notes.push(note);
+                    continue;
+                }
+            };
+            let mut acls = Vec::new();
+            for c in compiled {
+                match c {
+                    Compiled::Whole(p) => acls.push((p.key, p.matches)),
+                    Compiled::Terms(t, rows) => {
+                        acls.extend(t);
+                        out.extend(rows);
+                    }
+                }
+            }
+            for (part, m) in acls {
                 let spec = AclSpec {
                     key: format!("{}:{i}:{part}", d.as_str()),
                     direction: d,
                     priority: at.priority,
-                    matches: format!("{m}{excl}"),
+                    matches: m,
                     action,
                     name: format!("{}:{}:{}:{}", prefix(info), info.name, d.as_str(), r.name),
                     ids: acl_ids(&info.name, d, Some(i), r.action.as_str()),

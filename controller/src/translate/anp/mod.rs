@@ -35,31 +35,37 @@
 //! priorities of the ANPs after it (one transaction rewriting a column),
 //! which is why the mapper touches every ANP then.
 //!
-//! **`Pass` is compiled into exclusions.** A higher-priority ACL that
-//! allows would bypass NetworkPolicy, so a `Pass` rule has no ACL of its
-//! own; instead every ANP ACL below it (same direction) gets
-//! `&& !(<pass match>)` appended. Passed traffic thus matches no ANP ACL and
-//! falls to NetworkPolicy's 12000/11000 and then to the baseline. OVN
-//! refuses to negate a port match (`outport` is a nominal field), so the
-//! pass match names its subject by address instead: an ANP with a `Pass`
-//! rule also has address sets `anp.<name>.subject.v4/.v6` of its subject's
-//! pods (port security makes a pod's port and its addresses equivalent);
-//! inside one ANP the lower rules name the same subject already, so the
-//! subject is left out. The negation is exact, but it has costs: each
-//! `Pass` lengthens every ANP match below it, and ovn-controller turns a
-//! negated address set into per-bit OpenFlow matches, which can be many
-//! flows for large peer sets (not measured yet; keep `Pass` peers small).
-//! OVN ≥ 23.06 would replace all of this with tiers.
+//! **`Pass` is compiled into set differences, with no negation.** A
+//! higher-priority ACL that allows would bypass NetworkPolicy, so a `Pass`
+//! rule has no ACL of its own; instead every ANP rule below it (same
+//! direction) matches only what the passes above it leave. A rule part is
+//! a product subject pods × peer addresses × L4 ports, and so is a pass;
+//! the controller takes each pass out of each part with exact set algebra
+//! ([`algebra`]) and programs each disjoint piece left as one ACL at the
+//! rule's priority with the rule's action ([`terms`]). Passed traffic thus
+//! matches no ANP ACL and falls to NetworkPolicy's 12000/11000 and then to
+//! the baseline. A piece names a dimension a pass did not touch as the
+//! rule does (its port group, the shared peer sets, its ports) and a
+//! touched one by a row of this ANP: a port group of the pods left, an
+//! address set pair of the addresses left (CIDRs: network peers minus pod
+//! addresses stay exact), or the port ranges left (`ip.proto` ranges for
+//! "any other protocol"). A part no pass meets is compiled as if there
+//! were no pass, with no extra row.
 //!
-//! Measured since: on OVN 23.03 ovn-controller does not bound that
-//! expansion (an ACL over a 1,000-address set excluding a pass over a
-//! 20- and a 100-address set took ovn-controller past 18 GB and was still
-//! growing), so the exclusions are compiled only when
-//! [`crate::config::Config::admin_pass_exclusions`] is on (tests and small
-//! clusters). Off, the default, a `Pass` rule matches nothing (the rules
-//! below it judge its traffic) and the policy is reported `Ready=False`.
-//! The way forward is exclusions without negated sets: controller-made
-//! difference sets and port groups, or tiers.
+//! Why not `&& !(<pass match>)`, as this did first: on OVN 23.03
+//! ovn-controller expands a negated address set into per-bit OpenFlow
+//! matches without bound (an ACL over a 1,000-address set excluding a pass
+//! over a 20- and a 100-address set took it past 18 GB). Positive pieces
+//! cost what ordinary ACLs over address sets cost: OpenFlow conjunctions,
+//! linear in the set sizes.
+//!
+//! The costs: an ANP below a `Pass` reads the members of its own peers and
+//! of the passes above it, so a pod among them re-translates it (see
+//! [`mapper`]); pieces multiply when passes overlap a part in different
+//! ways, so a rule needing more than [`terms::MAX_TERMS`] ACLs is not
+//! programmed (its traffic goes on to NetworkPolicy, as if passed) and the
+//! ANP is `Ready=False` with an `AdminNetworkPolicyNotEnforceable` event.
+//! OVN ≥ 23.06 would replace all of this with tiers.
 //!
 //! **The baseline sits under NetworkPolicy's default deny.** A pod that
 //! some NetworkPolicy isolates in a direction has a `drop` at 11000 for all
@@ -74,7 +80,7 @@
 //!
 //! | owner kind | key | rows |
 //! |---|---|---|
-//! | `AdminNetworkPolicy` | name | port group `anp.<name>` of the subject's pods, its ACLs, address sets `anp.<name>.e<rule>.nodes.v4/.v6` of node peers |
+//! | `AdminNetworkPolicy` | name | port group `anp.<name>` of the subject's pods, its ACLs, address sets `anp.<name>.e<rule>.nodes.v4/.v6` of node peers; below a `Pass`, per piece `t<k>` of part `p<j>` of rule `<d><i>`: port group `anp.<name>.<d><i>.p<j>.t<k>` and address sets `….v4/.v6` where the pass cut that dimension |
 //! | `BaselineAdminNetworkPolicy` | `default` | the same under `banp.default` |
 //!
 //! Pod and namespace peers use NetworkPolicy's shared address sets
@@ -101,9 +107,12 @@ use switchyard_api::names;
 
 use super::policy::{ADMIN_BAND, BASELINE_BAND};
 use super::{Problem, Translator, View};
+use algebra::Cube;
 
 pub mod acl;
+pub mod algebra;
 pub mod mapper;
+pub mod terms;
 
 /// The priority of rule `i` of the baseline.
 pub fn baseline_priority(i: usize) -> Option<i64> {
@@ -112,14 +121,15 @@ pub fn baseline_priority(i: usize) -> Option<i64> {
 }
 
 /// Where one ANP's rules go in one direction: the priority of its first
-/// rule, and the matches of every `Pass` rule of the ANPs before it.
+/// rule, and the cubes of every `Pass` rule of the ANPs before it.
 pub struct Slot {
     pub first: i64,
-    pub pass_before: Vec<String>,
+    pub pass_before: Vec<Cube>,
 }
 
-/// Walks the ANPs in evaluation order up to `name`, in direction `d`.
-pub fn slot(view: &View, name: &str, d: Direction) -> Option<Slot> {
+/// Walks the ANPs in evaluation order up to `name`, in direction `d`;
+/// the pass cubes only when `passes` asks for them.
+pub fn slot(view: &View, name: &str, d: Direction, passes: bool) -> Option<Slot> {
     let mut first = ADMIN_BAND.1;
     let mut pass_before = Vec::new();
     for a in view.model.admin.ordered() {
@@ -127,12 +137,8 @@ pub fn slot(view: &View, name: &str, d: Direction) -> Option<Slot> {
             return Some(Slot { first, pass_before });
         }
         for (i, r) in a.rules(d).iter().enumerate() {
-            if r.action == Action::Pass && view.config.admin_pass_exclusions {
-                pass_before.extend(
-                    acl::rule_matches(a, d, i, r, view, acl::Side::Addresses)
-                        .into_iter()
-                        .map(|(_, m)| m),
-                );
+            if passes && r.action == Action::Pass {
+                pass_before.extend(terms::pass_cubes(a, d, i, r, view));
             }
         }
         first -= a.rules(d).len() as i64;
@@ -144,32 +150,36 @@ fn object(info: &AdminInfo, kind: Kind) -> ObjectRef {
     ObjectRef::new(kind, None, &info.name, &info.uid)
 }
 
+/// The pass cubes above each rule of `info` in direction `d`, as one list
+/// and, per rule, how many of its first entries are above that rule.
+fn passes_above(
+    info: &AdminInfo,
+    d: Direction,
+    before: Vec<Cube>,
+    view: &View,
+) -> (Vec<Cube>, Vec<usize>) {
+    let mut acc = before;
+    let mut lens = Vec::new();
+    for (i, r) in info.rules(d).iter().enumerate() {
+        lens.push(acc.len());
+        if r.action == Action::Pass {
+            acc.extend(terms::pass_cubes(info, d, i, r, view));
+        }
+    }
+    (acc, lens)
+}
+
 /// One ANP's rows.
 pub fn anp_rows(info: &AdminInfo, view: &View, problems: &mut Vec<Problem>) -> Vec<DesiredRow> {
     let mut notes = info.problems.clone();
-    notes.extend(pass_note(info, view));
     let mut passes = Vec::new();
     let mut firsts = Vec::new();
     for d in Direction::BOTH {
-        let Some(s) = slot(view, &info.name, d) else {
+        let Some(s) = slot(view, &info.name, d, true) else {
             return Vec::new();
         };
-        // The pass matches above each rule: the earlier ANPs', then this
-        // one's earlier rules'.
-        let mut above = vec![s.pass_before.clone()];
-        let mut acc = s.pass_before;
-        for (i, r) in info.rules(d).iter().enumerate() {
-            if r.action == Action::Pass && view.config.admin_pass_exclusions {
-                acc.extend(
-                    acl::rule_matches(info, d, i, r, view, acl::Side::Omitted)
-                        .into_iter()
-                        .map(|(_, m)| m),
-                );
-            }
-            above.push(acc.clone());
-        }
         notes.extend(overflow(info, d, s.first));
-        passes.push(above);
+        passes.push(passes_above(info, d, s.pass_before, view));
         firsts.push(s.first);
     }
     let p = info.priority.unwrap_or_default();
@@ -190,15 +200,40 @@ pub fn anp_rows(info: &AdminInfo, view: &View, problems: &mut Vec<Problem>) -> V
             ),
         });
     }
+    let rows = acl::policy_rows(
+        info,
+        names::KIND_ADMIN_NETWORK_POLICY,
+        view,
+        &mut notes,
+        |d, i| {
+            let k = usize::from(d == Direction::Egress);
+            let priority = firsts[k] - i as i64;
+            let (cubes, lens) = &passes[k];
+            (priority >= ADMIN_BAND.0).then(|| acl::Placed {
+                priority,
+                pass_above: &cubes[..lens[i]],
+            })
+        },
+    );
     report(info, Kind::AdminNetworkPolicy, &notes, problems);
-    acl::policy_rows(info, names::KIND_ADMIN_NETWORK_POLICY, view, |d, i| {
-        let k = usize::from(d == Direction::Egress);
-        let priority = firsts[k] - i as i64;
-        (priority >= ADMIN_BAND.0).then(|| acl::Placed {
-            priority,
-            pass_above: &passes[k][i],
-        })
-    })
+    rows
+}
+
+/// The notes for rules of `info` whose `Pass` terms exceed the cap.
+fn term_notes(info: &AdminInfo, view: &View) -> Vec<String> {
+    let mut out = Vec::new();
+    for d in Direction::BOTH {
+        let Some(s) = slot(view, &info.name, d, true) else {
+            continue;
+        };
+        let (cubes, lens) = passes_above(info, d, s.pass_before, view);
+        for (i, r) in info.rules(d).iter().enumerate() {
+            if r.action != Action::Pass && lens[i] > 0 {
+                out.extend(terms::check(info, d, i, r, view, &cubes[..lens[i]]));
+            }
+        }
+    }
+    out
 }
 
 /// The note for rules of `info` in direction `d` that do not fit the band
@@ -214,16 +249,6 @@ fn overflow(info: &AdminInfo, d: Direction, first: i64) -> Option<String> {
     })
 }
 
-/// The note for `Pass` rules that are not compiled (see
-/// [`crate::config::Config::admin_pass_exclusions`]).
-fn pass_note(info: &AdminInfo, view: &View) -> Option<String> {
-    (info.has_pass() && !view.config.admin_pass_exclusions).then(|| {
-        "Pass rules are not enforced: OVN 23.03 has no pass action and the negated matches \
-         that emulate it are off (adminPassExclusions); they match nothing"
-            .to_string()
-    })
-}
-
 /// Whether an admin policy is programmed as written: `Ok`, or what is
 /// not; `None` when the model has no such policy.
 pub fn readiness(kind: Kind, name: &str, view: &View) -> Option<Result<(), String>> {
@@ -231,10 +256,12 @@ pub fn readiness(kind: Kind, name: &str, view: &View) -> Option<Result<(), Strin
         Kind::AdminNetworkPolicy => {
             let info = view.model.admin.anp(name)?;
             let mut notes = info.problems.clone();
-            notes.extend(pass_note(info, view));
             for d in Direction::BOTH {
-                let first = slot(view, name, d).map_or(ADMIN_BAND.1, |s| s.first);
+                let first = slot(view, name, d, false).map_or(ADMIN_BAND.1, |s| s.first);
                 notes.extend(overflow(info, d, first));
+            }
+            if view.model.admin.any_pass() {
+                notes.extend(term_notes(info, view));
             }
             notes
         }
@@ -355,10 +382,12 @@ impl Translator for BaselinePolicy {
             &info.problems,
             problems,
         );
+        let mut notes = Vec::new();
         Some(acl::policy_rows(
             info,
             names::KIND_BASELINE_ADMIN_NETWORK_POLICY,
             view,
+            &mut notes,
             |_, i| {
                 baseline_priority(i).map(|priority| acl::Placed {
                     priority,
@@ -369,5 +398,7 @@ impl Translator for BaselinePolicy {
     }
 }
 
+#[cfg(test)]
+mod algebra_tests;
 #[cfg(test)]
 mod tests;

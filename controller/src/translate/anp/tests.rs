@@ -117,10 +117,21 @@ fn anps_take_dense_priorities_in_evaluation_order_per_direction() {
     );
 }
 
+/// The addresses of a named address set of `owner`'s rows.
+fn set_addrs(rows: &BTreeMap<Owner, Vec<DesiredRow>>, owner: &str, name: &str) -> Vec<String> {
+    let row = rows[&Owner::of(ANP, owner)]
+        .iter()
+        .find(|r| r.name() == Some(name))
+        .unwrap_or_else(|| panic!("{name} in {owner}'s rows"));
+    match row.get("addresses") {
+        Some(Col::Set(v)) => v.iter().map(|a| format!("{a:?}")).collect(),
+        other => panic!("addresses {other:?}"),
+    }
+}
+
 #[test]
-fn pass_has_no_acl_and_is_excluded_from_every_lower_anp_rule() {
+fn pass_has_no_acl_and_lower_rules_match_only_what_it_leaves() {
     let mut fx = Fx::xyz();
-    fx.config.admin_pass_exclusions = true;
     fx.apply(anp("first", json!({"priority": 1, "subject": subject_x(),
         "ingress": [rule("Allow", from_ns("z")), rule("Pass", from_ns("y")), rule("Deny", json!([{"namespaces": {}}]))]})));
     fx.apply(anp(
@@ -128,34 +139,143 @@ fn pass_has_no_acl_and_is_excluded_from_every_lower_anp_rule() {
         json!({"priority": 2, "subject": subject_x(),
         "ingress": [rule("Deny", json!([{"namespaces": {}}]))]}),
     ));
-    let (rows, _) = fx.rows();
-    let peer = "(ip4.src == $ns.y.v4 || ip6.src == $ns.y.v6)";
-    // Across ANPs the subject is named by address: OVN refuses `!` over a
-    // port match.
-    let pass =
-        format!("(ip4.dst == $anp.first.subject.v4 || ip6.dst == $anp.first.subject.v6) && {peer}");
+    let (rows, problems) = fx.rows();
+    assert!(problems.is_empty(), "{problems:?}");
     let f = acls(&rows, ANP, "first");
     assert_eq!(f.len(), 2, "{f:?}");
     // Above the pass: untouched.
     assert_eq!(f[0].0, 31999);
-    assert!(!f[0].2.contains('!'), "{}", f[0].2);
-    // Below it, in the same ANP and in the next: the pass excluded.
-    assert_eq!(f[1].0, 31997);
-    assert!(f[1].2.ends_with(&format!(" && !(({peer}))")), "{}", f[1].2);
-    let s = acls(&rows, ANP, "second");
-    assert_eq!(s[0].0, 31996);
-    assert!(s[0].2.ends_with(&format!(" && !(({pass}))")), "{}", s[0].2);
-    let set = rows[&Owner::of(ANP, "first")]
-        .iter()
-        .find(|r| r.name() == Some("anp.first.subject.v4"))
-        .expect("subject addresses");
     assert_eq!(
-        set.get("addresses").map(|c| match c {
-            Col::Set(v) => v.len(),
-            _ => 0,
-        }),
-        Some(3)
+        f[0].2,
+        "outport == @anp.first && (ip4.src == $ns.z.v4 || ip6.src == $ns.z.v6)"
     );
+    // Below it, in the same ANP and in the next: every namespace but y,
+    // as a set of its own; the subject and ports as written. No negation.
+    assert_eq!(f[1].0, 31997);
+    assert_eq!(
+        f[1].2,
+        "outport == @anp.first && (ip4.src == $anp.first.i2.p0.t0.v4 || ip6.src == $anp.first.i2.p0.t0.v6)"
+    );
+    let s = acls(&rows, ANP, "second");
+    assert_eq!(s.len(), 1, "{s:?}");
+    assert_eq!(s[0].0, 31996);
+    assert_eq!(
+        s[0].2,
+        "outport == @anp.second && (ip4.src == $anp.second.i0.p0.t0.v4 || ip6.src == $anp.second.i0.p0.t0.v6)"
+    );
+    // x's pods are .10-.12, y's .13-.15, z's .16-.18.
+    let v4 = set_addrs(&rows, "second", "anp.second.i0.p0.t0.v4");
+    assert!(v4.iter().any(|a| a.contains("10.244.1.10/31")), "{v4:?}");
+    assert!(v4.iter().any(|a| a.contains("10.244.1.12/32")), "{v4:?}");
+    assert!(v4.iter().any(|a| a.contains("10.244.1.16/31")), "{v4:?}");
+    assert!(v4.iter().any(|a| a.contains("10.244.1.18/32")), "{v4:?}");
+    assert_eq!(v4.len(), 4, "{v4:?}");
+    for (_, _, m) in f.iter().chain(&s) {
+        assert!(!m.contains('!'), "{m}");
+    }
+    let ready = super::readiness(crate::k8s::Kind::AdminNetworkPolicy, "second", &fx.view());
+    assert_eq!(ready, Some(Ok(())));
+}
+
+#[test]
+fn pass_over_some_pods_and_ports_splits_subject_and_ports() {
+    let mut fx = Fx::xyz();
+    // Pass TCP 80 from y to x/a only.
+    fx.apply(anp(
+        "pass",
+        json!({"priority": 1,
+        "subject": {"pods": {"namespaceSelector": {"matchLabels": {"ns": "x"}}, "podSelector": {"matchLabels": {"pod": "a"}}}},
+        "ingress": [{"action": "Pass", "from": from_ns("y"), "ports": [{"portNumber": {"protocol": "TCP", "port": 80}}]}]}),
+    ));
+    fx.apply(anp(
+        "deny",
+        json!({"priority": 2, "subject": subject_x(),
+        "ingress": [rule("Deny", from_ns("y"))]}),
+    ));
+    let (rows, problems) = fx.rows();
+    assert!(problems.is_empty(), "{problems:?}");
+    let d: Vec<String> = acls(&rows, ANP, "deny").into_iter().map(|a| a.2).collect();
+    let peer = "(ip4.src == $ns.y.v4 || ip6.src == $ns.y.v6)";
+    assert_eq!(
+        d,
+        vec![
+            // x/b and x/c: every port.
+            format!("outport == @anp.deny.i0.p0.t0 && {peer}"),
+            // x/a: everything but TCP 80.
+            format!(
+                "outport == @anp.deny.i0.p0.t1 && {peer} && (tcp.dst <= 79 || tcp.dst >= 81 || \
+                 ip.proto == {{{}}})",
+                (0..=255u8)
+                    .filter(|n| *n != 6)
+                    .map(|n| n.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ]
+    );
+    let pg = |name: &str| {
+        rows[&Owner::of(ANP, "deny")]
+            .iter()
+            .find(|r| r.table == Table::PortGroup && r.name() == Some(name))
+            .and_then(|r| r.get("ports").cloned())
+    };
+    assert_eq!(
+        pg("anp.deny.i0.p0.t0"),
+        Some(Col::refs(Table::LogicalSwitchPort, ["x_b", "x_c"]))
+    );
+    assert_eq!(
+        pg("anp.deny.i0.p0.t1"),
+        Some(Col::refs(Table::LogicalSwitchPort, ["x_a"]))
+    );
+}
+
+fn one_pod(ns: &str, p: &str) -> serde_json::Value {
+    json!({"namespaceSelector": {"matchLabels": {"ns": ns}}, "podSelector": {"matchLabels": {"pod": p}}})
+}
+
+#[test]
+fn a_rule_past_the_term_cap_is_reported_and_not_programmed() {
+    let mut fx = Fx::xyz();
+    // One ANP per pod, passing a different TCP port from each pod: below
+    // them, every (subject pod, peer pod) pair keeps a different set of
+    // ports, 81 pieces at least.
+    let pods: Vec<(&str, &str)> = ["x", "y", "z"]
+        .iter()
+        .flat_map(|n| ["a", "b", "c"].iter().map(move |p| (*n, *p)))
+        .collect();
+    for (k, (ns, p)) in pods.iter().enumerate() {
+        let ingress: Vec<serde_json::Value> = pods
+            .iter()
+            .enumerate()
+            .map(|(j, (ns2, p2))| {
+                json!({"action": "Pass", "from": [{"pods": one_pod(ns2, p2)}],
+                    "ports": [{"portNumber": {"protocol": "TCP", "port": 1000 + 10 * k + j}}]})
+            })
+            .collect();
+        fx.apply(anp(
+            &format!("s{k}"),
+            json!({"priority": 1 + k, "subject": {"pods": one_pod(ns, p)}, "ingress": ingress}),
+        ));
+    }
+    fx.apply(anp(
+        "below",
+        json!({"priority": 20, "subject": {"namespaces": {}},
+        "ingress": [rule("Deny", json!([{"namespaces": {}}])),
+            {"action": "Allow", "from": from_ns("x"), "ports": [{"portNumber": {"protocol": "UDP", "port": 53}}]}]}),
+    ));
+    let (rows, problems) = fx.rows();
+    let b = acls(&rows, ANP, "below");
+    // The second rule (UDP: no pass meets it) stays whole; the first is out.
+    assert_eq!(b.len(), 1, "{b:?}");
+    assert_eq!(b[0].1, "allow-related");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.note.contains("Ingress rule \"0\"") && p.note.contains("not enforced")),
+        "{problems:?}"
+    );
+    let ready = super::readiness(crate::k8s::Kind::AdminNetworkPolicy, "below", &fx.view());
+    assert!(matches!(ready, Some(Err(e)) if e.contains("more than 64")));
 }
 
 #[test]
@@ -342,7 +462,6 @@ fn logging_follows_the_policys_annotation() {
 #[test]
 fn only_a_changed_pass_moves_the_anps_below() {
     let mut fx = Fx::xyz();
-    fx.config.admin_pass_exclusions = true;
     let spec = |deny_from: &str| {
         json!({"priority": 1, "subject": subject_x(),
             "ingress": [rule("Pass", from_ns("y")), rule("Deny", from_ns(deny_from))]})
@@ -372,26 +491,30 @@ fn only_a_changed_pass_moves_the_anps_below() {
 }
 
 #[test]
-fn pass_is_reported_and_not_compiled_by_default() {
+fn pass_members_touch_the_anps_below() {
     let mut fx = Fx::xyz();
     fx.apply(anp(
-        "first",
-        json!({"priority": 1, "subject": subject_x(),
-        "ingress": [rule("Pass", from_ns("y")), rule("Deny", json!([{"namespaces": {}}]))]}),
+        "top",
+        json!({"priority": 0, "subject": subject_x(), "ingress": [rule("Deny", from_ns("z"))]}),
     ));
-    let (rows, problems) = fx.rows();
-    let f = acls(&rows, ANP, "first");
-    assert_eq!(f.len(), 1);
-    assert!(!f[0].2.contains('!'), "{}", f[0].2);
-    assert!(!rows[&Owner::of(ANP, "first")]
-        .iter()
-        .any(|r| r.name() == Some("anp.first.subject.v4")));
-    assert!(
-        problems
-            .iter()
-            .any(|p| p.note.contains("Pass rules are not enforced")),
-        "{problems:?}"
+    fx.apply(anp(
+        "p",
+        json!({"priority": 1, "subject": subject_x(),
+            "ingress": [rule("Pass", from_ns("y")), rule("Deny", from_ns("z"))]}),
+    ));
+    fx.apply(anp(
+        "below",
+        json!({"priority": 2, "subject": {"namespaces": {"matchLabels": {"ns": "z"}}},
+        "ingress": [rule("Deny", from_ns("z"))]}),
+    ));
+    fx.changes.clear();
+    // A new pod of y is among the pass's peers: the ANP with the pass and
+    // every one after it read it; the one above does not.
+    let mut p = crate::translate::policy::tests::pod("y", "d", json!({"pod": "d"}), json!([]));
+    p.metadata.resource_version = Some("5".into());
+    fx.add_pod(p);
+    assert_eq!(
+        fx.touched(ANP),
+        ["below".to_string(), "p".to_string()].into()
     );
-    let ready = super::readiness(crate::k8s::Kind::AdminNetworkPolicy, "first", &fx.view());
-    assert!(matches!(ready, Some(Err(e)) if e.contains("Pass")));
 }
