@@ -102,9 +102,6 @@ pub struct SandboxOptions {
     /// addresses to the nodes by itself: a test adds the external host's
     /// route to the node it wants them to arrive at.
     pub load_balancer_pool: Vec<String>,
-    /// The controller's `admin_pass_exclusions`: compile ANP `Pass` rules
-    /// (off by default in the controller; see its doc for the cost).
-    pub admin_pass_exclusions: bool,
 }
 
 impl SandboxOptions {
@@ -119,7 +116,6 @@ impl SandboxOptions {
             raft: None,
             controllers: 1,
             load_balancer_pool: Vec::new(),
-            admin_pass_exclusions: false,
         }
     }
 }
@@ -287,7 +283,6 @@ impl Sandbox {
                 }),
             http_addr: None,
             mtu: Some(MTU),
-            admin_pass_exclusions: opts.admin_pass_exclusions,
             ..Config::default()
         };
         config.cluster_cidrs = opts
