@@ -334,9 +334,11 @@ fn pass_across_anps_then_network_policy_allow(w: &mut World) {
                "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"ns": "y"}},
                                       "podSelector": {"matchLabels": {"pod": "a"}}}]}]}),
     ));
+    // The Deny minus the Pass above it: x's other pods from all of y, and
+    // x/a from y's other pods: two pieces, two ACLs.
     w.settle(
         "Pass across ANPs",
-        &[(ANP, "deny-y", 1)],
+        &[(ANP, "deny-y", 2)],
         &["x/from-ya"],
         &[
             (Kind::AdminNetworkPolicy, "pass-ya"),
