@@ -141,6 +141,6 @@ mod tests {
         let vips: Vec<String> = s.vips.iter().map(|i| i.to_string()).collect();
         // The ClusterIP Service's status is not an ingress (only
         // LoadBalancers have one), and a node's own address stays the host's.
-        assert_eq!(vips, ["192.0.2.7", "203.0.113.10", "203.0.113.9"]);
+        assert_eq!(vips, ["192.0.2.7", "203.0.113.9", "203.0.113.10"]);
     }
 }
