@@ -444,7 +444,7 @@ fn decode_at(data: &[u8], depth: usize) -> Result<Frame> {
         BUNDLE_CONTROL if v >= Version::V1_5 => {
             Message::BundleControl(BundleControl::decode(&mut b)?)
         }
-        BUNDLE_ADD_MESSAGE if v >= Version::V1_5 => decode_bundle_add(&mut b, depth)?,
+        BUNDLE_ADD_MESSAGE if v >= Version::V1_5 => decode_bundle_add(&mut b, depth, version)?,
         EXPERIMENTER => {
             let experimenter = b.u32()?;
             let exp_type = b.u32()?;
@@ -453,7 +453,7 @@ fn decode_at(data: &[u8], depth: usize) -> Result<Frame> {
                     Message::BundleControl(BundleControl::decode(&mut b)?)
                 }
                 (ONF_EXPERIMENTER, nicira::ONFT_BUNDLE_ADD_MESSAGE) => {
-                    decode_bundle_add(&mut b, depth)?
+                    decode_bundle_add(&mut b, depth, version)?
                 }
                 (NX_EXPERIMENTER, nicira::NXT_CT_FLUSH) => {
                     Message::CtFlush(CtFlush::decode(&mut b)?)
@@ -481,7 +481,9 @@ fn decode_at(data: &[u8], depth: usize) -> Result<Frame> {
     })
 }
 
-fn decode_bundle_add(b: &mut Reader<'_>, depth: usize) -> Result<Message> {
+/// The bundled message must speak the bundle's own version (OpenFlow 1.5
+/// §7.3.9.6; Open vSwitch refuses others): it is encoded back with it.
+fn decode_bundle_add(b: &mut Reader<'_>, depth: usize, version: u8) -> Result<Message> {
     if depth > 0 {
         return Err(Error::malformed("bundle add", "nested bundle add"));
     }
@@ -495,6 +497,15 @@ fn decode_bundle_add(b: &mut Reader<'_>, depth: usize) -> Result<Message> {
     })?;
     let inner = b.bytes(inner_len)?;
     let frame = decode_at(inner, depth + 1)?;
+    if frame.version != version {
+        return Err(Error::malformed(
+            "bundle add",
+            format!(
+                "bundled message of version {:#04x} in a bundle of {version:#04x}",
+                frame.version
+            ),
+        ));
+    }
     Ok(Message::BundleAdd {
         bundle_id,
         flags,
