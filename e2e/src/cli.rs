@@ -345,20 +345,7 @@ pub fn format_nodes(nodes: &[serde_json::Value]) -> String {
             get(NODE_SUBNETS),
         ]);
     }
-    let widths: Vec<usize> = (0..3)
-        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for r in rows {
-        let line: Vec<String> = r
-            .iter()
-            .zip(&widths)
-            .map(|(v, w)| format!("{v:<w$}"))
-            .collect();
-        out.push_str(line.join("   ").trim_end());
-        out.push('\n');
-    }
-    out
+    crate::kubectl::columns(&rows)
 }
 
 fn age(secs: u64) -> String {
