@@ -35,6 +35,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+use switchyard_e2e::bench::arg;
 
 use anyhow::{Context, Result};
 use switchyard_api::annotations::POD_NETWORK;
@@ -109,15 +110,6 @@ fn agent_adds(logs: &[PathBuf]) -> HashMap<String, AgentAdd> {
         }
     }
     out
-}
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 fn pct(sorted: &[Duration], p: f64) -> Duration {

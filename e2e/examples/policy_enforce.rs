@@ -35,6 +35,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use switchyard_e2e::bench::arg;
 use switchyard_e2e::probe::{echo_server_command, python, TCP_PORT};
 use switchyard_e2e::util::in_netns;
 use switchyard_e2e::{pod_spec, Sandbox, SandboxOptions};
@@ -186,14 +187,6 @@ fn flow_count(sb: &Sandbox, node: usize) -> Result<usize> {
 }
 
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str, default: usize| -> usize {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
     let rounds = arg("--rounds", 20);
     let flow_policies = arg("--flow-policies", 50);
     let dir = tempfile::tempdir()?;

@@ -25,6 +25,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
+use switchyard_e2e::bench::arg;
 
 use anyhow::{bail, Context, Result};
 use switchyard_e2e::probe::{ask, echo_server_command, python, Proto};
@@ -67,15 +68,6 @@ loop(pod_ip, "direct")
 v.join()
 print("vip %.6f %d direct %.6f" % (got["vip"][0], got["vip"][1], got["direct"][0]), flush=True)
 "#;
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn pct(v: &[f64], p: f64) -> f64 {
     let mut s = v.to_vec();

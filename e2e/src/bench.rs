@@ -541,6 +541,17 @@ async fn remove(
     Ok(())
 }
 
+/// A benchmark's `--NAME N` argument, `default` when absent or not a
+/// number (benchmarks take a few numeric flags; no parser needed).
+pub fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
