@@ -208,6 +208,9 @@ pub async fn create_veth(
             }
             ethtool::disable_tx_checksum(&host2)
                 .map_err(|e| Error::io(format!("turning off TX checksum on {host2}"), e))?;
+            if let Err(e) = ignore_arp(&host2) {
+                tracing::warn!(interface = %host2, error = %e, "cannot stop the host answering ARP on a pod's veth");
+            }
             Ok(Some(inspect(&h, &host2).await?.and_then(|s| s.mac)))
         })
         .await?;
@@ -228,6 +231,24 @@ pub async fn create_veth(
         "cannot create {ifname} in {}: the name stays taken",
         pod_netns.display()
     )))
+}
+
+/// Stops the host's IPv4 stack answering ARP on a pod veth's host end
+/// (`arp_ignore` 8: never), on the calling thread's namespace.
+///
+/// Why: with the userspace datapath, Open vSwitch reads the host end
+/// through a packet socket, so the host stack sees every frame the pod
+/// sends as well. Linux answers ARP for any of its addresses on any
+/// interface, so a pod asking for the management port's address (the node
+/// host talking to it) could get the veth's MAC instead of the port's, and
+/// its replies then went straight into the host stack, past OVN: a node
+/// host's connection to a ClusterIP whose backend was on its own node got
+/// the backend's un-NATed reply and reset. IPv6 needs nothing: the host end
+/// has no address, and neighbour solicitations are only answered for an
+/// address of the receiving interface. With the kernel datapath the host
+/// stack never sees these frames, and the setting changes nothing.
+pub fn ignore_arp(name: &str) -> std::io::Result<()> {
+    std::fs::write(format!("/proc/sys/net/ipv4/conf/{name}/arp_ignore"), "8")
 }
 
 /// Whether a link exists in the daemon's namespace.
