@@ -13,10 +13,14 @@
 //!   IP) is committed to conntrack zone [`CT_ZONE`] with mark
 //!   [`MARK_GATEWAY`]; what comes back on such a connection (established
 //!   or related, e.g. ICMP errors) goes to the patch port;
-//! - connections to the Services' node ports on the node's addresses and
-//!   to LoadBalancer and external IPs ([`super::steer`]) are committed
-//!   with that mark too and go to the patch port: the gateway router
-//!   holds their load balancers;
+//! - packets to the Services' node ports on the node's addresses and to
+//!   LoadBalancer and external IPs ([`super::steer`]) go to the patch
+//!   port, where the gateway router holds their load balancers, before
+//!   and without conntrack: the destination alone decides, and the
+//!   userspace datapath drops a packet recirculated more than 6 times,
+//!   which a new connection through the router to an endpoint on this
+//!   node already needs (see the controller's `SELECTION_FIELDS`); one
+//!   more here lost every first SYN;
 //! - everything else that is IP goes to the host: its own connections'
 //!   replies and new connections from outside;
 //! - ARP and IPv6 neighbour discovery from the uplink go to both, since
@@ -156,14 +160,14 @@ pub fn flows(ports: Ports, steering: &Steering) -> Vec<FlowMod> {
                 steer::SCTP => m.sctp_dst(*port),
                 _ => m.tcp_dst(*port),
             };
-            out.push(add(1, 150, m, vec![commit.clone(), Action::output(patch)]));
+            out.push(add(0, 150, m.in_port(up), vec![Action::output(patch)]));
         }
         for ip in &steering.vips {
             out.push(add(
-                1,
+                0,
                 150,
-                dst(Match::new(), *ip),
-                vec![commit.clone(), Action::output(patch)],
+                dst(Match::new(), *ip).in_port(up),
+                vec![Action::output(patch)],
             ));
         }
         for state in [ct_state::EST, ct_state::REL] {
@@ -266,12 +270,12 @@ mod tests {
             },
             &steering,
         ));
-        let commit = "ct(commit,zone=64000,exec(set_field:0x1->ct_mark)),output:2";
         for want in [
-            format!("table=1, priority=150,tcp,nw_dst=198.18.0.11,tp_dst=30080 actions={commit}"),
-            format!("table=1, priority=150,udp6,ipv6_dst=fd00::11,tp_dst=30053 actions={commit}"),
-            format!("table=1, priority=150,ip,nw_dst=192.0.2.7 actions={commit}"),
+            "priority=150,tcp,in_port=1,nw_dst=198.18.0.11,tp_dst=30080 actions=output:2",
+            "priority=150,udp6,in_port=1,ipv6_dst=fd00::11,tp_dst=30053 actions=output:2",
+            "priority=150,ip,in_port=1,nw_dst=192.0.2.7 actions=output:2",
         ] {
+            let want = want.to_string();
             assert!(t.contains(&want), "{want} not in {t:#?}");
         }
         // Another Service set is another table, so another fingerprint.

@@ -42,6 +42,20 @@ use super::{GROUP_CLUSTER, GROUP_GATEWAYS, GROUP_SWITCHES, KIND_SERVICE};
 /// change is replaced (the diff adds parents but never drops one).
 pub const GROUPS_KEY: &str = "switchyard.io/lb-groups";
 
+/// What a backend is chosen by: a hash of the connection's addresses and
+/// ports, which Open vSwitch computes while translating the flow.
+///
+/// Why not OVN's default (`dp_hash`): that makes the datapath compute the
+/// hash and recirculate the packet once more, and Open vSwitch's userspace
+/// datapath drops a packet recirculated more than 6 times
+/// (`datapath_drop_recirc_error`). A new connection from outside to a
+/// NodePort whose endpoint is on the same node already needs 6 (the
+/// gateway router's un-SNAT, DNAT and SNAT zones, the endpoint's zone):
+/// with `dp_hash` every first SYN was lost and only its retransmission a
+/// second later got through. A hash of the 5-tuple spreads connections as
+/// evenly; sorted, as OVSDB keeps sets, the column reads back equal.
+pub const SELECTION_FIELDS: [&str; 4] = ["ip_dst", "ip_src", "tp_dst", "tp_src"];
+
 /// `svc:<namespace>/<name>:<protocol>[:<scope>]`.
 pub fn lb_name(key: &str, proto: Proto, scope: Option<&str>) -> String {
     match scope {
@@ -127,7 +141,11 @@ impl Lb {
             .identity(GROUPS_KEY, groups.clone())
             .col(LoadBalancer::PROTOCOL, Col::opt(Some(self.proto.as_str())))
             .col(LoadBalancer::VIPS, Col::Map(self.vips))
-            .col(LoadBalancer::OPTIONS, Col::Map(self.options));
+            .col(LoadBalancer::OPTIONS, Col::Map(self.options))
+            .col(
+                LoadBalancer::SELECTION_FIELDS,
+                Col::Set(SELECTION_FIELDS.iter().map(|f| f.to_string()).collect()),
+            );
         for g in self.groups {
             row = row.parent(Parent::new(
                 Table::LoadBalancerGroup,
