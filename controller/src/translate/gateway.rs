@@ -10,10 +10,18 @@
 //!   the cluster CIDR to the node IP and routes to the bridge's default
 //!   next hop. Pod → pod never reaches a gateway router: the node
 //!   subnets' connected routes win over source routes of the same length.
-//! - pod → a node IP (its own or another's): a policy on `cluster-router`
-//!   reroutes to that node's management port, so the host receives the
-//!   pod's own address (no NAT) and answers through the management port.
-//!   The gateway router cannot take this path: it owns the node IP itself.
+//! - pod → its own node's IP: a policy on `cluster-router` reroutes to
+//!   the node's management port, so the host receives the pod's own
+//!   address (no NAT) and answers through the management port. The
+//!   gateway router cannot take this path: it owns the node IP itself.
+//! - pod → another node's IP: out of the pod's own gateway router like
+//!   any destination outside, SNATed to its node's IP. Rerouting it to
+//!   the other node's management port too (as this did for every pod)
+//!   broke two things: a NodePort there met a host stack with no
+//!   listener (the pod's switch balances only its own node's `^NODEIP`),
+//!   and the replies of an `externalTrafficPolicy: Local` endpoint to a
+//!   client on a node IP (not SNATed, by definition) were rerouted into
+//!   that node's host, past the gateway router that must un-DNAT them.
 //! - replies from outside: the node agent steers them from the gateway
 //!   bridge into the localnet port by conntrack mark; the gateway router
 //!   un-SNATs and routes the cluster CIDR back over `join`.
@@ -54,8 +62,8 @@ use crate::nb::{Col, DesiredRow, Owner, Parent, Table};
 use super::service::{GROUP_CLUSTER, GROUP_GATEWAYS};
 use super::{Problem, Translator, View};
 
-/// Priority of the policies that reroute pod → node IP traffic to the
-/// node's management port: above anything routing alone decides.
+/// Priority of the policies that reroute a node's pods' traffic to its own
+/// IPs to its management port: above anything routing alone decides.
 pub const NODE_IP_POLICY_PRIORITY: i64 = 1004;
 
 /// The key of the one [`JoinRows`] owner.
@@ -308,7 +316,7 @@ pub fn gateway_rows(plan: &GatewayPlan) -> Vec<DesiredRow> {
                     LogicalRouterPolicy::MATCH,
                     Col::Str(format!(
                         "{ip}.src == {} && {ip}.dst == {dst}",
-                        f.cluster_cidr
+                        f.node_subnet
                     )),
                 )
                 .col(LogicalRouterPolicy::ACTION, Col::str("reroute"))

@@ -180,7 +180,7 @@ fn dual_stack_gateway_rows() {
     let pol = keyed(&rows, Table::RouterPolicy, "node-ip-v6");
     assert_eq!(
         cols(pol, "match"),
-        Col::str("ip6.src == fd00:10:244::/48 && ip6.dst == 2001:db8:18::11")
+        Col::str("ip6.src == fd00:10:244:1::/64 && ip6.dst == 2001:db8:18::11")
     );
     assert_eq!(cols(pol, "nexthops"), Col::set(["fd00:10:244:1::2"]));
     assert_eq!(cols(pol, "action"), Col::str("reroute"));
@@ -213,7 +213,7 @@ fn node_ips_from_status_join_the_policy_match() {
     let pol = keyed(&rows, Table::RouterPolicy, "node-ip-v4");
     assert_eq!(
         cols(pol, "match"),
-        Col::str("ip4.src == 10.244.0.0/16 && ip4.dst == {192.0.2.2, 192.0.2.9}")
+        Col::str("ip4.src == 10.244.2.0/24 && ip4.dst == {192.0.2.2, 192.0.2.9}")
     );
     assert!(rows.iter().all(|r| !r.id.as_str().ends_with("-v6")));
 }
