@@ -18,11 +18,15 @@
 //! longest interruption is printed); a deleted Service leaves no NB row; a
 //! converged controller restart writes nothing to NB.
 //!
-//! Two tests are ignored, each saying why: [`from_node_hosts_and_outside`]
-//! (node hosts, the external host, `externalTrafficPolicy: Local`: the
-//! node agent's part is missing) and
-//! [`udp_client_survives_server_pod_cycle`] (a UDP client keeping its
-//! source port across its only backend being replaced: intermittent).
+//! [`from_node_hosts_and_outside`] (dual-stack) covers what does not start
+//! in a pod: node hosts to ClusterIPs and to other nodes' NodePorts, the
+//! external host to NodePorts on every node, LoadBalancer and external
+//! IPs, and `externalTrafficPolicy: Local` (client address kept, remote
+//! endpoints unused).
+//!
+//! One test is ignored, saying why: [`udp_client_survives_server_pod_cycle`]
+//! (a UDP client keeping its source port across its only backend being
+//! replaced: intermittent).
 //!
 //! `SWITCHYARD_SVC_CHURN_ROUNDS=N` (default 3) sets the endpoint churn's
 //! rounds (one pod added and one removed each) for a longer run by hand.
@@ -222,15 +226,10 @@ fn outside(sb: &Sandbox, family: IpFamily) {
     let host = sb.node_netns(1).to_string();
     let external = sb.external_netns();
     let web = service(sb, "web");
-    // Node-2's host reaches the ClusterIP through its management port.
-    // Known gap, IPv4 only: a backend on the host's own node (web-2) does
-    // not answer there: its reply reaches the host un-DNATed (the egress
-    // conntrack lookup in the management port's zone does not happen on
-    // this userspace datapath; pods on the same node, and IPv6, are fine).
-    // Only the remote backend is required for IPv4 until that is fixed.
+    // Node-2's host reaches the ClusterIP through its management port,
+    // the backend on its own node (web-2) included.
     for &cip in &cluster_ips(&web) {
-        let want: &[&str] = if cip.is_ipv6() { &WEB } else { &["web-1"] };
-        all_answer(&host, Proto::Tcp, cip, 80, want, T);
+        all_answer(&host, Proto::Tcp, cip, 80, &WEB, T);
     }
     let (np_tcp, np_udp) = (node_port(&web, "echo"), node_port(&web, "echo-udp"));
     for v6 in v6s(family) {
@@ -329,15 +328,7 @@ fn udp_client_survives_server_pod_cycle() {
 /// host → ClusterIP, NodePorts on every node's address (from outside, a
 /// pod, a node host), the LoadBalancer and external IPs from outside, and
 /// `externalTrafficPolicy: Local`. Dual-stack, so both families.
-///
-/// Ignored until the node agent takes these paths: its gateway bridge
-/// hands every new connection arriving on the uplink to the node's host
-/// stack (see `node-agent/src/gateway/flows.rs`), never to the gateway
-/// router that holds the NodePort, LoadBalancer and external-IP load
-/// balancers, and the node host has no route for the service CIDRs (only
-/// the cluster CIDRs go via the management port). Run with `--ignored`.
 #[test]
-#[ignore = "blocked by the sandbox datapath (issue 11): the gateway bridge steers node ports to the gateway router, which DNATs (zone 11) and force-SNATs (zone 12); the backend's reply is un-SNATed in zone 12 but OVS 3.1's userspace conntrack never un-DNATs it in zone 11 (entries stay SYN_SENT), so most replies are lost; the host-to-local-ClusterIP gap is the same two-zone NAT. Run with --ignored to see."]
 fn from_node_hosts_and_outside() {
     let _serial = common::serial();
     let (_dir, sb) = start(IpFamily::Dual);
