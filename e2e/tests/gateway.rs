@@ -1,7 +1,9 @@
 //! Gateways with real packets, for IPv4, IPv6 and dual-stack: pods reach
 //! a host outside the cluster (which sees the node IP as source), their
-//! own node's and other nodes' IPs (a hostNetwork server, which sees the
-//! pod's own address); node hosts and hostNetwork pods reach pods on every
+//! own node's IP (a hostNetwork server, which sees the pod's own address)
+//! and other nodes' IPs (which see the pod's node IP: that traffic leaves
+//! through the pod's gateway router, see `controller/src/translate/
+//! gateway.rs`); node hosts and hostNetwork pods reach pods on every
 //! node; pod → pod is never NATed. The dual-stack sandbox also goes
 //! through a long TCP stream across a node-agent restart, an
 //! `ovs-vswitchd` restart, a node address that changes and then goes
@@ -108,13 +110,18 @@ fn assert_paths(sb: &Sandbox, family: IpFamily) {
                 probe::probe(&src, Proto::Icmp, *dst, None, T)
                     .unwrap_or_else(|e| panic!("pod-{k} -> {dst} ping: {e:#}"));
             }
-            // Pod → every node's IP: its hostNetwork server sees the pod.
+            // Pod → every node's IP: its own node's hostNetwork server sees
+            // the pod, another node's sees the pod's node.
             for j in 1..=2 {
                 let dst = of_family(&sb.node_ips(j - 1), v6);
                 let (name, peer) = whoami(&src, dst, T)
                     .unwrap_or_else(|e| panic!("pod-{k} -> node-{j} {dst}: {e:#}"));
                 assert_eq!(name, format!("host-node-{j}"));
-                assert_eq!(peer, pod_ip, "pod-{k} -> node-{j} is not NATed");
+                if j == k {
+                    assert_eq!(peer, pod_ip, "pod-{k} -> its node is not NATed");
+                } else {
+                    assert_eq!(peer, node_ip, "pod-{k} -> node-{j} leaves as its node");
+                }
                 probe::probe(&src, Proto::Udp, dst, Some(&name), T)
                     .unwrap_or_else(|e| panic!("pod-{k} -> node-{j} {dst} udp: {e:#}"));
             }

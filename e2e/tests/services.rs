@@ -238,12 +238,9 @@ fn outside(sb: &Sandbox, family: IpFamily) {
             all_answer(&external, Proto::Tcp, ip, np_tcp, &WEB, T);
             all_answer(&external, Proto::Udp, ip, np_udp, &WEB, T);
             all_answer(&client, Proto::Tcp, ip, np_tcp, &WEB, T);
-            // A host's connection to its own address never leaves its
-            // stack (kube-proxy catches it with iptables; Switchyard does
-            // not serve that case yet): other nodes' addresses only.
-            if i != 1 {
-                all_answer(&host, Proto::Tcp, ip, np_tcp, &WEB, T);
-            }
+            // Node-2's host, to its own address too (policy routing sends
+            // it through the management port).
+            all_answer(&host, Proto::Tcp, ip, np_tcp, &WEB, T);
         }
     }
     let ingress = svc::wait_ingress(sb, "web-lb", v6s(family).len(), T);

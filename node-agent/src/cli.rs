@@ -75,6 +75,17 @@ pub struct Args {
     /// node switch, whose load balancers hold them).
     #[arg(long, value_delimiter = ',')]
     pub service_cidrs: Vec<IpNet>,
+    /// The API server's `--service-node-port-range`: the host's own
+    /// connections to these ports on its addresses are routed to OVN's
+    /// load balancers through the management port (policy routing rules
+    /// ahead of the `local` table's, whose rule moves from preference 0 to
+    /// 100).
+    #[arg(long, default_value = "30000-32767", value_parser = parse_port_range)]
+    pub service_node_port_range: (u16, u16),
+    /// Leave the host's connections to NodePorts on its own addresses (and
+    /// its routing rules) alone.
+    #[arg(long)]
+    pub no_own_node_ports: bool,
     /// Do not create the management port.
     #[arg(long)]
     pub no_mgmt_port: bool,
@@ -124,4 +135,30 @@ where
     T: Into<std::ffi::OsString> + Clone,
 {
     Args::try_parse_from(args)
+}
+
+/// `FIRST-LAST`, as kube-apiserver's `--service-node-port-range` reads.
+pub fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let bad = || format!("{s:?} is not a port range such as 30000-32767");
+    let (a, b) = s.trim().split_once('-').ok_or_else(bad)?;
+    let a: u16 = a.trim().parse().map_err(|_| bad())?;
+    let b: u16 = b.trim().parse().map_err(|_| bad())?;
+    if a == 0 || a > b {
+        return Err(bad());
+    }
+    Ok((a, b))
+}
+
+#[cfg(test)]
+mod port_range_tests {
+    use super::parse_port_range;
+
+    #[test]
+    fn reads_the_api_servers_form() {
+        assert_eq!(parse_port_range("30000-32767"), Ok((30000, 32767)));
+        assert_eq!(parse_port_range(" 20000 - 20010 "), Ok((20000, 20010)));
+        for bad in ["", "30000", "2-1", "0-5", "a-b", "30000-70000"] {
+            assert!(parse_port_range(bad).is_err(), "{bad}");
+        }
+    }
 }

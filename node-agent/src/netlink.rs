@@ -233,8 +233,9 @@ pub async fn create_veth(
     )))
 }
 
-/// Stops the host's IPv4 stack answering ARP on a pod veth's host end
-/// (`arp_ignore` 8: never), on the calling thread's namespace.
+/// Stops the host's IPv4 stack answering ARP on an interface that is only
+/// an Open vSwitch port (a pod veth's host end, the gateway bridge's
+/// uplink): `arp_ignore` 8, never; in the calling thread's namespace.
 ///
 /// Why: with the userspace datapath, Open vSwitch reads the host end
 /// through a packet socket, so the host stack sees every frame the pod

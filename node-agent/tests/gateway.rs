@@ -112,6 +112,7 @@ fn creates_the_bridge_from_an_interface_and_restores_it_after_a_vswitchd_restart
         integration_bridge: "br-int".into(),
         ovs_rundir: chassis.dir().to_path_buf(),
         datapath_type: Some("netdev".into()),
+        node_port_range: None,
     };
     let remote = chassis.ovs_remote();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

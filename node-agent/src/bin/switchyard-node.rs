@@ -99,6 +99,7 @@ async fn main() -> anyhow::Result<()> {
             .ovs_rundir
             .unwrap_or_else(|| ovs_rundir(&cfg.ovs_remote)),
         datapath_type: cfg.datapath_type.clone(),
+        node_port_range: (!args.no_own_node_ports).then_some(args.service_node_port_range),
     });
     cfg.annotation_timeout = Duration::from_millis(args.annotation_timeout_ms);
     cfg.install_timeout = Duration::from_millis(args.ovn_install_timeout_ms);

@@ -36,6 +36,7 @@ use crate::ovs::{BridgeInterface, Ovs};
 pub mod flows;
 pub mod host;
 pub mod monitor;
+pub mod own_node_ports;
 pub mod steer;
 
 /// How the agent finds its gateway bridge.
@@ -53,6 +54,10 @@ pub struct GatewayConfig {
     /// Where `ovs-vswitchd` keeps `<bridge>.mgmt`.
     pub ovs_rundir: PathBuf,
     pub datapath_type: Option<String>,
+    /// The API server's `--service-node-port-range`: the host's own
+    /// connections to these ports on its addresses go to OVN
+    /// ([`own_node_ports`]). `None`: they stay in the host.
+    pub node_port_range: Option<(u16, u16)>,
 }
 
 /// The `external_ids` key marking a bridge the agent created.
@@ -199,6 +204,7 @@ impl Gateway {
         let mut fresh = true;
         // Subscribed before the first read, so no change is missed.
         let mut service_changes = self.services.as_ref().map(|s| s.changes());
+        let mut quiet_uplink: Option<String> = None;
         loop {
             let descs = client
                 .port_descs()
@@ -206,6 +212,28 @@ impl Gateway {
                 .map_err(|e| Error::OvsState(format!("{bridge} ports: {e}")))?;
             let ifaces = self.ovs.bridge_interfaces(&bridge);
             let ports = ports(&ifaces, &bridge, self.cfg.interface.as_deref(), &patch)?;
+            // The uplink is the gateway router's as much as the host's:
+            // only the bridge's interface may answer ARP for the node IP
+            // (see `netlink::ignore_arp`; with the userspace datapath the
+            // host stack sees the uplink's frames too, and answered with
+            // the uplink's own MAC, which neither the bridge nor the
+            // gateway router accepts). Only for that datapath: with the
+            // kernel's the stack never sees these frames, and the setting
+            // would outlive the bridge on a NIC that needs to answer.
+            let userspace = self.cfg.datapath_type.as_deref() == Some("netdev");
+            if let Some(up) = ifaces
+                .iter()
+                .find(|i| userspace && i.ofport == Some(ports.uplink))
+            {
+                if quiet_uplink.as_deref() != Some(up.name.as_str()) {
+                    match crate::netlink::ignore_arp(&up.name) {
+                        Ok(()) => quiet_uplink = Some(up.name.clone()),
+                        Err(e) => {
+                            debug!(interface = %up.name, error = %e, "cannot stop the host answering ARP on the uplink")
+                        }
+                    }
+                }
+            }
             let steering = self.steering().await;
             self.sync_flows(&client, &bridge, ports, &steering).await?;
             let mac = descs
@@ -214,6 +242,9 @@ impl Gateway {
                 .map(|p| format_mac(&p.hw_addr.0));
             self.sync_host(nl, &bridge, mac, fresh).await?;
             fresh = false;
+            if let Err(e) = self.sync_own_node_ports(nl).await {
+                warn!(error = %e, "cannot route the host's own NodePort connections to OVN");
+            }
             // The host's addresses may have just been published.
             let now = self.steering().await;
             if now != steering {
@@ -265,6 +296,32 @@ impl Gateway {
             .unwrap_or_default();
         let snapshot = source.snapshot().await;
         steer::steering(&snapshot.services, &ips)
+    }
+
+    /// Routes the host's connections to NodePorts on its own addresses
+    /// through the management port ([`own_node_ports`]), once it exists.
+    async fn sync_own_node_ports(&self, nl: &rtnetlink::Handle) -> Result<()> {
+        let Some(range) = self.cfg.node_port_range else {
+            return Ok(());
+        };
+        let Some(mgmt) = host::read(nl, names::MGMT_INTERFACE).await? else {
+            return Ok(());
+        };
+        let ips: Vec<std::net::IpAddr> = self
+            .out
+            .borrow()
+            .as_ref()
+            .map(|g| g.ips.iter().map(|n| n.addr()).collect())
+            .unwrap_or_default();
+        let plan = own_node_ports::plan(&ips, &mgmt.addresses, range);
+        if own_node_ports::sync(nl, mgmt.ifindex, &plan).await? {
+            info!(
+                rules = plan.rules.len(),
+                routes = plan.routes.len(),
+                "host's own NodePort connections routed through the management port"
+            );
+        }
+        Ok(())
     }
 
     /// Installs the flow table `ports` and `steering` call for, unless the
