@@ -1,7 +1,8 @@
 //! The host's own NodePort connections routed to OVN, on a real kernel (a
 //! fresh network namespace): the `local` table's rule moves from
 //! preference 0 to 100, the rules and routes appear, the kernel routes a
-//! NodePort through the management port and anything else locally, a
+//! NodePort through the management port and anything else (a health check
+//! port, what arrives from outside) locally, a
 //! converged host is left untouched, and a changed node address leaves
 //! nothing of the old one behind.
 
@@ -50,7 +51,7 @@ fn sync_in(ns: &str, node_ips: Vec<IpAddr>) -> bool {
                 "10.244.1.2/24".parse().expect("net"),
                 "fd00:10:244:1::2/64".parse().expect("net"),
             ];
-            let plan = own_node_ports::plan(&node_ips, &mgmt, (30000, 32767));
+            let plan = own_node_ports::plan(&node_ips, &mgmt, (30000, 32767), &[31500]);
             own_node_ports::sync(&h, link.header.index, &plan)
                 .await
                 .expect("sync")
@@ -114,9 +115,10 @@ fn node_ports_on_own_addresses_go_through_the_management_port() {
     assert!(sync_in(&ns, vec![v4, v6]), "a bare host needs changes");
     let rules = ip(&ns, &["rule"]);
     for want in [
-        "50:\tfrom all to 198.18.9.11 ipproto tcp dport 30000-32767 lookup 7900",
-        "50:\tfrom all to 198.18.9.11 ipproto udp dport 30000-32767 lookup 7900",
-        "50:\tfrom all to 198.18.9.11 ipproto sctp dport 30000-32767 lookup 7900",
+        "49:\tfrom all to 198.18.9.11 iif lo ipproto tcp dport 31500 lookup local",
+        "50:\tfrom all to 198.18.9.11 iif lo ipproto tcp dport 30000-32767 lookup 7900",
+        "50:\tfrom all to 198.18.9.11 iif lo ipproto udp dport 30000-32767 lookup 7900",
+        "50:\tfrom all to 198.18.9.11 iif lo ipproto sctp dport 30000-32767 lookup 7900",
         "100:\tfrom all lookup local",
     ] {
         assert!(rules.contains(want), "{want:?} not in\n{rules}");
@@ -127,7 +129,9 @@ fn node_ports_on_own_addresses_go_through_the_management_port() {
     );
     let rules6 = ip(&ns, &["-6", "rule"]);
     assert!(
-        rules6.contains("from all to 2001:db8:9::11 ipproto tcp dport 30000-32767 lookup 7900"),
+        rules6.contains(
+            "from all to 2001:db8:9::11 iif lo ipproto tcp dport 30000-32767 lookup 7900"
+        ),
         "{rules6}"
     );
     // What the kernel now decides.
@@ -160,6 +164,39 @@ fn node_ports_on_own_addresses_go_through_the_management_port() {
         ],
     );
     assert!(other.starts_with("local "), "{other}");
+    // The host's own health check port stays the host's.
+    let hc = ip(
+        &ns,
+        &[
+            "route",
+            "get",
+            "198.18.9.11",
+            "ipproto",
+            "tcp",
+            "dport",
+            "31500",
+        ],
+    );
+    assert!(hc.starts_with("local "), "{hc}");
+    // What arrives from outside for the range is delivered locally (a
+    // host process there, such as the health check server, answers).
+    let incoming = ip(
+        &ns,
+        &[
+            "route",
+            "get",
+            "198.18.9.11",
+            "from",
+            "198.18.9.1",
+            "iif",
+            "uplink",
+            "ipproto",
+            "tcp",
+            "dport",
+            "30080",
+        ],
+    );
+    assert!(incoming.starts_with("local "), "{incoming}");
     let np6 = ip(
         &ns,
         &[
@@ -191,7 +228,10 @@ fn node_ports_on_own_addresses_go_through_the_management_port() {
     assert!(sync_in(&ns, vec![v4b]));
     let rules = ip(&ns, &["rule"]);
     assert!(!rules.contains("198.18.9.11"), "{rules}");
-    assert!(rules.contains("to 198.18.9.12 ipproto tcp"), "{rules}");
+    assert!(
+        rules.contains("to 198.18.9.12 iif lo ipproto tcp"),
+        "{rules}"
+    );
     assert!(!ip(&ns, &["-6", "rule"]).contains("lookup 7900"));
     let table = TABLE.to_string();
     let routes = ip(&ns, &["route", "show", "table", &table]);

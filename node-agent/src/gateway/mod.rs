@@ -313,7 +313,18 @@ impl Gateway {
             .as_ref()
             .map(|g| g.ips.iter().map(|n| n.addr()).collect())
             .unwrap_or_default();
-        let plan = own_node_ports::plan(&ips, &mgmt.addresses, range);
+        let served: Vec<u16> = match &self.services {
+            Some(source) => source
+                .snapshot()
+                .await
+                .services
+                .iter()
+                .filter_map(|s| crate::health::health_check(s).ok().flatten())
+                .map(|(_, port)| port)
+                .collect(),
+            None => Vec::new(),
+        };
+        let plan = own_node_ports::plan(&ips, &mgmt.addresses, range, &served);
         if own_node_ports::sync(nl, mgmt.ifindex, &plan).await? {
             info!(
                 rules = plan.rules.len(),

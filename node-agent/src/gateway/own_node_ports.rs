@@ -16,7 +16,12 @@
 //! so it is moved to [`LOCAL_PREF`] (added there first, then removed from
 //! 0: the host is never without one) and the rules go at [`RULE_PREF`].
 //! Nothing else changes for the host: the rules only match the NodePort
-//! range on the node's own addresses.
+//! range on the node's own addresses, and only what the host itself sends
+//! (`iif lo`): without that, the SYN of an outside client to a port of the
+//! range that a host process serves (the agent's own health check ports)
+//! was routed into OVN instead of delivered. The health check ports are
+//! served on the host for the host too: a rule at [`EXCEPTION_PREF`] sends
+//! them to the `local` table first.
 //!
 //! Restart safety: the rules and routes in [`TABLE`] are compared with
 //! what the node's addresses call for; missing ones are added, others
@@ -38,6 +43,8 @@ use crate::error::{Error, Result};
 pub const TABLE: u32 = 7900;
 /// Preference of the rules: before [`LOCAL_PREF`].
 pub const RULE_PREF: u32 = 50;
+/// Preference of the health check ports' rules, before [`RULE_PREF`].
+pub const EXCEPTION_PREF: u32 = 49;
 /// Where the `local` table's rule moves to.
 pub const LOCAL_PREF: u32 = 100;
 /// The kernel's `local` table.
@@ -65,13 +72,17 @@ pub struct Route {
 /// What the host needs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Plan {
+    /// To [`TABLE`], at [`RULE_PREF`].
     pub rules: BTreeSet<Rule>,
+    /// To the `local` table, at [`EXCEPTION_PREF`]: the health check ports.
+    pub exceptions: BTreeSet<Rule>,
     pub routes: BTreeSet<Route>,
 }
 
 /// The rules and routes for `node_ips`, given the management port's
-/// addresses (a family without one gets nothing).
-pub fn plan(node_ips: &[IpAddr], mgmt: &[IpNet], ports: (u16, u16)) -> Plan {
+/// addresses (a family without one gets nothing) and the health check
+/// ports the host serves itself.
+pub fn plan(node_ips: &[IpAddr], mgmt: &[IpNet], ports: (u16, u16), served: &[u16]) -> Plan {
     let mut p = Plan::default();
     for &dst in node_ips {
         let Some(m) = mgmt.iter().find(|m| m.addr().is_ipv4() == dst.is_ipv4()) else {
@@ -92,6 +103,13 @@ pub fn plan(node_ips: &[IpAddr], mgmt: &[IpNet], ports: (u16, u16)) -> Plan {
             via,
             src: m.addr(),
         });
+        for &port in served.iter().filter(|&&s| (ports.0..=ports.1).contains(&s)) {
+            p.exceptions.insert(Rule {
+                dst,
+                proto: u8::from(IpProtocol::Tcp),
+                ports: (port, port),
+            });
+        }
     }
     p
 }
@@ -145,6 +163,13 @@ fn as_rule(m: &RuleMessage) -> Option<Rule> {
     })
 }
 
+/// Whether the rule matches only what the host sends (`iif lo`).
+fn from_host(m: &RuleMessage) -> bool {
+    m.attributes
+        .iter()
+        .any(|a| matches!(a, RuleAttribute::Iifname(n) if n == "lo"))
+}
+
 async fn rules(h: &Handle, v6: bool) -> Result<Vec<RuleMessage>> {
     let version = if v6 { IpVersion::V6 } else { IpVersion::V4 };
     h.rule()
@@ -159,38 +184,46 @@ async fn rules(h: &Handle, v6: bool) -> Result<Vec<RuleMessage>> {
 pub async fn sync(h: &Handle, mgmt_ifindex: u32, plan: &Plan) -> Result<bool> {
     let mut changed = false;
     for v6 in [false, true] {
-        let want: BTreeSet<Rule> = plan
-            .rules
-            .iter()
-            .filter(|r| r.dst.is_ipv6() == v6)
-            .copied()
-            .collect();
+        let of_family = |set: &BTreeSet<Rule>| -> BTreeSet<Rule> {
+            set.iter()
+                .filter(|r| r.dst.is_ipv6() == v6)
+                .copied()
+                .collect()
+        };
+        let kinds = [
+            (TABLE, RULE_PREF, of_family(&plan.rules)),
+            (LOCAL_TABLE, EXCEPTION_PREF, of_family(&plan.exceptions)),
+        ];
         let have = rules(h, v6).await?;
-        if !want.is_empty() {
+        if !kinds[0].2.is_empty() {
             changed |= move_local_rule(h, v6, &have).await?;
         }
-        let mut present = BTreeSet::new();
-        for m in have {
-            if rule_table(&m) != TABLE {
-                continue;
-            }
-            match as_rule(&m) {
-                Some(r) if want.contains(&r) && rule_pref(&m) == RULE_PREF => {
-                    present.insert(r);
+        for (table, pref, want) in kinds {
+            let mut present = BTreeSet::new();
+            // Ours: this table at this preference (the `local` table's own
+            // rule has neither a destination nor this preference).
+            for m in have
+                .iter()
+                .filter(|m| rule_table(m) == table && (table == TABLE || rule_pref(m) == pref))
+            {
+                match as_rule(m) {
+                    Some(r) if want.contains(&r) && rule_pref(m) == pref && from_host(m) => {
+                        present.insert(r);
+                    }
+                    _ => {
+                        h.rule()
+                            .del(m.clone())
+                            .execute()
+                            .await
+                            .map_err(|e| Error::netlink("removing a stale NodePort rule", e))?;
+                        changed = true;
+                    }
                 }
-                _ => {
-                    h.rule()
-                        .del(m)
-                        .execute()
-                        .await
-                        .map_err(|e| Error::netlink("removing a stale NodePort rule", e))?;
-                    changed = true;
-                }
             }
-        }
-        for r in want.difference(&present) {
-            add_rule(h, r).await?;
-            changed = true;
+            for r in want.difference(&present) {
+                add_rule(h, r, table, pref).await?;
+                changed = true;
+            }
         }
     }
     changed |= sync_routes(h, mgmt_ifindex, plan).await?;
@@ -240,13 +273,14 @@ async fn move_local_rule(h: &Handle, v6: bool, have: &[RuleMessage]) -> Result<b
     Ok(changed)
 }
 
-async fn add_rule(h: &Handle, r: &Rule) -> Result<()> {
+async fn add_rule(h: &Handle, r: &Rule, table: u32, pref: u32) -> Result<()> {
     let base = h
         .rule()
         .add()
-        .table_id(TABLE)
-        .priority(RULE_PREF)
-        .action(RuleAction::ToTable);
+        .table_id(table)
+        .priority(pref)
+        .action(RuleAction::ToTable)
+        .input_interface("lo");
     let extra = [
         RuleAttribute::IpProtocol(IpProtocol::from(r.proto)),
         RuleAttribute::DestinationPortRange(RulePortRange {
@@ -392,9 +426,15 @@ mod tests {
             "198.18.0.99".parse().unwrap(),
         ];
         let mgmt: Vec<IpNet> = vec!["10.244.1.2/24".parse().unwrap()];
-        let p = plan(&ips, &mgmt, (30000, 32767));
+        let p = plan(&ips, &mgmt, (30000, 32767), &[31000, 8080]);
         // IPv6 has no management address: nothing for it.
         assert_eq!(p.rules.len(), 6);
+        // A health check port in the range is the host's; 8080 is not in it.
+        assert_eq!(p.exceptions.len(), 2);
+        assert!(p
+            .exceptions
+            .iter()
+            .all(|r| r.ports == (31000, 31000) && r.proto == 6));
         assert!(p
             .rules
             .iter()
@@ -410,6 +450,6 @@ mod tests {
             })
         );
         assert_eq!(p.routes.len(), 2);
-        assert_eq!(plan(&ips, &[], (30000, 32767)), Plan::default());
+        assert_eq!(plan(&ips, &[], (30000, 32767), &[31000]), Plan::default());
     }
 }
