@@ -126,9 +126,7 @@ async fn flushes_the_removed_backend_in_every_ovn_zone_and_nothing_else() {
         assert!(
             std::time::Instant::now() < deadline,
             "not every entry committed: {}",
-            bed.sw
-                .appctl(&["dpctl/dump-conntrack"])
-                .unwrap_or_default()
+            bed.sw.appctl(&["dpctl/dump-conntrack"]).unwrap_or_default()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

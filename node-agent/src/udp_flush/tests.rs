@@ -268,14 +268,18 @@ fn the_schedule_repeats_and_stops_for_a_backend_serving_again() {
     assert!(p.is_empty());
 }
 
+/// An endpoint of the property test: address index, node index, ready,
+/// serving, terminating.
+type DrawnEp = (u8, u8, Option<bool>, Option<bool>, Option<bool>);
+
 /// One Service, one UDP port: endpoints drawn from a few addresses with
 /// any conditions, on two nodes.
-fn endpoints() -> impl Strategy<Value = Vec<(u8, u8, Option<bool>, Option<bool>, Option<bool>)>> {
+fn endpoints() -> impl Strategy<Value = Vec<DrawnEp>> {
     let cond = || proptest::option::of(any::<bool>());
     proptest::collection::vec((0u8..6, 0u8..2, cond(), cond(), cond()), 0..6)
 }
 
-fn snapshot(eps: &[(u8, u8, Option<bool>, Option<bool>, Option<bool>)]) -> Vec<EndpointSlice> {
+fn snapshot(eps: &[DrawnEp]) -> Vec<EndpointSlice> {
     let owned: Vec<(String, String, _, _, _)> = eps
         .iter()
         .map(|(ip, node, r, s, t)| (format!("10.1.0.{ip}"), format!("n{node}"), *r, *s, *t))
