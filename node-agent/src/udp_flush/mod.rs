@@ -19,17 +19,20 @@
 //!
 //! On every change of the Services and EndpointSlices, a backend that
 //! served some UDP/SCTP Service port and no longer does ([`removed`]) is
-//! flushed right away and then again at fixed delays after the change.
-//! The agent learns of the change at the same moment as the controller,
-//! i.e. *before* the change has gone through the controller, the NB and SB
-//! databases and ovn-controller into br-int (hundreds of milliseconds, a
-//! few seconds on a loaded node), and the datapath revalidation follows
-//! that. A single flush ~300 ms later can therefore still come before the
-//! stale cached flows are gone; a few flushes spread over several seconds
-//! ([`SCHEDULE`]: 0, 0.3, 1, 2.5 and 6 s) cover a slow control plane, and
-//! each costs one walk of the conntrack table per zone. A backend that
-//! serves again before its schedule ends is no longer flushed (its new
-//! entries are live).
+//! flushed right away and then again at fixed delays after the change
+//! ([`SCHEDULE`]: 0, 0.3, 1, 2.5 and 6 s). The agent's watch and the
+//! path that reprograms br-int (controller, NB, northd, SB,
+//! ovn-controller) have independent latencies, and the datapath's
+//! revalidation follows the latter: in the e2e sandbox (2 loaded cores)
+//! the agent saw the change within 15 ms of ovn-controller's own flush,
+//! either first, so the immediate flush races the same window as OVN's,
+//! and the later rounds are what removes an entry re-created from not yet
+//! revalidated datapath flows; on a real cluster the control plane can
+//! take seconds, which the last rounds cover. A stale entry the stream keeps alive is therefore gone at the
+//! first round after the datapath settled. The cost: per round, one
+//! message per zone and backend, each a walk of the conntrack table of
+//! that zone. A backend that serves again before its schedule ends is
+//! no longer flushed (its new entries are live).
 //!
 //! # What is flushed
 //!
@@ -63,7 +66,10 @@
 //! only remembered, nothing is flushed (entries of backends removed while
 //! the agent was down are left to ovn-controller's flush and to conntrack
 //! timeouts). A snapshot with read errors is not compared (a Service or
-//! slice that could not be read would look removed).
+//! slice that could not be read would look removed). An endpoint that
+//! moves between two slices of its Service may be seen in neither for a
+//! moment and be flushed while live: its next datagram makes a new entry
+//! (to a backend the load balancer picks), as after any flush.
 
 pub mod run;
 #[cfg(test)]
