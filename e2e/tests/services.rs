@@ -295,18 +295,16 @@ fn ipv4_services() {
 /// The upstream "should be able to preserve UDP traffic when server pod
 /// cycles", see [`udp_server_cycles`].
 ///
-/// Ignored: it fails intermittently (4 of 17 runs on this loaded 2-core
-/// machine, with or without extra CPU hogs). ovn-controller does send the
-/// flush for the removed backend (`ct_flush`), but the stream's next
-/// datagram, 20 ms later, can still meet the datapath's cached flows of
-/// before the change (the userspace datapath revalidates them after the
-/// OpenFlow change, asynchronously) and re-creates the entry to the gone
-/// backend, which the stream then keeps alive. A flush repeated after the
-/// flows settled (the node agent, over `NXT_CT_FLUSH`) would close that
-/// window. Run with `--ignored`; a failure shows the nodes' conntrack
-/// entries and the flushes ovn-controller logged.
+/// ovn-controller flushes the removed backend's conntrack entries
+/// (`ct_flush`), but the stream's next datagram, 20 ms later, can still
+/// meet the datapath's cached flows of before the change (the userspace
+/// datapath revalidates them after the OpenFlow change, asynchronously)
+/// and re-create the entry to the gone backend, which the stream then
+/// keeps alive. The node agent flushes the removed backend again on a
+/// schedule that outlasts that window (`switchyard_node::udp_flush`). A
+/// failure shows the nodes' conntrack entries and the flushes
+/// ovn-controller logged.
 #[test]
-#[ignore = "intermittent: a datagram right after ovn-controller's ct_flush can re-create the entry to the gone backend from not yet revalidated datapath flows"]
 fn udp_client_survives_server_pod_cycle() {
     let _serial = common::serial();
     let (_dir, sb) = start(IpFamily::Ipv4);
@@ -595,6 +593,22 @@ fn udp_server_cycles(sb: &Sandbox) {
     }
     // And a fresh client is answered by the new one.
     all_answer(&client, Proto::Udp, ip, 8081, &["udp-2"], T);
+    // Every node agent flushed the removed backend itself.
+    for i in 0..sb.node_count() {
+        common::wait(T, "the node agent's conntrack flushes", || {
+            let text = sb
+                .with_node(i, |n| n.agent_metrics())
+                .map_err(|e| format!("{e:#}"))?;
+            let n = text
+                .lines()
+                .find_map(|l| l.strip_prefix("switchyard_udp_conntrack_flushes_total "))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .ok_or(format!("no flush counter in:\n{text}"))?;
+            (n > 0.0)
+                .then_some(())
+                .ok_or(format!("node {i}: no flushes yet"))
+        });
+    }
 }
 
 /// A deleted Service leaves no NB row; a converged controller restart

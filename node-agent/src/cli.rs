@@ -118,10 +118,15 @@ pub struct Args {
     pub startup_timeout_ms: u64,
     /// Do not answer Services' health check ports (`healthCheckNodePort`
     /// of `externalTrafficPolicy: Local` LoadBalancers), e.g. where
-    /// kube-proxy still runs and answers them; the agent then reads no
-    /// Services or EndpointSlices.
+    /// kube-proxy still runs and answers them.
     #[arg(long)]
     pub no_health_check_ports: bool,
+    /// Do not flush the conntrack entries of removed UDP/SCTP Service
+    /// backends (OVN's own flush of them still happens; see
+    /// `switchyard_node::udp_flush`). With --no-health-check-ports too,
+    /// the agent reads no Services or EndpointSlices.
+    #[arg(long)]
+    pub no_udp_conntrack_flush: bool,
     /// Serve Prometheus metrics on this address (`/metrics`).
     #[arg(long)]
     pub metrics_address: Option<SocketAddr>,

@@ -141,6 +141,11 @@ pub struct Config {
     pub metrics_addr: Option<SocketAddr>,
     /// The per-policy counters; `None` turns them off.
     pub policy_counters: Option<crate::policy_metrics::Config>,
+    /// Answer the Services' health check ports (with a Service source).
+    pub health_check_ports: bool,
+    /// Flush removed UDP/SCTP backends' conntrack entries (with a Service
+    /// source); `None` does not.
+    pub udp_flush: Option<crate::udp_flush::run::Config>,
 }
 
 impl Config {
@@ -168,6 +173,8 @@ impl Config {
             startup_timeout: Duration::from_secs(60),
             metrics_addr: None,
             policy_counters: None,
+            health_check_ports: true,
+            udp_flush: None,
         }
     }
 }
@@ -377,11 +384,26 @@ impl Daemon {
                 ovs: self.ovs.clone(),
                 out: self.gateway.clone(),
                 kicks,
-                services: self.services.clone(),
+                services: self
+                    .services
+                    .clone()
+                    .filter(|_| self.cfg.health_check_ports),
             };
             tokio::spawn(gw.run());
         }
-        if let Some(source) = self.services.clone() {
+        if let (Some(source), Some(cfg)) = (self.services.clone(), self.cfg.udp_flush.clone()) {
+            let flusher = crate::udp_flush::run::Flusher::new(cfg, self.ovs.clone());
+            tokio::spawn(crate::udp_flush::run::run(
+                source,
+                flusher,
+                self.metrics.clone(),
+            ));
+        }
+        if let Some(source) = self
+            .services
+            .clone()
+            .filter(|_| self.cfg.health_check_ports)
+        {
             tokio::spawn(crate::health::server::run(
                 source,
                 self.cfg.node.clone(),

@@ -16,6 +16,8 @@
 //!   EndpointSlices (kube-rs, or a directory);
 //! - [`health`]: the Services' health check ports (`healthCheckNodePort`),
 //!   answered as kube-proxy answers them;
+//! - [`udp_flush`]: conntrack flushes of removed UDP/SCTP Service
+//!   backends, so datagram streams move to the remaining ones;
 //! - [`mgmt`]: the management port's addressing;
 //! - [`metrics`]: Prometheus metrics;
 //! - [`policy_metrics`]: per-policy packet and byte counters from br-int's
@@ -31,8 +33,8 @@
 //! | `""` | pods | list, watch | [`pod_source::KubeSource`]: the reflector over this node's pods (`fieldSelector=spec.nodeName=<node>`), where ADD finds the pod's annotation |
 //! | `""` | nodes | get | [`pod_source::KubeSource`]: the node's pod subnets (management port); [`node_publisher::KubePublisher`]: the current annotations |
 //! | `""` | nodes | patch | [`node_publisher::KubePublisher`]: one merge patch of `switchyard.io/chassis-id` and `switchyard.io/gateway` on its own Node, only when a value differs |
-//! | `""` | services | list, watch | [`service_source::KubeServiceSource`]: every Service, for the health check ports of `externalTrafficPolicy: Local` LoadBalancers (off with `--no-health-check-ports`) |
-//! | `discovery.k8s.io` | endpointslices | list, watch | [`service_source::KubeServiceSource`]: every EndpointSlice, to count each such Service's ready endpoints on this node |
+//! | `""` | services | list, watch | [`service_source::KubeServiceSource`]: every Service, for the health check ports of `externalTrafficPolicy: Local` LoadBalancers and for the UDP/SCTP ports whose removed backends [`udp_flush`] flushes (off with both `--no-health-check-ports` and `--no-udp-conntrack-flush`) |
+//! | `discovery.k8s.io` | endpointslices | list, watch | [`service_source::KubeServiceSource`]: every EndpointSlice, to count each such Service's ready endpoints on this node and to see UDP/SCTP backends go |
 //!
 //! RBAC cannot limit a ServiceAccount to "its own" Node or to the pods of
 //! one node; the agent asks only for those, but the grant is cluster-wide
@@ -55,5 +57,6 @@ pub mod policy_metrics;
 pub mod protocol;
 pub mod service_source;
 pub mod testhook;
+pub mod udp_flush;
 
 pub use error::{Error, Result};

@@ -70,11 +70,13 @@ pub struct Metrics {
     add_phases: Family<PhaseLabels, Histogram, fn() -> Histogram>,
     health_listeners: Gauge,
     health_errors: Family<HealthErrorLabels, Counter>,
-    /// `switchyard_networkpolicy_*`: named by the issue that asked for
-    /// them, without the `switchyard_node_` prefix, so in a registry of
-    /// their own.
+    /// `switchyard_networkpolicy_*` and
+    /// `switchyard_udp_conntrack_flushes_total`: named by the issues that
+    /// asked for them, without the `switchyard_node_` prefix, so in a
+    /// registry of their own.
     policy_registry: Arc<Registry>,
     policy: PolicyCounters,
+    udp_flushes: Counter,
 }
 
 impl Default for Metrics {
@@ -123,6 +125,12 @@ impl Metrics {
         let policy = PolicyCounters::default();
         let mut policy_registry = Registry::default();
         policy_registry.register_collector(Box::new(policy.clone()));
+        let udp_flushes = Counter::default();
+        policy_registry.register(
+            "switchyard_udp_conntrack_flushes",
+            "NXT_CT_FLUSH requests (one per conntrack zone and removed UDP/SCTP Service backend, repeated on a schedule) that br-int confirmed",
+            udp_flushes.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             requests,
@@ -132,6 +140,7 @@ impl Metrics {
             health_errors,
             policy_registry: Arc::new(policy_registry),
             policy,
+            udp_flushes,
         }
     }
 
@@ -167,6 +176,12 @@ impl Metrics {
                 reason: reason.to_string(),
             })
             .inc();
+    }
+
+    /// Conntrack flushes of removed backends ([`crate::udp_flush`]).
+    pub fn count_udp_conntrack_flushes(&self, n: usize) {
+        self.udp_flushes
+            .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
     }
 
     /// The per-policy counters (see [`crate::policy_metrics`]).
@@ -219,7 +234,12 @@ mod tests {
         m.observe_add_phase("veth", Duration::from_millis(2));
         m.set_health_check_listeners(3);
         m.health_check_error("listen");
+        m.count_udp_conntrack_flushes(4);
         let text = m.encode();
+        assert!(
+            text.contains("switchyard_udp_conntrack_flushes_total 4"),
+            "{text}"
+        );
         assert!(
             text.contains("switchyard_node_cni_add_phase_seconds_count{phase=\"veth\"} 1"),
             "{text}"

@@ -23,7 +23,9 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let health = !args.no_health_check_ports;
+    // Services and EndpointSlices are read for the health check ports and
+    // for the conntrack flushes of removed UDP backends.
+    let read_services = !args.no_health_check_ports || !args.no_udp_conntrack_flush;
     type Sources = (
         Arc<dyn PodSource>,
         Arc<dyn NodePublisher>,
@@ -37,14 +39,15 @@ async fn main() -> anyhow::Result<()> {
             (
                 KubeSource::start(client.clone(), &args.node_name),
                 Arc::new(KubePublisher::new(client.clone(), &args.node_name)),
-                health.then(|| KubeServiceSource::start(client) as Arc<dyn ServiceSource>),
+                read_services.then(|| KubeServiceSource::start(client) as Arc<dyn ServiceSource>),
             )
         }
         other => match other.strip_prefix("dir:") {
             Some(dir) if !dir.is_empty() => (
                 Arc::new(DirSource::new(dir)),
                 Arc::new(DirPublisher::new(dir)),
-                health.then(|| Arc::new(DirServiceSource::new(dir)) as Arc<dyn ServiceSource>),
+                read_services
+                    .then(|| Arc::new(DirServiceSource::new(dir)) as Arc<dyn ServiceSource>),
             ),
             _ => anyhow::bail!("--pod-source must be `kube` or `dir:/path`, not {other:?}"),
         },
@@ -90,6 +93,15 @@ async fn main() -> anyhow::Result<()> {
     cfg.cluster_cidrs = args.cluster_cidrs;
     cfg.service_cidrs = args.service_cidrs;
     cfg.mgmt_port = !args.no_mgmt_port;
+    cfg.health_check_ports = !args.no_health_check_ports;
+    cfg.udp_flush =
+        (!args.no_udp_conntrack_flush).then(|| switchyard_node::udp_flush::run::Config {
+            bridge: cfg.bridge.clone(),
+            ovs_rundir: args
+                .ovs_rundir
+                .clone()
+                .unwrap_or_else(|| ovs_rundir(&cfg.ovs_remote)),
+        });
     cfg.gateway = (!args.no_gateway).then(|| GatewayConfig {
         node: cfg.node.clone(),
         bridge: args.gateway_bridge,
