@@ -19,14 +19,13 @@
 //! converged controller restart writes nothing to NB.
 //!
 //! [`from_node_hosts_and_outside`] (dual-stack) covers what does not start
-//! in a pod: node hosts to ClusterIPs and to other nodes' NodePorts, the
+//! in a pod: node hosts to ClusterIPs and NodePorts, the
 //! external host to NodePorts on every node, LoadBalancer and external
 //! IPs, and `externalTrafficPolicy: Local` (client address kept, remote
-//! endpoints unused).
-//!
-//! One test is ignored, saying why: [`udp_client_survives_server_pod_cycle`]
-//! (a UDP client keeping its source port across its only backend being
-//! replaced: intermittent).
+//! endpoints unused), and to other nodes' and its own node's NodePorts.
+//! [`udp_client_survives_server_pod_cycle`] keeps one UDP client's source
+//! port while its only backend is replaced (the node agents flush the gone
+//! backend's conntrack entries).
 //!
 //! `SWITCHYARD_SVC_CHURN_ROUNDS=N` (default 3) sets the endpoint churn's
 //! rounds (one pod added and one removed each) for a longer run by hand.
