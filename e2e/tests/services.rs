@@ -22,7 +22,7 @@
 //! in a pod: node hosts to ClusterIPs and NodePorts, the
 //! external host to NodePorts on every node, LoadBalancer and external
 //! IPs, and `externalTrafficPolicy: Local` (client address kept, remote
-//! endpoints unused), and to other nodes' and its own node's NodePorts.
+//! endpoints unused).
 //! [`udp_client_survives_server_pod_cycle`] keeps one UDP client's source
 //! port while its only backend is replaced (the node agents flush the gone
 //! backend's conntrack entries).
