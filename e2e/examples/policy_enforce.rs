@@ -35,7 +35,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use switchyard_e2e::bench::arg;
+use switchyard_e2e::bench::{arg, pct};
 use switchyard_e2e::probe::{echo_server_command, python, TCP_PORT};
 use switchyard_e2e::util::in_netns;
 use switchyard_e2e::{pod_spec, Sandbox, SandboxOptions};
@@ -134,14 +134,6 @@ impl Drop for Stream {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
 }
 
 struct Flips {

@@ -25,7 +25,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-use switchyard_e2e::bench::arg;
+use switchyard_e2e::bench::{arg, pct};
 
 use anyhow::{bail, Context, Result};
 use switchyard_e2e::probe::{ask, echo_server_command, python, Proto};
@@ -68,16 +68,6 @@ loop(pod_ip, "direct")
 v.join()
 print("vip %.6f %d direct %.6f" % (got["vip"][0], got["vip"][1], got["direct"][0]), flush=True)
 "#;
-
-fn pct(v: &[f64], p: f64) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.total_cmp(b));
-    if s.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((s.len() as f64 - 1.0) * p).round() as usize;
-    s[i.min(s.len() - 1)]
-}
 
 fn labelled(name: &str, node: usize) -> k8s_openapi::api::core::v1::Pod {
     let mut p = pod_spec(

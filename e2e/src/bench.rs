@@ -552,9 +552,31 @@ pub fn arg(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// The `p` quantile (0 to 1) of `values`, in any order: the element at the
+/// rank nearest `(n - 1) * p` once sorted; NaN when there are none.
+pub fn pct(values: &[f64], p: f64) -> f64 {
+    let mut s = values.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    if s.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((s.len() as f64 - 1.0) * p).round() as usize;
+    s[i.min(s.len() - 1)]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pct_takes_the_nearest_rank_of_the_sorted_values() {
+        let v = [5.0, 1.0, 4.0, 2.0, 3.0];
+        assert_eq!(pct(&v, 0.0), 1.0);
+        assert_eq!(pct(&v, 0.5), 3.0);
+        assert_eq!(pct(&v, 0.99), 5.0);
+        assert_eq!(pct(&v, 1.0), 5.0);
+        assert!(pct(&[], 0.5).is_nan());
+    }
 
     #[test]
     fn parses_coverage_and_engine_stats() {

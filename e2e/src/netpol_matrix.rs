@@ -16,7 +16,7 @@
 //! (`.` reachable, `X` blocked) of what was expected and seen.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 use std::net::IpAddr;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -24,8 +24,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::netpol_scripts::{LOOPER, PROBER, SERVER};
-use crate::probe::python;
+use crate::pyprobe::{python, server_command, Agent, AgentTarget, Listen, LOOPER};
 use crate::util::in_netns;
 use crate::Sandbox;
 
@@ -46,6 +45,14 @@ impl Port {
     }
     pub const fn udp(port: u16) -> Port {
         Port { udp: true, port }
+    }
+    /// How [`crate::pyprobe::SERVER`] listens on it.
+    pub fn listen(self) -> Listen {
+        if self.udp {
+            Listen::Udp(self.port)
+        } else {
+            Listen::Tcp(self.port)
+        }
     }
     fn proto(self) -> &'static str {
         if self.udp {
@@ -130,11 +137,11 @@ pub fn probe_all(attempts: &[Attempt], timeout: Duration) -> Vec<Option<String>>
         for (netns, idx) in &by_ns {
             let results = &results;
             s.spawn(move || {
-                let input: String = idx
+                let targets: Vec<AgentTarget> = idx
                     .iter()
                     .map(|&i| {
                         let a = &attempts[i];
-                        format!("{i} {} {} {}\n", a.port.proto(), a.dst, a.port.port)
+                        (i.to_string(), a.port.proto(), a.dst, a.port.port)
                     })
                     .collect();
                 // A prober that could not run (a busy machine can fail
@@ -142,7 +149,7 @@ pub fn probe_all(attempts: &[Attempt], timeout: Duration) -> Vec<Option<String>>
                 // targets did not fail, they were not tried.
                 let mut got = Vec::new();
                 for attempt in 1..=3 {
-                    match run_prober(netns, &input, timeout) {
+                    match run_prober(netns, &targets, timeout) {
                         Ok(g) => {
                             got = g;
                             break;
@@ -162,40 +169,19 @@ pub fn probe_all(attempts: &[Attempt], timeout: Duration) -> Vec<Option<String>>
     results.into_inner().unwrap_or_else(|p| p.into_inner())
 }
 
-fn run_prober(netns: &str, input: &str, timeout: Duration) -> Result<Vec<(usize, String)>> {
-    let mut child = in_netns(
-        netns,
-        &[
-            python(),
-            "-c",
-            PROBER,
-            &format!("{:.2}", timeout.as_secs_f64()),
-        ],
-    )
-    .stdin(Stdio::piped())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()?;
-    child
-        .stdin
-        .take()
-        .context("prober stdin")?
-        .write_all(input.as_bytes())?;
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!(
-            "{}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| {
-            let mut f = l.splitn(3, ' ');
-            let i = f.next()?.parse().ok()?;
-            (f.next()? == "ok").then(|| (i, f.next().unwrap_or_default().to_string()))
-        })
+/// One [`Agent`] round in `netns` over the `(index, attempt)` pairs; the
+/// index and answer of every attempt that was answered.
+fn run_prober(
+    netns: &str,
+    targets: &[AgentTarget],
+    timeout: Duration,
+) -> Result<Vec<(usize, String)>> {
+    let mut agent = Agent::start(netns)?;
+    agent.send(timeout, targets)?;
+    Ok(agent
+        .recv()?
+        .into_iter()
+        .filter_map(|(k, v)| Some((k.parse().ok()?, v.strip_prefix("ok:")?.to_string())))
         .collect())
 }
 
@@ -415,7 +401,7 @@ pub fn matrix_yaml(sb: &Sandbox) -> String {
         .join("\n---\n")
 }
 
-/// A Pod running [`SERVER`] on `ports` (named as given), labelled
+/// A Pod running [`crate::pyprobe::SERVER`] on `ports` (named as given), labelled
 /// `pod=NAME`, on `node`.
 pub fn server_pod(
     ns: &str,
@@ -424,13 +410,8 @@ pub fn server_pod(
     ports: &[(String, Port)],
     host_network: bool,
 ) -> serde_json::Value {
-    let mut command = vec![
-        python().to_string(),
-        "-c".into(),
-        SERVER.into(),
-        format!("{ns}-{name}"),
-    ];
-    command.extend(ports.iter().map(|(_, p)| p.to_string()));
+    let listen: Vec<Listen> = ports.iter().map(|(_, p)| p.listen()).collect();
+    let command = server_command(&format!("{ns}-{name}"), &listen);
     let container_ports: Vec<serde_json::Value> = ports
         .iter()
         .map(|(n, p)| {

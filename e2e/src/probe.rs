@@ -11,85 +11,30 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 
+pub use crate::pyprobe::python;
+use crate::pyprobe::{server_command, Listen, CLIENT, STREAM};
 use crate::util::in_netns;
 
-/// TCP port of [`ECHO_SERVER`].
+/// TCP port of the echo server.
 pub const TCP_PORT: u16 = 8080;
-/// UDP port of [`ECHO_SERVER`].
+/// UDP port of the echo server.
 pub const UDP_PORT: u16 = 8081;
-/// TCP port on which [`ECHO_SERVER`] answers `NAME PEER`: its name and the
+/// TCP port on which the echo server answers `NAME PEER`: its name and the
 /// address the connection came from (what NAT made of the source).
 pub const WHOAMI_PORT: u16 = 8090;
 
-/// A Python server: on TCP 8080 it answers every connection with `argv[1]`,
-/// on UDP 8081 every datagram, on TCP 8090 with `argv[1]` and the peer's
-/// address; both families (`::` with V6ONLY off).
-pub const ECHO_SERVER: &str = r#"
-import socket, sys, threading
-name = sys.argv[1].encode()
-def whoami():
-    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("::", 8090)); s.listen(128)
-    while True:
-        c, a = s.accept()
-        peer = a[0][7:] if a[0].startswith("::ffff:") else a[0]
-        try: c.sendall(name + b" " + peer.encode())
-        except OSError: pass
-        c.close()
-threading.Thread(target=whoami, daemon=True).start()
-def tcp():
-    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("::", 8080)); s.listen(128)
-    while True:
-        c, _ = s.accept()
-        try: c.sendall(name)
-        except OSError: pass
-        c.close()
-def udp():
-    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-    s.bind(("::", 8081))
-    while True:
-        d, a = s.recvfrom(2048)
-        s.sendto(name, a)
-threading.Thread(target=udp, daemon=True).start()
-tcp()
-"#;
-
-const CLIENT: &str = r#"
-import socket, sys
-proto, ip, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
-fam = socket.AF_INET6 if ":" in ip else socket.AF_INET
-if proto == "tcp":
-    s = socket.socket(fam, socket.SOCK_STREAM); s.settimeout(1.0)
-    s.connect((ip, port)); data = s.recv(2048)
-else:
-    s = socket.socket(fam, socket.SOCK_DGRAM); s.settimeout(1.0)
-    s.sendto(b"ping", (ip, port)); data, _ = s.recvfrom(2048)
-sys.stdout.write(data.decode())
-"#;
-
-/// The Python the probes use: the system's, not a shim.
-pub fn python() -> &'static str {
-    if std::path::Path::new("/usr/bin/python3").exists() {
-        "/usr/bin/python3"
-    } else {
-        "python3"
-    }
-}
-
-/// A container command running [`ECHO_SERVER`] answering `name`.
+/// A container command running [`crate::pyprobe::SERVER`] answering
+/// `name` on [`TCP_PORT`], [`UDP_PORT`] and [`WHOAMI_PORT`]: the echo
+/// server every connectivity test talks to.
 pub fn echo_server_command(name: &str) -> Vec<String> {
-    vec![
-        python().to_string(),
-        "-c".into(),
-        ECHO_SERVER.into(),
-        name.into(),
-    ]
+    server_command(
+        name,
+        &[
+            Listen::Whoami(WHOAMI_PORT),
+            Listen::Udp(UDP_PORT),
+            Listen::Tcp(TCP_PORT),
+        ],
+    )
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,73 +57,73 @@ impl std::fmt::Display for Proto {
 /// One attempt from inside `netns`; with `expect`, the TCP/UDP reply must
 /// be that name.
 pub fn probe_once(netns: &str, proto: Proto, ip: IpAddr, expect: Option<&str>) -> Result<()> {
-    let ip_s = ip.to_string();
-    let mut cmd = match proto {
-        Proto::Icmp => in_netns(netns, &["ping", "-c1", "-W1", &ip_s]),
-        Proto::Tcp | Proto::Udp => {
-            let (p, port) = if proto == Proto::Tcp {
-                ("tcp", TCP_PORT)
-            } else {
-                ("udp", UDP_PORT)
-            };
-            in_netns(
-                netns,
-                &[python(), "-c", CLIENT, p, &ip_s, &port.to_string()],
-            )
+    let port = match proto {
+        Proto::Icmp => {
+            let out = in_netns(netns, &["ping", "-c1", "-W1", &ip.to_string()])
+                .stdin(Stdio::null())
+                .output()?;
+            if !out.status.success() {
+                bail!("{proto} to {ip} from {netns} failed: {}", last_line(&out));
+            }
+            return Ok(());
         }
+        Proto::Tcp => TCP_PORT,
+        Proto::Udp => UDP_PORT,
     };
-    let out = cmd.stdin(Stdio::null()).output()?;
-    if !out.status.success() {
-        bail!(
-            "{proto} to {ip} from {netns} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-                .lines()
-                .last()
-                .unwrap_or_default()
-        );
-    }
-    if let (Some(want), Proto::Tcp | Proto::Udp) = (expect, proto) {
-        let got = String::from_utf8_lossy(&out.stdout);
-        if got.trim() != want {
-            bail!("{proto} to {ip} from {netns}: answered by {got:?}, expected {want:?}");
+    let got = ask(netns, proto, ip, port)?;
+    match expect {
+        Some(want) if got != want => {
+            bail!("{proto} to {ip} from {netns}: answered by {got:?}, expected {want:?}")
         }
+        _ => Ok(()),
     }
-    Ok(())
+}
+
+/// The last line a failed command wrote to stderr: its error.
+fn last_line(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// One TCP connection or UDP datagram from inside `netns` to `ip:port`
 /// (any port, e.g. a Service's or a NodePort, where [`probe_once`] uses
 /// the echo server's own); the answer, trimmed: the answering pod's name
-/// for [`ECHO_SERVER`]'s ports, `NAME PEER` on [`WHOAMI_PORT`]'s.
+/// for the echo server's ports, `NAME PEER` on [`WHOAMI_PORT`]'s.
 pub fn ask(netns: &str, proto: Proto, ip: IpAddr, port: u16) -> Result<String> {
     let p = match proto {
         Proto::Tcp => "tcp",
         Proto::Udp => "udp",
         Proto::Icmp => bail!("ask: ICMP has no port"),
     };
-    let out = in_netns(
-        netns,
-        &[
-            python(),
-            "-c",
-            CLIENT,
-            p,
-            &ip.to_string(),
-            &port.to_string(),
-        ],
-    )
-    .stdin(Stdio::null())
-    .output()?;
+    let (ip_s, port_s) = (ip.to_string(), port.to_string());
+    let out = in_netns(netns, &[python(), "-c", CLIENT, p, &ip_s, &port_s])
+        .stdin(Stdio::null())
+        .output()?;
     if !out.status.success() {
         bail!(
             "{proto} to {ip} port {port} from {netns} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-                .lines()
-                .last()
-                .unwrap_or_default()
+            last_line(&out)
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Runs `once` until it succeeds or `timeout` passes (100 ms between
+/// attempts); the last error when it never did.
+fn retry<T>(timeout: Duration, mut once: impl FnMut() -> Result<T>) -> Result<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match once() {
+            Ok(v) => return Ok(v),
+            Err(e) if Instant::now() >= deadline => {
+                return Err(e.context(format!("still failing after {timeout:?}")))
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
 }
 
 /// Retries [`probe_once`] until it succeeds or `timeout` passes.
@@ -189,61 +134,20 @@ pub fn probe(
     expect: Option<&str>,
     timeout: Duration,
 ) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match probe_once(netns, proto, ip, expect) {
-            Ok(()) => return Ok(()),
-            Err(e) if Instant::now() >= deadline => {
-                return Err(e.context(format!("still failing after {timeout:?}")))
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(100)),
-        }
-    }
+    retry(timeout, || probe_once(netns, proto, ip, expect))
 }
 
 /// Who answered on [`WHOAMI_PORT`] at `ip` from inside `netns`, and the
 /// source address it saw; retried until `timeout`.
 pub fn whoami(netns: &str, ip: IpAddr, timeout: Duration) -> Result<(String, IpAddr)> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let once = || -> Result<(String, IpAddr)> {
-            let out = in_netns(
-                netns,
-                &[
-                    python(),
-                    "-c",
-                    CLIENT,
-                    "tcp",
-                    &ip.to_string(),
-                    &WHOAMI_PORT.to_string(),
-                ],
-            )
-            .stdin(Stdio::null())
-            .output()?;
-            let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            if !out.status.success() {
-                bail!(
-                    "whoami {ip} from {netns} failed: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                        .lines()
-                        .last()
-                        .unwrap_or_default()
-                );
-            }
-            let (name, peer) = text
-                .trim()
-                .split_once(' ')
-                .ok_or_else(|| anyhow::anyhow!("whoami {ip}: odd answer {text:?}"))?;
-            Ok((name.to_string(), peer.parse()?))
-        };
-        match once() {
-            Ok(v) => return Ok(v),
-            Err(e) if Instant::now() >= deadline => {
-                return Err(e.context(format!("still failing after {timeout:?}")))
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(100)),
-        }
-    }
+    retry(timeout, || {
+        let text = ask(netns, Proto::Tcp, ip, WHOAMI_PORT)
+            .map_err(|e| e.context(format!("whoami {ip} from {netns}")))?;
+        let (name, peer) = text
+            .split_once(' ')
+            .ok_or_else(|| anyhow::anyhow!("whoami {ip}: odd answer {text:?}"))?;
+        Ok((name.to_string(), peer.parse()?))
+    })
 }
 
 /// An HTTP GET from inside `netns` (curl); the status code, or why not.
@@ -398,7 +302,7 @@ impl Drop for Prober {
     }
 }
 
-/// A datagram every 20 ms from inside a pod to [`ECHO_SERVER`]'s UDP port,
+/// A datagram every 20 ms from inside a pod to the echo server's UDP port,
 /// one process and one socket (so one source port) for the whole run: the
 /// gaps between answers measure an interruption to ~20 ms, where
 /// [`Prober`]'s separate attempts cannot, and a Service's conntrack entry
@@ -410,23 +314,6 @@ pub struct UdpStream {
     replies: std::sync::Arc<std::sync::Mutex<Vec<(Instant, String)>>>,
     started: Instant,
 }
-
-const STREAM: &str = r#"
-import select, socket, sys, time
-ip, port = sys.argv[1], int(sys.argv[2])
-s = socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET, socket.SOCK_DGRAM)
-s.setblocking(False)
-while True:
-    try: s.sendto(b"stream", (ip, port))
-    except OSError: pass
-    end = time.monotonic() + 0.02
-    while True:
-        left = end - time.monotonic()
-        if left <= 0 or not select.select([s], [], [], left)[0]: break
-        try: d, _ = s.recvfrom(2048)
-        except OSError: break
-        sys.stdout.write(d.decode(errors="replace").replace("\n", " ") + "\n"); sys.stdout.flush()
-"#;
 
 impl UdpStream {
     pub fn start(netns: &str, ip: IpAddr) -> Result<UdpStream> {

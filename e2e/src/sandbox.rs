@@ -163,7 +163,7 @@ pub struct Sandbox {
     node_netns: Vec<String>,
     underlay: Option<Underlay>,
     central: Option<Central>,
-    /// The external host's echo server ([`crate::probe::ECHO_SERVER`],
+    /// The external host's echo server ([`crate::probe::echo_server_command`],
     /// named `external`).
     external_server: Mutex<Option<std::process::Child>>,
     down: bool,

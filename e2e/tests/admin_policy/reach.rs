@@ -8,96 +8,11 @@
 //! Python per probe (216 probes a matrix) costs seconds of CPU on a loaded
 //! two-core machine; a round costs one timeout of wall time.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Write};
 use std::net::IpAddr;
-use std::process::{Child, ChildStdin, ChildStdout, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
-use switchyard_e2e::probe::python;
-use switchyard_e2e::util::in_netns;
-
-/// A server answering every TCP connection and UDP datagram on the ports
-/// `proto:port` given after the name with that name; both families
-/// (`::`, V6ONLY off).
-pub const SERVER: &str = r#"
-import socket, sys, threading
-name = sys.argv[1].encode()
-def tcp(port):
-    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("::", port)); s.listen(256)
-    while True:
-        c, _ = s.accept()
-        try: c.sendall(name)
-        except OSError: pass
-        c.close()
-def udp(port):
-    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-    s.bind(("::", port))
-    while True:
-        _, a = s.recvfrom(2048)
-        s.sendto(name, a)
-ts = []
-for spec in sys.argv[2:]:
-    proto, port = spec.split(":")
-    t = threading.Thread(target=tcp if proto == "tcp" else udp, args=(int(port),), daemon=True)
-    t.start(); ts.append(t)
-for t in ts: t.join()
-"#;
-
-/// Reads one JSON request a line (`{"timeout": s, "targets": [[key,
-/// proto, ip, port]]}`), opens every connection at once and answers one
-/// JSON line: key -> `ok:<answer>` or `error:<why>` (`timeout` when
-/// nothing came back before the deadline).
-const AGENT: &str = r#"
-import errno, json, selectors, socket, sys, time
-def run(req):
-    sel = selectors.DefaultSelector()
-    res = {}
-    deadline = time.monotonic() + req["timeout"]
-    for key, proto, ip, port in req["targets"]:
-        fam = socket.AF_INET6 if ":" in ip else socket.AF_INET
-        try:
-            if proto == "tcp":
-                s = socket.socket(fam, socket.SOCK_STREAM); s.setblocking(False)
-                e = s.connect_ex((ip, port))
-                if e not in (0, errno.EINPROGRESS):
-                    res[key] = "error:" + errno.errorcode.get(e, str(e)); s.close(); continue
-                sel.register(s, selectors.EVENT_WRITE, (key, "connect"))
-            else:
-                s = socket.socket(fam, socket.SOCK_DGRAM); s.setblocking(False)
-                s.sendto(b"probe", (ip, port))
-                sel.register(s, selectors.EVENT_READ, (key, "recv"))
-        except OSError as e:
-            res[key] = "error:" + str(e)
-    while sel.get_map():
-        left = deadline - time.monotonic()
-        if left <= 0: break
-        for k, _ in sel.select(left):
-            s = k.fileobj; key, state = k.data
-            if state == "connect":
-                e = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                if e:
-                    res[key] = "error:" + errno.errorcode.get(e, str(e))
-                    sel.unregister(s); s.close()
-                else:
-                    sel.modify(s, selectors.EVENT_READ, (key, "recv"))
-            else:
-                try: res[key] = "ok:" + s.recv(2048).decode(errors="replace")
-                except OSError as e: res[key] = "error:" + str(e)
-                sel.unregister(s); s.close()
-    for k in list(sel.get_map().values()):
-        res[k.data[0]] = "error:timeout"
-        sel.unregister(k.fileobj); k.fileobj.close()
-    return res
-for line in sys.stdin:
-    sys.stdout.write(json.dumps(run(json.loads(line))) + "\n"); sys.stdout.flush()
-"#;
+use switchyard_e2e::pyprobe::{self, Agent, AgentTarget, Listen};
 
 /// A transport port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -121,19 +36,17 @@ impl std::fmt::Display for L4 {
     }
 }
 
-/// The container arguments of [`SERVER`] named `name` on `ports`.
+/// The container arguments of [`switchyard_e2e::pyprobe::SERVER`] named
+/// `name` on `ports`.
 pub fn server_command(name: &str, ports: &[L4]) -> Vec<String> {
-    let mut v = vec![
-        python().to_string(),
-        "-c".into(),
-        SERVER.into(),
-        name.into(),
-    ];
-    v.extend(ports.iter().map(|p| match p {
-        L4::Tcp(n) => format!("tcp:{n}"),
-        L4::Udp(n) => format!("udp:{n}"),
-    }));
-    v
+    let listen: Vec<Listen> = ports
+        .iter()
+        .map(|p| match *p {
+            L4::Tcp(n) => Listen::Tcp(n),
+            L4::Udp(n) => Listen::Udp(n),
+        })
+        .collect();
+    pyprobe::server_command(name, &listen)
 }
 
 /// Where a probe goes: a column of the grid.
@@ -147,61 +60,26 @@ pub struct Target {
     pub answer: String,
 }
 
-/// One probing process inside a source's network namespace.
-struct Agent {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
+/// The [`Agent`] of a source, started in its network namespace.
+fn start_agent(netns: &str) -> Agent {
+    Agent::start(netns).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
-impl Agent {
-    fn start(netns: &str) -> Agent {
-        let mut child = in_netns(netns, &[python(), "-c", AGENT])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting a probe agent in {netns}: {e}"));
-        let stdin = child.stdin.take().expect("piped stdin");
-        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
-        Agent {
-            child,
-            stdin,
-            stdout,
-        }
-    }
-
-    fn send(&mut self, timeout: Duration, targets: &[(String, &Target)]) {
-        let list: Vec<Value> = targets
-            .iter()
-            .map(|(k, t)| {
-                let (proto, port) = match t.l4 {
-                    L4::Tcp(p) => ("tcp", p),
-                    L4::Udp(p) => ("udp", p),
-                };
-                json!([k, proto, t.ip.to_string(), port])
-            })
-            .collect();
-        let req = json!({"timeout": timeout.as_secs_f64(), "targets": list});
-        writeln!(self.stdin, "{req}")
-            .and_then(|_| self.stdin.flush())
-            .expect("writing to a probe agent");
-    }
-
-    fn recv(&mut self) -> BTreeMap<String, String> {
-        let mut line = String::new();
-        self.stdout
-            .read_line(&mut line)
-            .expect("reading a probe agent");
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("probe agent said {line:?}: {e}"))
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Sends one round of `targets` (keyed) to `agent`.
+fn send(agent: &mut Agent, timeout: Duration, targets: &[(String, &Target)]) {
+    let list: Vec<AgentTarget> = targets
+        .iter()
+        .map(|(k, t)| {
+            let (proto, port) = match t.l4 {
+                L4::Tcp(p) => ("tcp", p),
+                L4::Udp(p) => ("udp", p),
+            };
+            (k.clone(), proto, t.ip, port)
+        })
+        .collect();
+    agent
+        .send(timeout, &list)
+        .unwrap_or_else(|e| panic!("writing to a probe agent: {e:#}"));
 }
 
 /// A denied probe costs this much wall time per round.
@@ -229,7 +107,7 @@ impl Matrix {
     pub fn new(sources: &[(String, String)]) -> Matrix {
         Matrix {
             sources: sources.iter().map(|(l, _)| l.clone()).collect(),
-            agents: sources.iter().map(|(_, n)| Agent::start(n)).collect(),
+            agents: sources.iter().map(|(_, n)| start_agent(n)).collect(),
         }
     }
 
@@ -242,7 +120,7 @@ impl Matrix {
         }
         for (a, list) in self.agents.iter_mut().zip(&by_src) {
             if !list.is_empty() {
-                a.send(timeout, list);
+                send(a, timeout, list);
             }
         }
         let mut out: Vec<Result<(), String>> = vec![Err("no answer".into()); probes.len()];
@@ -250,7 +128,9 @@ impl Matrix {
             if list.is_empty() {
                 continue;
             }
-            let res = a.recv();
+            let res = a
+                .recv()
+                .unwrap_or_else(|e| panic!("reading a probe agent: {e:#}"));
             for (k, t) in list {
                 let i: usize = k.parse().expect("our key");
                 let r = res.get(k).cloned().unwrap_or_else(|| "error:lost".into());

@@ -11,8 +11,7 @@ use switchyard_controller::k8s::Kind;
 use switchyard_e2e::netpol_matrix::{
     check, clear_policies, policy_port_groups, Looper, PodRef, Port, ALL_PORTS,
 };
-use switchyard_e2e::netpol_scripts::EAGER;
-use switchyard_e2e::probe::python;
+use switchyard_e2e::pyprobe::{python, EAGER};
 use switchyard_e2e::util::wait_for;
 use switchyard_e2e::Sandbox;
 
