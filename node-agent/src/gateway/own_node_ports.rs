@@ -194,7 +194,13 @@ pub async fn sync(h: &Handle, mgmt_ifindex: u32, plan: &Plan) -> Result<bool> {
             (TABLE, RULE_PREF, of_family(&plan.rules)),
             (LOCAL_TABLE, EXCEPTION_PREF, of_family(&plan.exceptions)),
         ];
-        let have = rules(h, v6).await?;
+        let nothing_wanted = kinds.iter().all(|(_, _, want)| want.is_empty());
+        let have = match rules(h, v6).await {
+            Ok(have) => have,
+            // A host without IPv6 has no rules of it to keep or remove.
+            Err(_) if nothing_wanted && v6 => continue,
+            Err(e) => return Err(e),
+        };
         if !kinds[0].2.is_empty() {
             changed |= move_local_rule(h, v6, &have).await?;
         }
@@ -316,13 +322,11 @@ async fn sync_routes(h: &Handle, ifindex: u32, plan: &Plan) -> Result<bool> {
                 .table_id(TABLE)
                 .build()
         };
-        let routes: Vec<_> = h
-            .route()
-            .get(req)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|e| Error::netlink("listing routes", e))?;
+        let routes: Vec<_> = match h.route().get(req).execute().try_collect().await {
+            Ok(routes) => routes,
+            Err(_) if v6 && !plan.routes.iter().any(|r| r.dst.is_ipv6()) => continue,
+            Err(e) => return Err(Error::netlink("listing routes", e)),
+        };
         for m in routes {
             let table = m
                 .attributes
