@@ -212,28 +212,7 @@ impl Gateway {
                 .map_err(|e| Error::OvsState(format!("{bridge} ports: {e}")))?;
             let ifaces = self.ovs.bridge_interfaces(&bridge);
             let ports = ports(&ifaces, &bridge, self.cfg.interface.as_deref(), &patch)?;
-            // The uplink is the gateway router's as much as the host's:
-            // only the bridge's interface may answer ARP for the node IP
-            // (see `netlink::ignore_arp`; with the userspace datapath the
-            // host stack sees the uplink's frames too, and answered with
-            // the uplink's own MAC, which neither the bridge nor the
-            // gateway router accepts). Only for that datapath: with the
-            // kernel's the stack never sees these frames, and the setting
-            // would outlive the bridge on a NIC that needs to answer.
-            let userspace = self.cfg.datapath_type.as_deref() == Some("netdev");
-            if let Some(up) = ifaces
-                .iter()
-                .find(|i| userspace && i.ofport == Some(ports.uplink))
-            {
-                if quiet_uplink.as_deref() != Some(up.name.as_str()) {
-                    match crate::netlink::ignore_arp(&up.name) {
-                        Ok(()) => quiet_uplink = Some(up.name.clone()),
-                        Err(e) => {
-                            debug!(interface = %up.name, error = %e, "cannot stop the host answering ARP on the uplink")
-                        }
-                    }
-                }
-            }
+            self.quiet_uplink(&ifaces, ports.uplink, &mut quiet_uplink);
             let steering = self.steering().await;
             self.sync_flows(&client, &bridge, ports, &steering).await?;
             let mac = descs
@@ -288,14 +267,46 @@ impl Gateway {
         let Some(source) = &self.services else {
             return steer::Steering::default();
         };
-        let ips: Vec<std::net::IpAddr> = self
-            .out
+        let ips = self.published_ips();
+        let snapshot = source.snapshot().await;
+        steer::steering(&snapshot.services, &ips)
+    }
+
+    /// Makes the uplink's host end silent for ARP, once per uplink name.
+    ///
+    /// The uplink is the gateway router's as much as the host's: only the
+    /// bridge's interface may answer ARP for the node IP (see
+    /// `netlink::ignore_arp`; with the userspace datapath the host stack
+    /// sees the uplink's frames too, and answered with the uplink's own
+    /// MAC, which neither the bridge nor the gateway router accepts). Only
+    /// for that datapath: with the kernel's the stack never sees these
+    /// frames, and the setting would outlive the bridge on a NIC that
+    /// needs to answer.
+    fn quiet_uplink(&self, ifaces: &[BridgeInterface], uplink: u32, done: &mut Option<String>) {
+        if self.cfg.datapath_type.as_deref() != Some("netdev") {
+            return;
+        }
+        let Some(up) = ifaces.iter().find(|i| i.ofport == Some(uplink)) else {
+            return;
+        };
+        if done.as_deref() == Some(up.name.as_str()) {
+            return;
+        }
+        match crate::netlink::ignore_arp(&up.name) {
+            Ok(()) => *done = Some(up.name.clone()),
+            Err(e) => {
+                debug!(interface = %up.name, error = %e, "cannot stop the host answering ARP on the uplink")
+            }
+        }
+    }
+
+    /// The node addresses last published.
+    fn published_ips(&self) -> Vec<std::net::IpAddr> {
+        self.out
             .borrow()
             .as_ref()
             .map(|g| g.ips.iter().map(|n| n.addr()).collect())
-            .unwrap_or_default();
-        let snapshot = source.snapshot().await;
-        steer::steering(&snapshot.services, &ips)
+            .unwrap_or_default()
     }
 
     /// Routes the host's connections to NodePorts on its own addresses
@@ -307,12 +318,7 @@ impl Gateway {
         let Some(mgmt) = host::read(nl, names::MGMT_INTERFACE).await? else {
             return Ok(());
         };
-        let ips: Vec<std::net::IpAddr> = self
-            .out
-            .borrow()
-            .as_ref()
-            .map(|g| g.ips.iter().map(|n| n.addr()).collect())
-            .unwrap_or_default();
+        let ips = self.published_ips();
         let served: Vec<u16> = match &self.services {
             Some(source) => source
                 .snapshot()
