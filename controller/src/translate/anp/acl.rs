@@ -20,8 +20,7 @@ use crate::translate::policy::sets::{port_numbers, MEMBERS};
 use crate::translate::policy::{acl_ids, fnv64, peer_set_name, Logging};
 use crate::translate::View;
 
-use super::algebra::Cube;
-use super::terms::{compile, Compiled};
+use super::terms::{compile, Compiled, Pass};
 
 /// Whether `info` is the baseline.
 fn prefix(info: &AdminInfo) -> &'static str {
@@ -296,11 +295,11 @@ fn logging(info: &AdminInfo, view: &View) -> Logging {
         .unwrap_or_default()
 }
 
-/// A rule's place: its priority and the cubes of the `Pass` rules above
-/// it in its direction.
+/// A rule's place: its priority and the `Pass` rules above it in its
+/// direction.
 pub struct Placed<'a> {
     pub priority: i64,
-    pub pass_above: &'a [Cube],
+    pub pass_above: &'a [Pass<'a>],
 }
 
 /// Every row of one admin policy. `place(d, i)` is `None` for a rule with

@@ -297,7 +297,11 @@ impl Cube {
 
 /// `cube` minus every cube of `passes`, as disjoint cubes; `Err` with the
 /// count reached once more than `cap` pieces would be needed.
-pub fn exclude(cube: &Cube, passes: &[Cube], cap: usize) -> Result<Vec<Cube>, usize> {
+pub fn exclude<'c>(
+    cube: &Cube,
+    passes: impl IntoIterator<Item = &'c Cube>,
+    cap: usize,
+) -> Result<Vec<Cube>, usize> {
     if cube.is_empty() {
         return Ok(Vec::new());
     }

@@ -107,7 +107,7 @@ use switchyard_api::names;
 
 use super::policy::{ADMIN_BAND, BASELINE_BAND};
 use super::{Problem, Translator, View};
-use algebra::Cube;
+use terms::Pass;
 
 pub mod acl;
 pub mod algebra;
@@ -121,15 +121,15 @@ pub fn baseline_priority(i: usize) -> Option<i64> {
 }
 
 /// Where one ANP's rules go in one direction: the priority of its first
-/// rule, and the cubes of every `Pass` rule of the ANPs before it.
-pub struct Slot {
+/// rule, and every `Pass` rule of the ANPs before it.
+pub struct Slot<'a> {
     pub first: i64,
-    pub pass_before: Vec<Cube>,
+    pub pass_before: Vec<Pass<'a>>,
 }
 
 /// Walks the ANPs in evaluation order up to `name`, in direction `d`;
-/// the pass cubes only when `passes` asks for them.
-pub fn slot(view: &View, name: &str, d: Direction, passes: bool) -> Option<Slot> {
+/// the passes only when `passes` asks for them.
+pub fn slot<'a>(view: &View<'a>, name: &str, d: Direction, passes: bool) -> Option<Slot<'a>> {
     let mut first = ADMIN_BAND.1;
     let mut pass_before = Vec::new();
     for a in view.model.admin.ordered() {
@@ -138,7 +138,7 @@ pub fn slot(view: &View, name: &str, d: Direction, passes: bool) -> Option<Slot>
         }
         for (i, r) in a.rules(d).iter().enumerate() {
             if passes && r.action == Action::Pass {
-                pass_before.extend(terms::pass_cubes(a, d, i, r, view));
+                pass_before.push(Pass::new(a, d, i, r, view));
             }
         }
         first -= a.rules(d).len() as i64;
@@ -150,20 +150,20 @@ fn object(info: &AdminInfo, kind: Kind) -> ObjectRef {
     ObjectRef::new(kind, None, &info.name, &info.uid)
 }
 
-/// The pass cubes above each rule of `info` in direction `d`, as one list
+/// The passes above each rule of `info` in direction `d`, as one list
 /// and, per rule, how many of its first entries are above that rule.
-fn passes_above(
-    info: &AdminInfo,
+fn passes_above<'a>(
+    info: &'a AdminInfo,
     d: Direction,
-    before: Vec<Cube>,
+    before: Vec<Pass<'a>>,
     view: &View,
-) -> (Vec<Cube>, Vec<usize>) {
+) -> (Vec<Pass<'a>>, Vec<usize>) {
     let mut acc = before;
     let mut lens = Vec::new();
     for (i, r) in info.rules(d).iter().enumerate() {
         lens.push(acc.len());
         if r.action == Action::Pass {
-            acc.extend(terms::pass_cubes(info, d, i, r, view));
+            acc.push(Pass::new(info, d, i, r, view));
         }
     }
     (acc, lens)
@@ -208,10 +208,10 @@ pub fn anp_rows(info: &AdminInfo, view: &View, problems: &mut Vec<Problem>) -> V
         |d, i| {
             let k = usize::from(d == Direction::Egress);
             let priority = firsts[k] - i as i64;
-            let (cubes, lens) = &passes[k];
+            let (above, lens) = &passes[k];
             (priority >= ADMIN_BAND.0).then(|| acl::Placed {
                 priority,
-                pass_above: &cubes[..lens[i]],
+                pass_above: &above[..lens[i]],
             })
         },
     );
@@ -226,10 +226,10 @@ fn term_notes(info: &AdminInfo, view: &View) -> Vec<String> {
         let Some(s) = slot(view, &info.name, d, true) else {
             continue;
         };
-        let (cubes, lens) = passes_above(info, d, s.pass_before, view);
+        let (above, lens) = passes_above(info, d, s.pass_before, view);
         for (i, r) in info.rules(d).iter().enumerate() {
             if r.action != Action::Pass && lens[i] > 0 {
-                out.extend(terms::check(info, d, i, r, view, &cubes[..lens[i]]));
+                out.extend(terms::check(info, d, i, r, view, &above[..lens[i]]));
             }
         }
     }

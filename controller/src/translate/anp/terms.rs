@@ -17,6 +17,7 @@
 //! [`MAX_TERMS`] is not programmed at all (its traffic falls to
 //! NetworkPolicy, as if passed) and the policy reports it.
 
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
@@ -187,29 +188,73 @@ impl Rule<'_> {
     }
 }
 
-/// The cubes of a `Pass` rule of `info` (rule `i` in direction `d`).
-pub fn pass_cubes(
-    info: &AdminInfo,
+/// A `Pass` rule above the rules being compiled (rule `i` of `info` in
+/// direction `d`): its subject's pods at once, its cubes only once a part
+/// below meets those pods.
+///
+/// Why lazy: a pass's cubes read the concrete members of its peers
+/// (thousands of pod addresses for a namespace), and every ANP below
+/// reads every pass above it, in its rows and again in its `Ready`
+/// condition; most passes meet no part below (their subjects differ), and
+/// a pass whose subject misses a part leaves it whole, so its peers are
+/// never needed there. The cubes, once read, are kept for the other rules
+/// of the same translation; nothing outlives it, so nothing can go stale.
+pub struct Pass<'a> {
+    info: &'a AdminInfo,
     d: Direction,
     i: usize,
-    r: &AdminRule,
-    view: &View,
-) -> Vec<Cube> {
-    let pods = subject(info, view);
-    let mut rule = Rule {
-        r,
-        pods: &pods,
-        view,
-        peers: None,
-    };
-    rule_matches(info, d, i, r, view)
-        .into_iter()
-        .map(|p| {
-            let s = rule.subject(&p.kind);
-            rule.cube(&p.kind, s)
+    r: &'a AdminRule,
+    pods: Pods,
+    cubes: OnceCell<Vec<Cube>>,
+}
+
+impl<'a> Pass<'a> {
+    pub fn new(
+        info: &'a AdminInfo,
+        d: Direction,
+        i: usize,
+        r: &'a AdminRule,
+        view: &View,
+    ) -> Pass<'a> {
+        Pass {
+            info,
+            d,
+            i,
+            r,
+            pods: subject(info, view),
+            cubes: OnceCell::new(),
+        }
+    }
+
+    /// Whether some pod of `s` is among the pass's subject pods (every
+    /// cube of the pass has a subset of them).
+    fn meets(&self, s: &BTreeSet<String>) -> bool {
+        if s.len() <= self.pods.len() {
+            s.iter().any(|p| self.pods.contains_key(p))
+        } else {
+            self.pods.keys().any(|p| s.contains(p))
+        }
+    }
+
+    /// The non-empty cubes of the pass, one per part of its rule.
+    fn cubes(&self, view: &View) -> &[Cube] {
+        self.cubes.get_or_init(|| {
+            let mut rule = Rule {
+                r: self.r,
+                pods: &self.pods,
+                view,
+                peers: None,
+            };
+            rule_matches(self.info, self.d, self.i, self.r, view)
+                .into_iter()
+                .map(|p| {
+                    let s = rule.subject(&p.kind);
+                    rule.cube(&p.kind, s)
+                })
+                .filter(|c| !c.is_empty())
+                .collect()
         })
-        .filter(|c| !c.is_empty())
-        .collect()
+    }
 }
 
 /// What one rule part compiles to.
@@ -231,7 +276,7 @@ fn pieces(
     i: usize,
     r: &AdminRule,
     view: &View,
-    passes: &[Cube],
+    passes: &[Pass],
 ) -> Result<(Pods, Pieces), String> {
     let parts = rule_matches(info, d, i, r, view);
     if passes.is_empty() {
@@ -248,13 +293,22 @@ fn pieces(
     let mut count = 0;
     for part in parts {
         let s = rule.subject(&part.kind);
-        if !passes.iter().any(|p| !p.subject.is_disjoint(&s)) {
+        // Only the cubes that meet the part's subject: one that misses it
+        // leaves every piece as it is (`Cube::minus`), so the pieces are
+        // those of all the passes, in the same order.
+        let meeting: Vec<&Cube> = passes
+            .iter()
+            .filter(|p| p.meets(&s))
+            .flat_map(|p| p.cubes(view))
+            .filter(|c| !c.subject.is_disjoint(&s))
+            .collect();
+        if meeting.is_empty() {
             count += 1;
             out.push((part, None));
             continue;
         }
         let cube = rule.cube(&part.kind, s);
-        let terms = exclude(&cube, passes, MAX_TERMS).map_err(|n| too_many(d, r, n))?;
+        let terms = exclude(&cube, meeting, MAX_TERMS).map_err(|n| too_many(d, r, n))?;
         count += terms.len();
         if count > MAX_TERMS {
             return Err(too_many(d, r, count));
@@ -275,9 +329,57 @@ pub fn check(
     i: usize,
     r: &AdminRule,
     view: &View,
-    passes: &[Cube],
+    passes: &[Pass],
 ) -> Option<String> {
+    if fits(info, d, i, r, view, passes) {
+        return None;
+    }
     pieces(info, d, i, r, view, passes).err()
+}
+
+/// Whether rule `i` surely stays within [`MAX_TERMS`], known without
+/// reading its own peers: a cube that `k` pass cubes meet falls into at
+/// most `3^k` pieces (`Cube::minus` cuts one into at most three), and a
+/// part no pass meets is one ACL. Why: the `Ready` condition asks this of
+/// every rule below a `Pass` each time it is evaluated, and the rule's
+/// peers are the costly read (every pod's address for "every namespace").
+fn fits(
+    info: &AdminInfo,
+    d: Direction,
+    i: usize,
+    r: &AdminRule,
+    view: &View,
+    passes: &[Pass],
+) -> bool {
+    if passes.is_empty() {
+        return true;
+    }
+    let pods = subject(info, view);
+    let rule = Rule {
+        r,
+        pods: &pods,
+        view,
+        peers: None,
+    };
+    let mut most = 0usize;
+    for part in rule_matches(info, d, i, r, view) {
+        let s = rule.subject(&part.kind);
+        let k = passes
+            .iter()
+            .filter(|p| p.meets(&s))
+            .flat_map(|p| p.cubes(view))
+            .filter(|c| !c.subject.is_disjoint(&s))
+            .count();
+        let pieces = match k {
+            0 => 1,
+            k => 3usize.saturating_pow(u32::try_from(k).unwrap_or(u32::MAX)),
+        };
+        most = most.saturating_add(pieces);
+        if most > MAX_TERMS {
+            return false;
+        }
+    }
+    true
 }
 
 /// The parts of rule `i` of `info`, excluding `passes`; `Err` with a note
@@ -288,7 +390,7 @@ pub fn compile(
     i: usize,
     r: &AdminRule,
     view: &View,
-    passes: &[Cube],
+    passes: &[Pass],
     owner: &Owner,
 ) -> Result<Vec<Compiled>, String> {
     let (pods, pieces) = pieces(info, d, i, r, view, passes)?;

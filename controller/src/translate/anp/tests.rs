@@ -518,3 +518,87 @@ fn pass_members_touch_the_anps_below() {
         ["below".to_string(), "p".to_string()].into()
     );
 }
+
+/// The ports of port group `name` among `owner`'s rows.
+fn pg_ports(rows: &BTreeMap<Owner, Vec<DesiredRow>>, owner: &str, name: &str) -> Option<Col> {
+    rows[&Owner::of(ANP, owner)]
+        .iter()
+        .find(|r| r.table == Table::PortGroup && r.name() == Some(name))
+        .and_then(|r| r.get("ports").cloned())
+}
+
+#[test]
+fn pass_pieces_follow_relabelled_pods_from_one_round_to_the_next() {
+    use crate::translate::policy::tests::{pod, serve_ports};
+    let mut fx = Fx::xyz();
+    // Each relabel is a newer version of the pod, as the API sends it.
+    let version = std::cell::Cell::new(1);
+    let gate = |ns: &str, p: &str, on: bool| {
+        let labels = if on {
+            json!({"pod": p, "gate": "pass"})
+        } else {
+            json!({"pod": p})
+        };
+        let mut pod = pod(ns, p, labels, serve_ports());
+        version.set(version.get() + 1);
+        pod.metadata.resource_version = Some(version.get().to_string());
+        pod
+    };
+    let gated = |ns: &str| json!({"namespaceSelector": {"matchLabels": {"ns": ns}}, "podSelector": {"matchLabels": {"gate": "pass"}}});
+    fx.apply(gate("x", "b", true));
+    fx.apply(gate("y", "a", true));
+    fx.apply(anp(
+        "gate",
+        json!({"priority": 1, "subject": {"pods": gated("x")},
+        "ingress": [rule("Pass", json!([{"pods": gated("y")}]))]}),
+    ));
+    fx.apply(anp(
+        "deny",
+        json!({"priority": 2, "subject": subject_x(), "ingress": [rule("Deny", from_ns("y"))]}),
+    ));
+    let peer = "(ip4.src == $ns.y.v4 || ip6.src == $ns.y.v6)";
+    let pieces = "(ip4.src == $anp.deny.i0.p0.t1.v4 || ip6.src == $anp.deny.i0.p0.t1.v6)";
+    let want = vec![
+        format!("outport == @anp.deny.i0.p0.t0 && {peer}"),
+        format!("outport == @anp.deny.i0.p0.t1 && {pieces}"),
+    ];
+    let round = |fx: &Fx| {
+        let (rows, problems) = fx.rows();
+        assert!(problems.is_empty(), "{problems:?}");
+        let m: Vec<String> = acls(&rows, ANP, "deny").into_iter().map(|a| a.2).collect();
+        assert_eq!(m, want);
+        let ready = super::readiness(crate::k8s::Kind::AdminNetworkPolicy, "deny", &fx.view());
+        assert_eq!(ready, Some(Ok(())));
+        (
+            pg_ports(&rows, "deny", "anp.deny.i0.p0.t0"),
+            pg_ports(&rows, "deny", "anp.deny.i0.p0.t1"),
+            set_addrs(&rows, "deny", "anp.deny.i0.p0.t1.v4"),
+        )
+    };
+    let pgs = |a: &[&str]| Some(Col::refs(Table::LogicalSwitchPort, a.iter().copied()));
+    // Round 1: x/b is passed from y/a; y's pods are .13-.15.
+    let (t0, t1, v4) = round(&fx);
+    assert_eq!((t0, t1), (pgs(&["x_a", "x_c"]), pgs(&["x_b"])));
+    assert!(v4.iter().any(|a| a.contains("10.244.1.14/31")), "{v4:?}");
+    assert_eq!(v4.len(), 1, "{v4:?}");
+    // Round 2: the pass's peer moves from y/a to y/c: x/b's piece now
+    // has y/a and y/b, not what round 1 read.
+    fx.apply(gate("y", "a", false));
+    fx.apply(gate("y", "c", true));
+    let (t0, t1, v4) = round(&fx);
+    assert_eq!((t0, t1), (pgs(&["x_a", "x_c"]), pgs(&["x_b"])));
+    assert!(v4.iter().any(|a| a.contains("10.244.1.13/32")), "{v4:?}");
+    assert!(v4.iter().any(|a| a.contains("10.244.1.14/32")), "{v4:?}");
+    assert_eq!(v4.len(), 2, "{v4:?}");
+    // Round 3: the pass's subject moves from x/b to x/c.
+    fx.apply(gate("x", "b", false));
+    fx.apply(gate("x", "c", true));
+    let (t0, t1, _) = round(&fx);
+    assert_eq!((t0, t1), (pgs(&["x_a", "x_b"]), pgs(&["x_c"])));
+    // Round 4: no pod gated on x: the rule is whole again, no piece row.
+    fx.apply(gate("x", "c", false));
+    let (rows, _) = fx.rows();
+    let m: Vec<String> = acls(&rows, ANP, "deny").into_iter().map(|a| a.2).collect();
+    assert_eq!(m, vec![format!("outport == @anp.deny && {peer}")]);
+    assert_eq!(pg_ports(&rows, "deny", "anp.deny.i0.p0.t0"), None);
+}
