@@ -125,7 +125,7 @@ async fn ovn_trace_load_balances_cluster_ips_over_tcp_udp_and_sctp() {
                 "node-n1",
                 &pod_flow(&c, "client", v6, vip, proto, port),
             );
-            let want = format!("ct_lb_mark(backends={});", backends(&both, v6, target));
+            let want = lb_action(&backends(&both, v6, target), proto);
             assert!(out.contains(&want), "{proto} to {vip}: no {want} in\n{out}");
         }
     }
@@ -141,10 +141,7 @@ async fn ovn_trace_load_balances_cluster_ips_over_tcp_udp_and_sctp() {
         ),
     );
     assert!(
-        out.contains(&format!(
-            "ct_lb_mark(backends={});",
-            backends(&both, false, 8080)
-        )),
+        out.contains(&lb_action(&backends(&both, false, 8080), "tcp")),
         "{out}"
     );
     // No endpoint: the connection is refused, not left to time out.
@@ -465,4 +462,13 @@ async fn a_removed_udp_backend_loses_its_conntrack_entries() {
     .await;
     running.stop().await;
     drop(chassis);
+}
+
+/// The load-balancing action northd writes for `backends`: chosen by a
+/// hash of the 5-tuple (`selection_fields`), never by `dp_hash` (one more
+/// recirculation, see the controller's `SELECTION_FIELDS`).
+fn lb_action(backends: &str, proto: &str) -> String {
+    format!(
+        "ct_lb_mark(backends={backends}; hash_fields=\"ip_dst,ip_src,{proto}_dst,{proto}_src\");"
+    )
 }
