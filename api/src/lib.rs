@@ -10,6 +10,7 @@
 
 pub mod addressing;
 pub mod annotations;
+pub mod endpoints;
 pub mod mac;
 pub mod names;
 

@@ -76,12 +76,13 @@ pub mod run;
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use openflow::{CtFlush, CtTuple};
+use switchyard_api::endpoints;
 
 use crate::health::{slice_service, ServiceKey};
 
@@ -174,84 +175,6 @@ fn lb_ports(svc: &Service) -> (Vec<PortKey>, bool) {
     (ports, local)
 }
 
-/// One endpoint of one Service port, as the controller reads it.
-#[derive(Clone, Debug)]
-struct Endpoint {
-    addr: SocketAddr,
-    node: Option<String>,
-    ready: bool,
-    serving: bool,
-    terminating: bool,
-}
-
-/// The endpoints of `port` across a Service's `slices`, one per address
-/// (the ready copy wins).
-fn port_endpoints(port: &PortKey, slices: &[&EndpointSlice]) -> Vec<Endpoint> {
-    let mut out: BTreeMap<SocketAddr, Endpoint> = BTreeMap::new();
-    for slice in slices {
-        if slice.address_type != "IPv4" && slice.address_type != "IPv6" {
-            continue;
-        }
-        let number = slice
-            .ports
-            .iter()
-            .flatten()
-            .find(|p| {
-                p.name.as_deref().unwrap_or_default() == port.0
-                    && Proto::parse(p.protocol.as_deref()) == Some(port.1)
-            })
-            .and_then(|p| p.port)
-            .and_then(|n| u16::try_from(n).ok())
-            .filter(|n| *n != 0);
-        let Some(number) = number else { continue };
-        for ep in &slice.endpoints {
-            let Some(ip) = ep.addresses.first().and_then(|a| a.parse::<IpAddr>().ok()) else {
-                continue;
-            };
-            if ip.is_ipv4() != (slice.address_type == "IPv4") {
-                continue;
-            }
-            let c = ep.conditions.as_ref();
-            let ready = c.and_then(|c| c.ready).unwrap_or(true);
-            let e = Endpoint {
-                addr: SocketAddr::new(ip, number),
-                node: ep.node_name.clone().filter(|n| !n.is_empty()),
-                ready,
-                serving: c.and_then(|c| c.serving).unwrap_or(ready),
-                terminating: c.and_then(|c| c.terminating).unwrap_or(false),
-            };
-            match out.get(&e.addr) {
-                Some(have) if have.ready || !e.ready => {}
-                _ => {
-                    out.insert(e.addr, e);
-                }
-            }
-        }
-    }
-    out.into_values().collect()
-}
-
-/// The backends a load balancer may use among `eps` (one family): the
-/// ready ones, else the serving and terminating ones; `node`'s own only
-/// when given.
-fn usable(eps: &[&Endpoint], node: Option<&str>) -> Vec<SocketAddr> {
-    let mine = |e: &&&Endpoint| node.is_none() || e.node.as_deref() == node;
-    let ready: Vec<SocketAddr> = eps
-        .iter()
-        .filter(mine)
-        .filter(|e| e.ready)
-        .map(|e| e.addr)
-        .collect();
-    if !ready.is_empty() {
-        return ready;
-    }
-    eps.iter()
-        .filter(mine)
-        .filter(|e| e.serving && e.terminating)
-        .map(|e| e.addr)
-        .collect()
-}
-
 /// Every backend some load balancer of a UDP/SCTP Service port may send
 /// to (the rule in the module doc).
 pub fn serving(services: &[Service], slices: &[EndpointSlice]) -> BTreeSet<Backend> {
@@ -279,10 +202,13 @@ pub fn serving(services: &[Service], slices: &[EndpointSlice]) -> BTreeSet<Backe
         };
         let (ports, local) = lb_ports(svc);
         for port in ports {
-            let eps = port_endpoints(&port, slices);
+            let protocol = match port.1 {
+                Proto::Udp => "UDP",
+                Proto::Sctp => "SCTP",
+            };
+            let eps = endpoints::port_endpoints(&port.0, protocol, slices.iter().copied());
             for v6 in [false, true] {
-                let family: Vec<&Endpoint> =
-                    eps.iter().filter(|e| e.addr.is_ipv6() == v6).collect();
+                let family = endpoints::of_family(&eps, v6);
                 // The cluster-wide view, and each node's own with a
                 // `Local` policy.
                 let mut views: BTreeSet<Option<&str>> = BTreeSet::from([None]);
@@ -290,10 +216,14 @@ pub fn serving(services: &[Service], slices: &[EndpointSlice]) -> BTreeSet<Backe
                     views.extend(family.iter().filter_map(|e| e.node.as_deref()).map(Some));
                 }
                 for node in views {
-                    out.extend(usable(&family, node).into_iter().map(|addr| Backend {
-                        proto: port.1,
-                        addr,
-                    }));
+                    out.extend(
+                        endpoints::usable(&family, node)
+                            .into_iter()
+                            .map(|addr| Backend {
+                                proto: port.1,
+                                addr,
+                            }),
+                    );
                 }
             }
         }
