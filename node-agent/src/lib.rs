@@ -39,6 +39,7 @@
 //! RBAC cannot limit a ServiceAccount to "its own" Node or to the pods of
 //! one node; the agent asks only for those, but the grant is cluster-wide
 //! (as for kube-proxy and every CNI agent).
+pub mod bridge_conn;
 pub mod cli;
 pub mod cni;
 pub mod daemon;

@@ -13,6 +13,7 @@ use tracing::{debug, info, warn};
 
 use super::aggregate::{acl_series, uuid_prefix, Accumulator, LogicalFlow, Mapping, TableOffsets};
 use super::{Config, PolicyCounters, FRESH};
+use crate::bridge_conn::BridgeConn;
 
 /// The ACL stages' names in `external_ids:stage-name` (OVN 23.03; the
 /// `_eval` forms are later releases' names for the same stages).
@@ -66,7 +67,7 @@ struct Collector {
     counters: PolicyCounters,
     nb: Option<Replica>,
     sb: Option<Replica>,
-    of: Option<openflow::Client>,
+    switch: BridgeConn,
     acc: Accumulator,
     offsets: TableOffsets,
     last_full: Option<Instant>,
@@ -107,31 +108,11 @@ impl Collector {
         }
     }
 
-    async fn switch(&mut self) -> Result<openflow::Client, String> {
-        if let Some(c) = self.of.as_ref().filter(|c| c.is_connected()) {
-            return Ok(c.clone());
-        }
-        let path = self
-            .cfg
-            .ovs_rundir
-            .join(format!("{}.mgmt", self.cfg.bridge));
-        let remote = format!("unix:{}", path.display());
-        let cfg = openflow::ClientConfig::new(&remote)
-            .map_err(|e| format!("{remote}: {e}"))?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .request_timeout(Duration::from_secs(30));
-        let (client, _events) = openflow::Client::connect(cfg)
-            .await
-            .map_err(|e| format!("OpenFlow to {remote}: {e}"))?;
-        self.of = Some(client.clone());
-        Ok(client)
-    }
-
     async fn collect(&mut self) -> Result<(), String> {
         let started = Instant::now();
         let (nb, sb) = self.replicas().await?;
         let mapping = mapping(&nb, &sb);
-        let of = self.switch().await?;
+        let of = self.switch.get().await?;
         let dump = |req: FlowStatsRequest| {
             let of = of.clone();
             async move {
@@ -234,11 +215,11 @@ pub async fn run(
     let mut tick = tokio::time::interval(cfg.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut c = Collector {
+        switch: BridgeConn::new(&cfg.ovs_rundir, &cfg.bridge),
         cfg,
         counters,
         nb: None,
         sb: None,
-        of: None,
         acc: Accumulator::default(),
         offsets: TableOffsets::default(),
         last_full: None,

@@ -6,13 +6,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
-use openflow::{ClientConfig, Message};
+use openflow::Message;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::{ct_zones, flushes, removed, serving, Backend, SCHEDULE};
+use crate::bridge_conn::BridgeConn;
 use crate::metrics::Metrics;
 use crate::ovs::Ovs;
 use crate::service_source::ServiceSource;
@@ -27,7 +27,6 @@ pub struct Config {
     pub ovs_rundir: PathBuf,
 }
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Flush messages per OpenFlow round trip (one barrier each).
 const BATCH: usize = 512;
 
@@ -36,36 +35,16 @@ const BATCH: usize = 512;
 pub struct Flusher {
     cfg: Config,
     ovs: Ovs,
-    client: Option<openflow::Client>,
+    switch: BridgeConn,
 }
 
 impl Flusher {
     pub fn new(cfg: Config, ovs: Ovs) -> Self {
         Flusher {
+            switch: BridgeConn::new(&cfg.ovs_rundir, &cfg.bridge),
             cfg,
             ovs,
-            client: None,
         }
-    }
-
-    async fn switch(&mut self) -> Result<openflow::Client, String> {
-        if let Some(c) = self.client.as_ref().filter(|c| c.is_connected()) {
-            return Ok(c.clone());
-        }
-        let path = self
-            .cfg
-            .ovs_rundir
-            .join(format!("{}.mgmt", self.cfg.bridge));
-        let remote = format!("unix:{}", path.display());
-        let cfg = ClientConfig::new(&remote)
-            .map_err(|e| format!("{remote}: {e}"))?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .request_timeout(Duration::from_secs(30));
-        let (client, _events) = openflow::Client::connect(cfg)
-            .await
-            .map_err(|e| format!("OpenFlow to {remote}: {e}"))?;
-        self.client = Some(client.clone());
-        Ok(client)
     }
 
     /// The zones OVN uses on the bridge now.
@@ -87,12 +66,12 @@ impl Flusher {
             .flat_map(|b| flushes(b, &zones))
             .map(Message::CtFlush)
             .collect();
-        let client = self.switch().await?;
+        let client = self.switch.get().await?;
         let mut done = 0;
         for chunk in messages.chunks(BATCH) {
             if let Err(e) = client.transact(chunk.to_vec()).await {
                 if !client.is_connected() {
-                    self.client = None;
+                    self.switch.forget();
                 }
                 return Err(format!("NXT_CT_FLUSH on {}: {e}", self.cfg.bridge));
             }
